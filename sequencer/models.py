@@ -1,0 +1,269 @@
+"""The data model: every table the engine reads or writes.
+
+Times are stored as UTC and come back as aware UTC datetimes (see ``UTCDateTime``).
+Uniqueness that matters for correctness is a database constraint, not application code:
+one touch per (enrollment, step), one signal per dedupe key, one cap counter per key.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC, refuses naive input (a bug upstream)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given where UTC is required")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+def utc_column(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+
+
+def json_column() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Account(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    domain: str = Field(index=True, unique=True, max_length=253)
+    name: str = ""
+    industry: str = ""
+    employees: Optional[int] = None
+    country: str = ""
+    custom: dict = json_column()
+
+
+class Prospect(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    email: str = Field(index=True, unique=True, max_length=320)
+    first_name: str = ""
+    last_name: str = ""
+    title: str = ""
+    account_id: Optional[int] = Field(default=None, foreign_key="account.id", index=True)
+    timezone: str = "UTC"
+    country: str = ""
+    phone: str = ""
+    linkedin_url: str = ""
+    owner: str = ""
+    custom: dict = json_column()
+    created_at: Optional[datetime] = utc_column()
+
+
+class SequenceVersion(SQLModel, table=True):
+    """One immutable version of a sequence; enrollments point at the version they began on."""
+
+    __table_args__ = (UniqueConstraint("name", "version"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    version: int
+    content_hash: str
+    source_path: str = ""
+    definition: dict = json_column()
+    is_current: bool = True
+    created_at: Optional[datetime] = utc_column()
+
+
+class Mailbox(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    address: str = Field(index=True, unique=True, max_length=320)
+    display_name: str = ""
+    owner: str = ""
+    sending_domain: str = Field(index=True)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: str = "none"  # none | starttls | ssl
+    smtp_username: str = ""
+    smtp_password_env: str = ""  # name of the environment variable holding the password
+    daily_cap: int = 50
+    warmup_start: int = 0  # 0: no warm-up ramp
+    warmup_increment: int = 0
+    warmup_started_on: Optional[date] = None
+    min_gap_seconds: int = 0
+    gap_jitter_seconds: int = 0
+    last_sent_at: Optional[datetime] = utc_column()
+    paused: bool = False
+    pause_reason: str = ""
+
+
+class Enrollment(SQLModel, table=True):
+    """One prospect in one sequence version.
+
+    ``next_due_at`` is the single source of due work: the scheduler selects active
+    enrollments whose ``next_due_at`` has passed. ``version`` guards every state change
+    (compare-and-set), so two ticks racing on one enrollment cannot both advance it.
+    """
+
+    __table_args__ = (Index("ix_enrollment_due", "state", "next_due_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    prospect_id: int = Field(foreign_key="prospect.id", index=True)
+    sequence_version_id: int = Field(foreign_key="sequenceversion.id", index=True)
+    sequence_name: str = Field(index=True)
+    state: str = "active"  # active | paused | finished | stopped
+    reason: str = ""  # why it stopped or paused
+    rule: str = ""  # the stop rule that fired, when one did
+    current_step: int = 0
+    next_due_at: Optional[datetime] = utc_column()
+    step_started_at: Optional[datetime] = utc_column()  # when the current step became due
+    waiting_for: str = ""  # signal type a wait_for_signal step waits for
+    wait_timeout_at: Optional[datetime] = utc_column()
+    paused_until: Optional[datetime] = utc_column()
+    mailbox_id: Optional[int] = Field(default=None, foreign_key="mailbox.id")
+    thread_message_id: str = ""  # Message-ID of the first email in the thread
+    thread_subject: str = ""
+    signal_id: Optional[int] = Field(default=None, foreign_key="signal.id")
+    enrolled_at: Optional[datetime] = utc_column()
+    finished_at: Optional[datetime] = utc_column()
+    version: int = 0
+
+
+class Touch(SQLModel, table=True):
+    """One step executed for one enrollment: claimed -> sending -> sent, or skipped/blocked."""
+
+    __table_args__ = (UniqueConstraint("enrollment_id", "step_index"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    prospect_id: int = Field(foreign_key="prospect.id", index=True)
+    step_index: int
+    step_id: str = ""
+    channel: str = ""  # email | call | linkedin | manual_email | task
+    state: str = "claimed"  # claimed | sending | sent | queued | skipped | blocked | failed
+    reason: str = ""
+    variant: str = ""
+    mailbox_id: Optional[int] = Field(default=None, foreign_key="mailbox.id")
+    message_id: str = Field(default="", index=True)
+    subject: str = ""
+    recipient: str = ""
+    created_at: Optional[datetime] = utc_column()
+    sent_at: Optional[datetime] = utc_column(index=True)
+
+
+class Task(SQLModel, table=True):
+    """Work for a human: a call, a LinkedIn step or a manual email, in the owner's queue."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    touch_id: int = Field(foreign_key="touch.id", unique=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    prospect_id: int = Field(foreign_key="prospect.id", index=True)
+    owner: str = Field(default="", index=True)
+    kind: str  # call | linkedin | manual_email | task
+    title: str = ""
+    body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    state: str = "open"  # open | done | canceled
+    outcome: str = ""
+    note: str = ""
+    due_at: Optional[datetime] = utc_column(index=True)
+    completed_at: Optional[datetime] = utc_column()
+
+
+class Signal(SQLModel, table=True):
+    """An event about a prospect or an account; stored before it is acknowledged."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    type: str = Field(index=True)
+    dedupe_key: str = Field(unique=True, max_length=512)
+    email: str = Field(default="", index=True)
+    domain: str = Field(default="", index=True)
+    prospect_id: Optional[int] = Field(default=None, foreign_key="prospect.id", index=True)
+    account_id: Optional[int] = Field(default=None, foreign_key="account.id", index=True)
+    payload: dict = json_column()
+    source: str = ""
+    occurred_at: Optional[datetime] = utc_column()
+    received_at: Optional[datetime] = utc_column()
+    processed_at: Optional[datetime] = utc_column(index=True)
+
+
+class Decision(SQLModel, table=True):
+    """Append-only log of every decision the engine made, for ``sequencer explain``."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: Optional[datetime] = utc_column(index=True)
+    kind: str  # enrolled | sent | queued | deferred | blocked | skipped | stopped | paused | ...
+    reason: str = ""
+    rule: str = ""
+    prospect_id: Optional[int] = Field(default=None, index=True)
+    enrollment_id: Optional[int] = Field(default=None, index=True)
+    touch_id: Optional[int] = None
+    step_index: Optional[int] = None
+    signal_id: Optional[int] = None
+    detail: dict = json_column()
+
+
+class CapCounter(SQLModel, table=True):
+    """One volume-cap bucket (e.g. ``mailbox:3:2026-11-25``); incremented atomically."""
+
+    key: str = Field(primary_key=True, max_length=300)
+    used: int = 0
+    expires_on: Optional[date] = Field(default=None, index=True)
+
+
+class InboundMessage(SQLModel, table=True):
+    """A received message, kept once per Message-ID (or content hash) with its verdict."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=512)
+    message_id: str = ""
+    from_address: str = ""
+    subject: str = ""
+    kind: str = ""  # reply | auto_reply | out_of_office | bounce | complaint | unsubscribe | unknown
+    touch_id: Optional[int] = Field(default=None, foreign_key="touch.id")
+    enrollment_id: Optional[int] = Field(default=None, index=True)
+    match_method: str = ""
+    detail: dict = json_column()
+    quarantined: bool = False
+    received_at: Optional[datetime] = utc_column()
+
+
+class SuppressionEntry(SQLModel, table=True):
+    """Someone who must not be contacted: an address, a whole domain, or an account."""
+
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: str  # email | domain | account
+    value: str = Field(index=True, max_length=320)  # normalised address / domain / account id
+    reason: str  # unsubscribed | hard_bounce | complaint | manual | customer | competitor | ...
+    note: str = ""
+    added_by: str = ""
+    added_at: Optional[datetime] = utc_column()
+    expires_at: Optional[datetime] = utc_column()
+
+
+class DomainCheck(SQLModel, table=True):
+    """The latest health verdict for a sending domain, cached until ``expires_at``."""
+
+    domain: str = Field(primary_key=True, max_length=253)
+    status: str  # pass | warn | fail | unknown
+    checked_at: Optional[datetime] = utc_column()
+    expires_at: Optional[datetime] = utc_column()
+    report: dict = json_column()
+    last_good_status: str = ""  # the last verdict reached with complete DNS answers
+    last_good_at: Optional[datetime] = utc_column()
+
+
+class InboundCursor(SQLModel, table=True):
+    """How far IMAP polling got in one mailbox folder."""
+
+    __table_args__ = (UniqueConstraint("mailbox_id", "folder"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    mailbox_id: int = Field(foreign_key="mailbox.id")
+    folder: str = "INBOX"
+    uidvalidity: int = 0
+    last_uid: int = 0
