@@ -1,0 +1,246 @@
+"""CSV import and export of the suppression list (``value,kind,reason,expires_at,note``).
+
+Import is built for lists of a million rows handed over by someone else, which always
+contain some junk. Each bad row is reported with its line number and why, and the
+good rows are stored anyway. Rows are written in batches, one transaction per batch:
+a crash (or a kill) mid-import loses at most the batch in flight and never leaves a
+half-written row, and because importing is an upsert keyed on ``(kind, value)``,
+running the same file again finishes the job without duplicating anything.
+
+Export writes the same columns, so an export re-imports to the same list.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO, TextIO
+
+from sqlmodel import Session, select
+
+from sequencer.models import SuppressionEntry
+from suppression.store import EntrySpec, iter_entries, make_spec, merge
+
+COLUMNS = ("value", "kind", "reason", "expires_at", "note")
+
+
+class CsvError(ValueError):
+    """The file as a whole cannot be imported (no header, unknown columns)."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    value: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.problem}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did; ``bad`` lists every refused row in file order."""
+
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+
+
+def import_csv(
+    session: Session,
+    now: datetime,
+    source: BinaryIO,
+    *,
+    name: str = "<csv>",
+    default_reason: str = "manual",
+    added_by: str = "",
+    batch_size: int = 1000,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import suppression rows from a binary CSV stream; commit one batch at a time.
+
+    A blank ``kind`` is inferred (``@`` means email, anything else a domain); a blank
+    ``reason`` becomes ``default_reason``; ``expires_at`` is ISO 8601, a date meaning
+    midnight UTC and a time without offset meaning UTC. Existing entries are updated
+    in place, except that an unsubscribe or complaint is never weakened (see
+    ``suppression.store``). ``on_progress`` receives the number of bytes read so far.
+    Raises ``CsvError`` (naming ``name``) when the header is unusable.
+    """
+    report = ImportReport()
+    lines = _decoded_lines(source, report, on_progress)
+    reader = csv.reader(lines, strict=True)
+    columns = _read_header(reader, name)
+    value_at = columns.index("value")
+    batch: dict[tuple[str, str], EntrySpec] = {}
+    for line, fields in _numbered_rows(reader, report):
+        report.rows += 1
+        try:
+            spec = _row_spec(columns, fields, default_reason)
+        except ValueError as exc:
+            value = fields[value_at] if value_at < len(fields) else ""
+            report.bad.append(BadRow(line, value, str(exc)))
+            continue
+        batch[(spec.kind, spec.value)] = spec
+        if len(batch) >= batch_size:
+            _write_batch(session, now, batch, added_by, report)
+            batch = {}
+    if batch:
+        _write_batch(session, now, batch, added_by, report)
+    report.bad.sort(key=lambda bad: bad.line)
+    return report
+
+
+def export_csv(session: Session, out: TextIO) -> int:
+    """Write every entry (expired ones too) as CSV; returns the number of rows written."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    count = 0
+    for entry in iter_entries(session):
+        expires = entry.expires_at.isoformat() if entry.expires_at else ""
+        writer.writerow([entry.value, entry.kind, entry.reason, expires, entry.note])
+        count += 1
+    return count
+
+
+def parse_expiry(text: str) -> datetime | None:
+    """``None`` for blank; otherwise an aware UTC datetime, or ``ValueError`` naming it."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expires_at {text!r} is not an ISO 8601 date or time") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _decoded_lines(
+    source: BinaryIO, report: ImportReport, on_progress: Callable[[int], None] | None
+) -> Iterator[str]:
+    """Decode line by line, so one mis-encoded line is one bad row, not a dead import.
+
+    A bad line is replaced by an empty one, which the CSV reader skips while keeping
+    its line count, so later line numbers still match the file.
+    """
+    consumed = 0
+    for number, raw in enumerate(source, start=1):
+        consumed += len(raw)
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # Excel's UTF-8 byte order mark
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            report.bad.append(BadRow(number, "", f"not valid UTF-8 ({exc.reason})"))
+            text = "\n"
+        if on_progress is not None:
+            on_progress(consumed)
+        yield text
+
+
+def _read_header(reader: Iterator[list[str]], name: str) -> list[str]:
+    for fields in reader:
+        if not fields:
+            continue
+        columns = [column.strip().lower() for column in fields]
+        unknown = [column for column in columns if column not in COLUMNS]
+        if unknown:
+            raise CsvError(
+                f"{name}: line {reader.line_num}: unknown column(s) {', '.join(map(repr, unknown))};"
+                f" expected a header of {','.join(COLUMNS)}"
+            )
+        if "value" not in columns or len(set(columns)) != len(columns):
+            raise CsvError(
+                f"{name}: line {reader.line_num}: the header needs a 'value' column and no"
+                f" repeats; expected {','.join(COLUMNS)}"
+            )
+        return columns
+    raise CsvError(f"{name}: empty file; expected a header of {','.join(COLUMNS)}")
+
+
+def _numbered_rows(
+    reader: Iterator[list[str]], report: ImportReport
+) -> Iterable[tuple[int, list[str]]]:
+    """Non-blank rows with the line each starts on (quoted fields may span lines)."""
+    previous = reader.line_num
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.rows += 1
+            report.bad.append(BadRow(previous + 1, "", f"unreadable CSV: {exc}"))
+            previous = reader.line_num
+            continue
+        start, previous = previous + 1, reader.line_num
+        if fields and any(value.strip() for value in fields):
+            yield start, fields
+
+
+def _row_spec(columns: list[str], fields: list[str], default_reason: str) -> EntrySpec:
+    if len(fields) > len(columns):
+        raise ValueError(f"{len(fields)} fields but the header has {len(columns)}")
+    row = dict(zip(columns, fields, strict=False))
+    value = row.get("value", "").strip()
+    if not value:
+        raise ValueError("value is empty")
+    return make_spec(
+        value,
+        kind=row.get("kind", ""),
+        reason=row.get("reason", "").strip() or default_reason,
+        note=row.get("note", "").strip(),
+        expires_at=parse_expiry(row.get("expires_at", "")),
+    )
+
+
+def _write_batch(
+    session: Session,
+    now: datetime,
+    batch: dict[tuple[str, str], EntrySpec],
+    added_by: str,
+    report: ImportReport,
+) -> None:
+    """Upsert one batch in one transaction: all of it is stored, or none of it."""
+    values = list({value for _, value in batch})
+    query = select(SuppressionEntry).where(SuppressionEntry.value.in_(values))
+    existing = {(row.kind, row.value): row for row in session.exec(query)}
+    added = updated = unchanged = 0
+    try:
+        for key, spec in batch.items():
+            row = existing.get(key)
+            if row is None:
+                session.add(_new_entry(spec, now, added_by))
+                added += 1
+            elif merge(row, spec) == "updated":
+                session.add(row)
+                updated += 1
+            else:
+                unchanged += 1
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.expunge_all()  # a million rows must not pile up in the identity map
+    report.added += added
+    report.updated += updated
+    report.unchanged += unchanged
+
+
+def _new_entry(spec: EntrySpec, now: datetime, added_by: str) -> SuppressionEntry:
+    return SuppressionEntry(
+        kind=spec.kind,
+        value=spec.value,
+        reason=spec.reason,
+        note=spec.note,
+        added_by=added_by,
+        added_at=now,
+        expires_at=spec.expires_at,
+    )
