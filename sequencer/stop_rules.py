@@ -1,0 +1,461 @@
+"""Manager-owned stop rules: what the engine does when a reply, bounce or other event arrives.
+
+Managers own these rules, not SDRs, so they live in one YAML file (``rules_file`` in the
+settings) that is validated as a whole: a file with any mistake is refused with *every*
+mistake listed as ``file:line: message``, and the engine keeps nothing half-loaded.
+
+The file has two optional top-level keys::
+
+    defaults:                       # applies to every sequence
+      reply: [stop]
+      reply.positive: [stop_account]
+      out_of_office:
+        - pause_until_return: {plus_business_days: 1, default_days: 5}
+      bounce.hard: [stop, suppress]
+    sequences:                      # per-sequence overrides, keyed by sequence name
+      funding-round:
+        reply.negative: [stop, {suppress: {expires_after_days: 180, reason: manual}}]
+
+A key is an event (``reply``, ``out_of_office``, ``auto_reply``, ``bounce``, ``complaint``,
+``unsubscribe_request``, ``left_company``, ``meeting_booked``), optionally narrowed by a
+qualifier: ``reply.positive|negative|neutral`` (the reply's sentiment) or
+``bounce.hard|soft|block`` (the bounce type). Its value is a list of actions applied in
+order; an action is a bare name (``stop``) or a one-key mapping with parameters
+(``{suppress: {expires_after_days: 30}}``):
+
+=====================  ===================================================================
+``stop``               stop this enrollment
+``stop_account``       stop every enrollment at the sender's account (registrable domain)
+``pause_until_return`` pause until the out-of-office return date + ``plus_business_days``
+                       (default 1), or ``default_days`` (default 5) when no date is known
+``suppress``           suppress the sender; ``expires_after_days`` (omitted = forever),
+                       ``reason`` (default: hard_bounce / complaint / unsubscribed / manual)
+``pause_mailbox_after`` pause the sending mailbox once it has had ``blocks`` block bounces
+``retry``              retry the touch ``max_attempts`` times, ``backoff_hours`` apart; the
+                       actions after it apply only once the attempts are used up
+``enroll``             enroll the new contacts (e.g. a referral) into ``sequence``
+``ignore``             do nothing (must be the only action)
+=====================  ===================================================================
+
+Resolution, most specific first: sequence + qualifier, sequence, defaults + qualifier,
+defaults, then the built-in defaults (``BUILTIN_RULES``, also shipped as
+``templates/rules.yaml``) in the same order. Built-ins fill gaps so that forgetting a
+``complaint`` line never means mailing someone who complained; to switch a built-in off,
+write ``[ignore]`` explicitly. Every rule is named for explanations:
+``defaults.reply``, ``sequences.funding-round.reply.negative``, ``builtin.bounce.hard``.
+
+This module is pure: it reads a file and answers questions. The engine applies actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+
+EVENTS: dict[str, tuple[str, ...]] = {
+    "reply": ("positive", "negative", "neutral"),
+    "out_of_office": (),
+    "auto_reply": (),
+    "bounce": ("hard", "soft", "block"),
+    "complaint": (),
+    "unsubscribe_request": (),
+    "left_company": (),
+    "meeting_booked": (),
+}
+
+_SUPPRESS_REASONS = {
+    "bounce": "hard_bounce",
+    "complaint": "complaint",
+    "unsubscribe_request": "unsubscribed",
+}
+
+
+class RulesError(ValueError):
+    """The rules file cannot be used; ``errors`` lists every problem as ``file:line: ...``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing the engine must do; subclasses carry the parameters."""
+
+    name = ""
+
+    def __str__(self) -> str:
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        params = ", ".join(f"{name}={value}" for name, value in values if value is not None)
+        return f"{self.name}({params})" if params else self.name
+
+
+@dataclass(frozen=True)
+class Stop(Action):
+    name = "stop"
+
+
+@dataclass(frozen=True)
+class StopAccount(Action):
+    name = "stop_account"
+
+
+@dataclass(frozen=True)
+class PauseUntilReturn(Action):
+    name = "pause_until_return"
+    plus_business_days: int = 1
+    default_days: int = 5
+
+
+@dataclass(frozen=True)
+class Suppress(Action):
+    name = "suppress"
+    expires_after_days: int | None = None
+    reason: str = "manual"
+
+
+@dataclass(frozen=True)
+class PauseMailboxAfter(Action):
+    name = "pause_mailbox_after"
+    blocks: int = 5
+
+
+@dataclass(frozen=True)
+class Retry(Action):
+    name = "retry"
+    max_attempts: int = 3
+    backoff_hours: float = 24
+
+
+@dataclass(frozen=True)
+class Enroll(Action):
+    name = "enroll"
+    sequence: str = ""
+
+
+@dataclass(frozen=True)
+class Ignore(Action):
+    name = "ignore"
+
+
+ACTIONS: dict[str, type[Action]] = {
+    cls.name: cls
+    for cls in (Stop, StopAccount, PauseUntilReturn, Suppress, PauseMailboxAfter, Retry, Enroll,
+                Ignore)
+}
+
+# parameter -> (accepted types, minimum, required); bool is refused even though it is an int
+_PARAMS: dict[str, dict[str, tuple[tuple[type, ...], float | None, bool]]] = {
+    "pause_until_return": {
+        "plus_business_days": ((int,), 0, False),
+        "default_days": ((int,), 0, False),
+    },
+    "suppress": {"expires_after_days": ((int,), 1, False), "reason": ((str,), None, False)},
+    "pause_mailbox_after": {"blocks": ((int,), 1, False)},
+    "retry": {"max_attempts": ((int,), 1, False), "backoff_hours": ((int, float), 0, False)},
+    "enroll": {"sequence": ((str,), None, True)},
+}
+
+# actions that only make sense for some events; absent = any event
+_ONLY_FOR: dict[str, set[str]] = {
+    "pause_until_return": {"out_of_office", "auto_reply"},
+    "retry": {"bounce", "bounce.soft", "bounce.block"},
+    "pause_mailbox_after": {"bounce", "bounce.block"},
+}
+
+
+@dataclass(frozen=True)
+class ResolvedRule:
+    """The rule that applies to one event: its name (for explanations) and its actions."""
+
+    name: str
+    actions: list[Action]
+
+
+BUILTIN_RULES: dict[str, tuple[Action, ...]] = {
+    "reply": (Stop(),),
+    "reply.positive": (StopAccount(),),
+    "out_of_office": (PauseUntilReturn(plus_business_days=1, default_days=5),),
+    "auto_reply": (Ignore(),),
+    "bounce": (Stop(),),
+    "bounce.hard": (Stop(), Suppress(reason="hard_bounce")),
+    "bounce.soft": (Retry(max_attempts=3, backoff_hours=24), Stop()),
+    "bounce.block": (PauseMailboxAfter(blocks=5),),
+    "complaint": (Stop(), Suppress(reason="complaint")),
+    "unsubscribe_request": (Stop(), Suppress(reason="unsubscribed")),
+    "left_company": (Stop(),),
+    "meeting_booked": (Stop(),),
+}
+
+
+class RuleBook:
+    """Validated rules; answers "what happens on this event in this sequence?"."""
+
+    def __init__(
+        self,
+        defaults: dict[str, tuple[Action, ...]],
+        sequences: dict[str, dict[str, tuple[Action, ...]]],
+        source: str = "built-in defaults",
+    ) -> None:
+        self.source = source
+        self._scopes: list[tuple[str, dict[str, tuple[Action, ...]]]] = [
+            ("defaults", defaults),
+            ("builtin", BUILTIN_RULES),
+        ]
+        self._sequences = sequences
+
+    @property
+    def sequence_names(self) -> list[str]:
+        return sorted(self._sequences)
+
+    def actions_for(
+        self,
+        event: str,
+        sequence_name: str | None,
+        *,
+        sentiment: str | None = None,
+        bounce_type: str | None = None,
+    ) -> ResolvedRule:
+        """The most specific rule for ``event``; always returns one (built-ins cover all).
+
+        Raises ``ValueError`` for an unknown event or qualifier: that is a caller bug,
+        not a rules-file problem.
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}")
+        qualifier = sentiment if event == "reply" else bounce_type if event == "bounce" else None
+        stray = bounce_type if event == "reply" else sentiment if event == "bounce" else (
+            sentiment or bounce_type)
+        if stray is not None:
+            raise ValueError(f"{event} does not take that qualifier: {stray!r}")
+        if qualifier is not None and qualifier not in EVENTS[event]:
+            raise ValueError(f"unknown {event} qualifier {qualifier!r}")
+        keys = [f"{event}.{qualifier}", event] if qualifier else [event]
+        scopes = list(self._scopes)
+        if sequence_name is not None and sequence_name in self._sequences:
+            scopes.insert(0, (f"sequences.{sequence_name}", self._sequences[sequence_name]))
+        for scope, rules in scopes:
+            for key in keys:
+                if key in rules:
+                    return ResolvedRule(f"{scope}.{key}", list(rules[key]))
+        raise AssertionError(f"built-in rules do not cover {event}")  # BUILTIN_RULES is total
+
+    def rules(self) -> Iterator[ResolvedRule]:
+        """Every rule written in the file (not the built-ins it leaves in force), in order."""
+        scoped = [("defaults", self._scopes[0][1])]
+        scoped += [(f"sequences.{name}", rules) for name, rules in self._sequences.items()]
+        for scope, rules in scoped:
+            for key, actions in rules.items():
+                yield ResolvedRule(f"{scope}.{key}", list(actions))
+
+    def effective_defaults(self) -> Iterator[ResolvedRule]:
+        """For every event key, the rule a sequence without overrides would get."""
+        for event, qualifiers in EVENTS.items():
+            for qualifier in (None, *qualifiers):
+                key = f"{event}.{qualifier}" if qualifier else event
+                for scope, rules in self._scopes:
+                    if key in rules:
+                        yield ResolvedRule(f"{scope}.{key}", list(rules[key]))
+                        break
+
+
+def load_rules(path: Path | None, *, known_sequences: set[str] | None = None) -> RuleBook:
+    """Load and validate ``path``; ``None`` means the built-in defaults.
+
+    With ``known_sequences``, sequence names (override keys and ``enroll`` targets) are
+    checked too, so a typo is caught when the file is loaded rather than at the first reply.
+    """
+    if path is None:
+        return RuleBook({}, {})
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError([f"{path}:1: cannot read rules file: {exc}"]) from exc
+    return parse_rules(text, str(path), known_sequences=known_sequences)
+
+
+def parse_rules(
+    text: str, filename: str = "<rules>", *, known_sequences: set[str] | None = None
+) -> RuleBook:
+    """Validate rules given as text; ``filename`` is only used in error messages."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise RulesError([f"{filename}:{line}: YAML syntax error: {exc.problem}"]) from exc
+    except yaml.YAMLError as exc:
+        raise RulesError([f"{filename}:1: YAML syntax error: {exc}"]) from exc
+    parser = _Parser(filename, known_sequences)
+    book = parser.book(root)
+    if parser.errors:
+        raise RulesError(parser.errors)
+    return book
+
+
+class _Parser:
+    """Walks the YAML node tree so every error can name its line; collects, never stops."""
+
+    def __init__(self, filename: str, known_sequences: set[str] | None) -> None:
+        self.filename = filename
+        self.known_sequences = known_sequences
+        self.errors: list[str] = []
+        self._constructor = SafeConstructor()
+
+    def error(self, node: yaml.Node, message: str) -> None:
+        self.errors.append(f"{self.filename}:{node.start_mark.line + 1}: {message}")
+
+    def book(self, root: yaml.Node | None) -> RuleBook:
+        defaults: dict[str, tuple[Action, ...]] = {}
+        sequences: dict[str, dict[str, tuple[Action, ...]]] = {}
+        if root is None:
+            return RuleBook(defaults, sequences, self.filename)
+        for key, key_node, value in self.mapping(root, "the rules file"):
+            if key == "defaults":
+                defaults = self.event_rules(value, "defaults")
+            elif key == "sequences":
+                for name, name_node, rules in self.mapping(value, "sequences"):
+                    if self.known_sequences is not None and name not in self.known_sequences:
+                        self.error(name_node, f"sequences: unknown sequence {name!r}")
+                    sequences[name] = self.event_rules(rules, f"sequences.{name}")
+            else:
+                self.error(key_node, f"unknown top-level key {key!r} (expected defaults, sequences)")
+        return RuleBook(defaults, sequences, self.filename)
+
+    def mapping(self, node: yaml.Node, what: str) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
+        """Yield (key, key node, value node); reports non-mappings and duplicate keys."""
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            return  # "defaults:" with nothing under it is an empty section, not a mistake
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, f"{what} must be a mapping")
+            return
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self.error(key_node, f"{what}: keys must be text")
+                continue
+            if key in seen:
+                self.error(key_node, f"{what}: duplicate key {key!r}")
+                continue
+            seen.add(key)
+            yield key, key_node, value_node
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            return node
+        try:
+            return self._constructor.construct_object(node)
+        except ConstructorError as exc:
+            self.error(node, f"cannot read value: {exc.problem}")
+            return None
+
+    def event_rules(self, node: yaml.Node, scope: str) -> dict[str, tuple[Action, ...]]:
+        rules: dict[str, tuple[Action, ...]] = {}
+        for key, key_node, value in self.mapping(node, scope):
+            if self.event_key(key, key_node, scope):
+                actions = self.actions(value, f"{scope}.{key}", key)
+                if actions is not None:
+                    rules[key] = actions
+        return rules
+
+    def event_key(self, key: str, node: yaml.Node, scope: str) -> bool:
+        event, _, qualifier = key.partition(".")
+        if event not in EVENTS:
+            self.error(node, f"{scope}: unknown event {event!r} (known: {', '.join(EVENTS)})")
+            return False
+        if qualifier and qualifier not in EVENTS[event]:
+            allowed = ", ".join(EVENTS[event]) or "none"
+            self.error(node, f"{scope}: unknown {event} qualifier {qualifier!r} (allowed: {allowed})")
+            return False
+        return True
+
+    def actions(self, node: yaml.Node, rule: str, key: str) -> tuple[Action, ...] | None:
+        if not isinstance(node, yaml.SequenceNode):
+            self.error(node, f"{rule}: must be a list of actions, e.g. [stop]")
+            return None
+        if not node.value:
+            self.error(node, f"{rule}: empty action list (write [ignore] to do nothing)")
+            return None
+        actions: list[Action] = []
+        for item in node.value:
+            action = self.action(item, rule, key)
+            if action is None:
+                continue
+            if any(a.name == action.name for a in actions):
+                self.error(item, f"{rule}: action {action.name!r} listed twice")
+            actions.append(action)
+        if len(node.value) > 1 and any(isinstance(a, Ignore) for a in actions):
+            self.error(node, f"{rule}: ignore cannot be combined with other actions")
+        return tuple(actions)
+
+    def action(self, node: yaml.Node, rule: str, key: str) -> Action | None:
+        params: dict[str, Any] = {}
+        if isinstance(node, yaml.ScalarNode):
+            name = self.scalar(node)
+        elif isinstance(node, yaml.MappingNode) and len(node.value) == 1:
+            name_node, params_node = node.value[0]
+            name = self.scalar(name_node)
+            params = self.params(params_node, rule, str(name))
+        else:
+            self.error(node, f"{rule}: an action is a name or a one-key mapping {{name: {{...}}}}")
+            return None
+        if name not in ACTIONS:
+            self.error(node, f"{rule}: unknown action {name!r} (known: {', '.join(ACTIONS)})")
+            return None
+        allowed_for = _ONLY_FOR.get(name)
+        if allowed_for is not None and key not in allowed_for:
+            self.error(node, f"{rule}: {name} only applies to {', '.join(sorted(allowed_for))}")
+        ok = True
+        spec = _PARAMS.get(name, {})
+        for param, (param_node, value) in params.items():
+            if param not in spec:
+                known = ", ".join(spec) or "none"
+                self.error(param_node, f"{rule}: {name}: unknown parameter {param!r} (known: {known})")
+                ok = False
+                continue
+            ok = self.check_param(param_node, value, spec[param], f"{rule}: {name}.{param}") and ok
+        for param, (_, _, required) in spec.items():
+            if required and param not in params:
+                self.error(node, f"{rule}: {name} needs {param!r}")
+                ok = False
+        if not ok:
+            return None
+        values = {param: value for param, (_, value) in params.items()}
+        if name == "suppress" and "reason" not in values:
+            values["reason"] = _SUPPRESS_REASONS.get(key.partition(".")[0], "manual")
+        if name == "enroll" and self.known_sequences is not None:
+            if values["sequence"] not in self.known_sequences:
+                self.error(params["sequence"][0], f"{rule}: enroll: unknown sequence "
+                           f"{values['sequence']!r}")
+        return ACTIONS[name](**values)
+
+    def params(self, node: yaml.Node, rule: str, name: str) -> dict[str, tuple[yaml.Node, Any]]:
+        result: dict[str, tuple[yaml.Node, Any]] = {}
+        for param, param_node, value_node in self.mapping(node, f"{rule}: {name}"):
+            if not isinstance(value_node, yaml.ScalarNode):
+                self.error(value_node, f"{rule}: {name}.{param} must be a single value")
+                continue
+            result[param] = (value_node, self.scalar(value_node))
+        return result
+
+    def check_param(
+        self, node: yaml.Node, value: Any, spec: tuple[tuple[type, ...], float | None, bool],
+        where: str,
+    ) -> bool:
+        types, minimum, _ = spec
+        if isinstance(value, bool) or not isinstance(value, types):
+            kind = "a whole number" if types == (int,) else "a number" if int in types else "text"
+            self.error(node, f"{where} must be {kind}, got {value!r}")
+            return False
+        if minimum is not None and value < minimum:
+            self.error(node, f"{where} must be at least {minimum}, got {value!r}")
+            return False
+        if isinstance(value, str) and not value.strip():
+            self.error(node, f"{where} must not be empty")
+            return False
+        return True
