@@ -49,9 +49,10 @@ This module is pure: it reads a file and answers questions. The engine applies a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
@@ -72,6 +73,9 @@ _SUPPRESS_REASONS = {
     "complaint": "complaint",
     "unsubscribe_request": "unsubscribed",
 }
+
+
+_UNREADABLE = object()  # a scalar whose error is already reported; report nothing more about it
 
 
 class RulesError(ValueError):
@@ -336,6 +340,8 @@ class _Parser:
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if key is _UNREADABLE:
+                continue
             if not isinstance(key, str):
                 self.error(key_node, f"{what}: keys must be text")
                 continue
@@ -352,7 +358,7 @@ class _Parser:
             return self._constructor.construct_object(node)
         except ConstructorError as exc:
             self.error(node, f"cannot read value: {exc.problem}")
-            return None
+            return _UNREADABLE
 
     def event_rules(self, node: yaml.Node, scope: str) -> dict[str, tuple[Action, ...]]:
         rules: dict[str, tuple[Action, ...]] = {}
@@ -404,6 +410,8 @@ class _Parser:
         else:
             self.error(node, f"{rule}: an action is a name or a one-key mapping {{name: {{...}}}}")
             return None
+        if name is _UNREADABLE:
+            return None
         if name not in ACTIONS:
             self.error(node, f"{rule}: unknown action {name!r} (known: {', '.join(ACTIONS)})")
             return None
@@ -428,10 +436,10 @@ class _Parser:
         values = {param: value for param, (_, value) in params.items()}
         if name == "suppress" and "reason" not in values:
             values["reason"] = _SUPPRESS_REASONS.get(key.partition(".")[0], "manual")
-        if name == "enroll" and self.known_sequences is not None:
-            if values["sequence"] not in self.known_sequences:
-                self.error(params["sequence"][0], f"{rule}: enroll: unknown sequence "
-                           f"{values['sequence']!r}")
+        known = self.known_sequences
+        if name == "enroll" and known is not None and values["sequence"] not in known:
+            self.error(params["sequence"][0], f"{rule}: enroll: unknown sequence "
+                       f"{values['sequence']!r}")
         return ACTIONS[name](**values)
 
     def params(self, node: yaml.Node, rule: str, name: str) -> dict[str, tuple[yaml.Node, Any]]:
@@ -440,7 +448,9 @@ class _Parser:
             if not isinstance(value_node, yaml.ScalarNode):
                 self.error(value_node, f"{rule}: {name}.{param} must be a single value")
                 continue
-            result[param] = (value_node, self.scalar(value_node))
+            value = self.scalar(value_node)
+            if value is not _UNREADABLE:
+                result[param] = (value_node, value)
         return result
 
     def check_param(

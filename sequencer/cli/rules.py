@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -16,9 +16,10 @@ app = typer.Typer(no_args_is_help=True, help="Manager-owned stop rules.")
 
 @app.command()
 def check(
-    path: Optional[Path] = typer.Argument(
-        None, help="Rules file (default: the configured rules_file, else the built-ins)."
-    ),
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Rules file (default: the configured rules_file, else the built-ins)."),
+    ] = None,
 ) -> None:
     """Validate a rules file: print OK and the effective rules, or every error and exit 1."""
     if path is None:
