@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, delete, or_
 from sqlmodel import Session, select
+from sqlmodel.sql.expression import Select
 
 from sequencer.models import SuppressionEntry
 from suppression.normalize import (
@@ -190,14 +191,16 @@ def find_suppression(
 def _active_matches(
     session: Session, now: datetime, keys: list[tuple[str, str]]
 ) -> list[SuppressionEntry]:
-    terms = [
-        and_(SuppressionEntry.kind == kind, SuppressionEntry.value == value) for kind, value in keys
-    ]
-    query = select(SuppressionEntry).where(
+    return list(session.exec(lookup_query(now, keys)))
+
+
+def lookup_query(now: datetime, keys: list[tuple[str, str]]) -> Select:
+    """The hot-path query, exposed so a test can assert its plan uses only the index."""
+    terms = [and_(SuppressionEntry.kind == k, SuppressionEntry.value == v) for k, v in keys]
+    return select(SuppressionEntry).where(
         or_(*terms),
         or_(SuppressionEntry.expires_at.is_(None), SuppressionEntry.expires_at > now),
     )
-    return list(session.exec(query))
 
 
 def iter_entries(session: Session, batch: int = 1000) -> Iterator[SuppressionEntry]:
