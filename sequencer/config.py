@@ -37,6 +37,9 @@ class Settings:
     dkim_selector: str = "default"
     rules_file: Path | None = None
     mailboxes: list[dict[str, Any]] = field(default_factory=list)
+    domain_daily_cap: int = 500  # per sending domain per UTC day
+    recipient_domain_daily_cap: int = 5  # emails to one recipient company per day
+    recipient_domain_weekly_cap: int = 15  # ... and per ISO week
     broker_url: str = "redis://127.0.0.1:6379/0"
     source: str = "defaults"
 

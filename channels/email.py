@@ -1,0 +1,154 @@
+"""Email over SMTP: build the message (threading, unsubscribe headers) and deliver it.
+
+``SmtpSender`` keeps one connection per mailbox open between sends, because opening a
+connection (and STARTTLS, and AUTH) per message is what limits throughput in practice.
+A send either returns the server's acceptance or raises ``DeliveryError`` carrying the
+SMTP code and text so the caller can classify it (hard / soft / block).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from datetime import datetime
+
+from sequencer.models import Mailbox
+
+
+class DeliveryError(Exception):
+    """The message was not accepted. ``code`` is the SMTP reply code (0: no reply at all)."""
+
+    def __init__(self, code: int, message: str, *, permanent: bool) -> None:
+        super().__init__(f"{code} {message}".strip())
+        self.code = code
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass
+class OutgoingEmail:
+    mailbox: Mailbox
+    to: str
+    subject: str
+    text: str
+    html: str = ""
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    envelope_from: str = ""
+    date: datetime | None = None
+
+
+def new_message_id(sending_domain: str) -> str:
+    """A globally unique Message-ID on our own sending domain (so replies can be matched)."""
+    return make_msgid(domain=sending_domain)
+
+
+def text_to_html(text: str) -> str:
+    """A minimal HTML alternative: escaped paragraphs, line breaks kept."""
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    return "\n".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
+
+
+def build(email: OutgoingEmail) -> EmailMessage:
+    """The MIME message: plain text plus HTML, threading and extra headers."""
+    message = EmailMessage()
+    mailbox = email.mailbox
+    message["From"] = formataddr((mailbox.display_name, mailbox.address)) if mailbox.display_name else mailbox.address
+    message["To"] = email.to
+    message["Subject"] = email.subject
+    message["Message-ID"] = email.message_id or new_message_id(mailbox.sending_domain)
+    if email.date is not None:
+        message["Date"] = format_datetime(email.date)
+    if email.in_reply_to:
+        message["In-Reply-To"] = email.in_reply_to
+        message["References"] = " ".join(email.references or [email.in_reply_to])
+    for name, value in email.headers.items():
+        message[name] = value
+    message.set_content(email.text)
+    message.add_alternative(email.html or text_to_html(email.text), subtype="html")
+    return message
+
+
+class SmtpSender:
+    """Delivers messages over SMTP, reusing one connection per mailbox."""
+
+    def __init__(self, timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
+        self.timeout = timeout
+        self.env = os.environ if env is None else env
+        self._connections: dict[int, smtplib.SMTP] = {}
+
+    def send(self, email: OutgoingEmail) -> str:
+        """Deliver one message; return its Message-ID once the server accepted it."""
+        message = build(email)
+        envelope_from = email.envelope_from or email.mailbox.address
+        for attempt in (1, 2):
+            connection = self._connection(email.mailbox)
+            try:
+                refused = connection.send_message(message, from_addr=envelope_from, to_addrs=[email.to])
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, text = next(iter(exc.recipients.values()))
+                raise DeliveryError(code, _text(text), permanent=code >= 500) from exc
+            except smtplib.SMTPResponseException as exc:
+                self._drop(email.mailbox)
+                raise DeliveryError(exc.smtp_code, _text(exc.smtp_error), permanent=exc.smtp_code >= 500) from exc
+            except (smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
+                self._drop(email.mailbox)
+                if attempt == 2:
+                    raise DeliveryError(0, f"connection failed: {exc}", permanent=False) from exc
+                continue  # a kept-alive connection the server closed; reconnect once
+            if refused:
+                code, text = next(iter(refused.values()))
+                raise DeliveryError(code, _text(text), permanent=code >= 500)
+            return str(message["Message-ID"])
+        raise AssertionError("unreachable")
+
+    def _connection(self, mailbox: Mailbox) -> smtplib.SMTP:
+        connection = self._connections.get(mailbox.id)
+        if connection is not None:
+            return connection
+        try:
+            if mailbox.smtp_security == "ssl":
+                connection = smtplib.SMTP_SSL(mailbox.smtp_host, mailbox.smtp_port, timeout=self.timeout,
+                                              context=ssl.create_default_context())
+            else:
+                connection = smtplib.SMTP(mailbox.smtp_host, mailbox.smtp_port, timeout=self.timeout)
+                if mailbox.smtp_security == "starttls":
+                    connection.starttls(context=ssl.create_default_context())
+            if mailbox.smtp_username:
+                password = self.env.get(mailbox.smtp_password_env, "") if mailbox.smtp_password_env else ""
+                connection.login(mailbox.smtp_username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(exc.smtp_code, f"authentication failed: {_text(exc.smtp_error)}",
+                                permanent=False) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(0, f"cannot connect to {mailbox.smtp_host}:{mailbox.smtp_port}: {exc}",
+                                permanent=False) from exc
+        self._connections[mailbox.id] = connection
+        return connection
+
+    def _drop(self, mailbox: Mailbox) -> None:
+        connection = self._connections.pop(mailbox.id, None)
+        if connection is not None:
+            try:
+                connection.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for mailbox_id in list(self._connections):
+            connection = self._connections.pop(mailbox_id)
+            try:
+                connection.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.close()
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

@@ -1,0 +1,102 @@
+"""Volume caps: counters that are checked and incremented in one atomic database step.
+
+Each cap is a row in ``capcounter`` keyed by what it limits and the period
+(``mailbox:3:2026-11-25``). ``reserve`` increments every counter a send needs with
+``UPDATE ... SET used = used + 1 WHERE key = ? AND used < limit``; if any of them has no
+room, the caller rolls the whole transaction back. The database serialises the updates,
+so the caps hold with any number of workers, and Redis is never asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from sequencer.config import Settings
+from sequencer.models import CapCounter, Mailbox
+
+
+@dataclass(frozen=True)
+class Cap:
+    key: str
+    limit: int
+    label: str  # for people: "mailbox alex@x.io daily cap (40/day, warm-up day 3)"
+    expires_on: date
+
+
+def mailbox_daily_limit(mailbox: Mailbox, today: date) -> tuple[int, str]:
+    """Today's cap for a mailbox, following its warm-up ramp; with a readable label."""
+    if mailbox.warmup_start and mailbox.warmup_started_on:
+        days = max((today - mailbox.warmup_started_on).days, 0)
+        ramp = mailbox.warmup_start + mailbox.warmup_increment * days
+        if ramp < mailbox.daily_cap:
+            return ramp, f"warm-up day {days + 1}: {ramp}/day of {mailbox.daily_cap}"
+    return mailbox.daily_cap, f"{mailbox.daily_cap}/day"
+
+
+def caps_for(settings: Settings, mailbox: Mailbox, recipient_domain: str, now: datetime) -> list[Cap]:
+    """Every cap one email from ``mailbox`` to ``recipient_domain`` counts against."""
+    today = now.date()
+    year, week, _ = today.isocalendar()
+    week_end = today + timedelta(days=7 - today.weekday())
+    limit, label = mailbox_daily_limit(mailbox, today)
+    return [
+        Cap(f"mailbox:{mailbox.id}:{today}", limit, f"mailbox {mailbox.address} daily cap ({label})", today),
+        Cap(f"domain:{mailbox.sending_domain}:{today}", settings.domain_daily_cap,
+            f"sending domain {mailbox.sending_domain} daily cap ({settings.domain_daily_cap}/day)", today),
+        Cap(f"recipient:{recipient_domain}:{today}", settings.recipient_domain_daily_cap,
+            f"recipient domain {recipient_domain} daily cap ({settings.recipient_domain_daily_cap}/day)", today),
+        Cap(f"recipient-week:{recipient_domain}:{year}-W{week:02d}", settings.recipient_domain_weekly_cap,
+            f"recipient domain {recipient_domain} weekly cap ({settings.recipient_domain_weekly_cap}/week)",
+            week_end),
+    ]
+
+
+def full(session: Session, caps: list[Cap]) -> Cap | None:
+    """The first cap with no room left (a read-only check; ``reserve`` is the real test)."""
+    rows = dict(session.exec(select(CapCounter.key, CapCounter.used).where(CapCounter.key.in_([c.key for c in caps]))).all())
+    return next((cap for cap in caps if rows.get(cap.key, 0) >= cap.limit), None)
+
+
+def reserve(session: Session, caps: list[Cap]) -> Cap | None:
+    """Count one send against every cap; return the cap that had no room (then roll back)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for cap in caps:
+        session.execute(
+            insert(CapCounter).values(key=cap.key, used=0, expires_on=cap.expires_on).on_conflict_do_nothing()
+        )
+        result = session.execute(
+            update(CapCounter)
+            .where(CapCounter.key == cap.key, CapCounter.used < cap.limit)
+            .values(used=CapCounter.used + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            return cap
+    return None
+
+
+def take_gap(session: Session, mailbox: Mailbox, now: datetime, gap_seconds: float) -> bool:
+    """Claim the mailbox's next send slot if ``gap_seconds`` have passed since its last send."""
+    threshold = now - timedelta(seconds=gap_seconds)
+    result = session.execute(
+        update(Mailbox)
+        .where(Mailbox.id == mailbox.id)
+        .where((Mailbox.last_sent_at.is_(None)) | (Mailbox.last_sent_at <= threshold))
+        .values(last_sent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def purge_expired(session: Session, today: date) -> int:
+    """Drop counters for periods that have ended."""
+    from sqlalchemy import delete
+
+    result = session.execute(delete(CapCounter).where(CapCounter.expires_on < today))
+    return result.rowcount or 0

@@ -1,0 +1,452 @@
+"""The engine: find due enrollments and advance each by one step.
+
+``tick`` is the whole scheduler: it processes stored signals, then every active
+enrollment whose ``next_due_at`` has passed. It takes a session and a clock and keeps no
+state of its own, so the embedded loop, a Celery task and a test all call the same code.
+
+A touch moves claimed -> sending -> sent (or queued, for a person's task); the row is
+unique per (enrollment, step) and the claim is a compare-and-set on the enrollment, so a
+step happens at most once however many ticks race. A crash between "sending" and "sent"
+is found later and recorded as "unknown" rather than sent twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from channels import tasks as task_channel
+from channels.email import DeliveryError, OutgoingEmail, new_message_id
+from sequencer import caps, decisions, enrollments, mailboxes, schedule, signal_processing, signals
+from sequencer.clock import Clock
+from sequencer.config import Settings
+from sequencer.guards import Guard, TouchContext, Verdict, run_guards
+from sequencer.models import Account, Enrollment, Prospect, SequenceVersion, Touch
+from sequencer.rendering import RenderError, present, render
+from sequencer.window_guard import window_guard
+from suppression.guard import suppression_guard
+from suppression.tokens import unsubscribe_headers, unsubscribe_url
+
+SEND_LEASE = timedelta(minutes=10)
+RETRY_BACKOFF = timedelta(minutes=15)
+MAX_SEND_ATTEMPTS = 5
+
+
+@dataclass
+class Runtime:
+    """What the engine needs from outside: settings, a way to send email, the guards."""
+
+    settings: Settings
+    sender: Any  # has send(OutgoingEmail) -> message id, raises DeliveryError
+    guards: list[Guard] = field(default_factory=lambda: [suppression_guard, window_guard])
+    domain_problem: Callable[[Session, datetime, str], str] = lambda session, now, domain: ""
+    on_delivery_error: Callable[[Session, datetime, Touch, Enrollment, DeliveryError], None] | None = None
+
+
+@dataclass
+class TickReport:
+    signals: int = 0
+    advanced: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) -> TickReport:
+    """Process pending signals, resume expired pauses, then advance every due enrollment."""
+    report = TickReport()
+    for signal in signals.unprocessed(session, limit):
+        signal_processing.process(session, clock.now(), signal)
+        report.signals += 1
+    resume_expired_pauses(session, clock.now())
+    due = session.exec(
+        select(Enrollment.id)
+        .where(Enrollment.state == "active", Enrollment.next_due_at <= clock.now())
+        .order_by(Enrollment.next_due_at, Enrollment.id)
+        .limit(limit)
+    ).all()
+    for enrollment_id in due:
+        outcome = advance(session, clock.now(), runtime, enrollment_id)
+        report.advanced += 1
+        report.count(outcome)
+    return report
+
+
+def resume_expired_pauses(session: Session, now: datetime) -> int:
+    paused = session.exec(
+        select(Enrollment).where(Enrollment.state == "paused", Enrollment.paused_until <= now)
+    ).all()
+    for enrollment in paused:
+        if enrollments.claim(session, enrollment):
+            prospect = session.get(Prospect, enrollment.prospect_id)
+            enrollments.resume(session, now, enrollment, "pause ended", prospect)
+    session.commit()
+    return len(paused)
+
+
+def advance(session: Session, now: datetime, runtime: Runtime, enrollment_id: int) -> str:
+    """Advance one enrollment by one step if it is still due; return what happened."""
+    enrollment = session.exec(
+        select(Enrollment).where(Enrollment.id == enrollment_id).execution_options(populate_existing=True)
+    ).one()
+    if enrollment.state != "active" or enrollment.next_due_at is None or enrollment.next_due_at > now:
+        return "not_due"
+    version = session.get(SequenceVersion, enrollment.sequence_version_id)
+    definition = version.definition
+    prospect = session.get(Prospect, enrollment.prospect_id)
+    steps = definition["steps"]
+    if enrollment.current_step >= len(steps):
+        if enrollments.claim(session, enrollment):
+            enrollments.finish(session, now, enrollment)
+        session.commit()
+        return "finished"
+    step = steps[enrollment.current_step]
+    if step["kind"] in ("wait", "wait_for_signal"):
+        return _end_wait(session, now, enrollment, step, definition, prospect)
+    return _touch(session, now, runtime, enrollment, step, definition, prospect)
+
+
+def _end_wait(session: Session, now: datetime, enrollment: Enrollment, step: dict, definition: dict,
+              prospect: Prospect) -> str:
+    if not enrollments.claim(session, enrollment):
+        session.rollback()
+        return "lost_race"
+    if step["kind"] == "wait_for_signal" and enrollment.waiting_for:
+        decisions.record(session, now, "timed_out", f"no {step['signal']!r} signal before the timeout",
+                         enrollment=enrollment)
+    enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1, definition, prospect)
+    session.commit()
+    return "waited"
+
+
+def _touch(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment, step: dict,
+           definition: dict, prospect: Prospect) -> str:
+    account = session.get(Account, prospect.account_id) if prospect.account_id else None
+    existing = session.exec(
+        select(Touch).where(Touch.enrollment_id == enrollment.id, Touch.step_index == step["index"])
+    ).first()
+    if existing is not None and existing.state in ("sending", "claimed"):
+        return _recover_unknown(session, now, enrollment, existing, definition, prospect)
+    if existing is not None and existing.state in ("sent", "queued", "skipped"):
+        return _repair_position(session, now, enrollment, definition, prospect)
+    ctx = TouchContext(session=session, now=now, settings=runtime.settings, enrollment=enrollment,
+                       prospect=prospect, account=account, step=step, channel=step["kind"],
+                       extra={"definition": definition})
+    verdict = run_guards(runtime.guards, ctx)
+    if verdict.action == "defer":
+        return _defer(session, now, enrollment, verdict)
+    if verdict.action == "block":
+        return _block(session, now, enrollment, step, prospect, existing, verdict.reason, stop=True,
+                      guard=verdict.guard)
+    if step["kind"] == "email":
+        return _email(session, now, runtime, ctx, existing)
+    return _task(session, now, ctx, existing)
+
+
+def _defer(session: Session, now: datetime, enrollment: Enrollment, verdict: Verdict) -> str:
+    if not enrollments.claim(session, enrollment):
+        session.rollback()
+        return "lost_race"
+    enrollment.next_due_at = verdict.until
+    session.add(enrollment)
+    decisions.record(session, now, "deferred", verdict.reason, enrollment=enrollment, guard=verdict.guard,
+                     until=verdict.until.isoformat() if verdict.until else None)
+    session.commit()
+    return "deferred"
+
+
+def _block(session: Session, now: datetime, enrollment: Enrollment, step: dict, prospect: Prospect,
+           existing: Touch | None, reason: str, *, stop: bool, guard: str) -> str:
+    """Record a blocked touch; stop the enrollment, or pause it for a person to fix."""
+    if not enrollments.claim(session, enrollment):
+        session.rollback()
+        return "lost_race"
+    touch = existing or _new_touch(enrollment, step, prospect, now)
+    touch.state = "blocked"
+    touch.reason = reason
+    session.add(touch)
+    session.flush()
+    decisions.record(session, now, "blocked", reason, enrollment=enrollment, touch_id=touch.id, guard=guard)
+    if stop:
+        enrollments.stop(session, now, enrollment, f"blocked: {reason}", rule=guard)
+    else:
+        enrollments.pause(session, now, enrollment, f"needs attention: {reason}")
+    session.commit()
+    return "blocked"
+
+
+def _new_touch(enrollment: Enrollment, step: dict, prospect: Prospect, now: datetime) -> Touch:
+    return Touch(enrollment_id=enrollment.id, prospect_id=prospect.id, step_index=step["index"],
+                 step_id=step["id"], channel=step["kind"], recipient=prospect.email, created_at=now)
+
+
+def _recover_unknown(session: Session, now: datetime, enrollment: Enrollment, touch: Touch, definition: dict,
+                     prospect: Prospect) -> str:
+    """A touch left "sending" by a crash: never resend (at most once); record and move on."""
+    if not enrollments.claim(session, enrollment):
+        session.rollback()
+        return "lost_race"
+    touch.state = "unknown"
+    touch.reason = "worker stopped while sending; not resent so the prospect is never mailed twice"
+    session.add(touch)
+    decisions.record(session, now, "unknown", touch.reason, enrollment=enrollment, touch_id=touch.id)
+    enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1, definition, prospect)
+    session.commit()
+    return "unknown"
+
+
+def _repair_position(session: Session, now: datetime, enrollment: Enrollment, definition: dict,
+                     prospect: Prospect) -> str:
+    if enrollments.claim(session, enrollment):
+        enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1, definition, prospect)
+    session.commit()
+    return "repaired"
+
+
+def choose_variant(step: dict, prospect: Prospect) -> dict:
+    """A/B variant by weight, stable per prospect (the same prospect always gets the same one)."""
+    variants = step["variants"]
+    if len(variants) == 1:
+        return variants[0]
+    digest = hashlib.sha256(f"{step['id']}:{prospect.email}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v["weight"] for v in variants)
+    for variant in variants:
+        point -= variant["weight"]
+        if point < 0:
+            return variant
+    return variants[-1]
+
+
+def render_touch(ctx: TouchContext, variant: dict, sender: dict[str, Any], thread_subject: str) -> dict[str, str]:
+    """Subject and body for a touch; raises ``RenderError`` naming a missing variable."""
+    definition = ctx.extra["definition"]
+    base = enrollments.context_of(ctx.prospect, ctx.account, None)
+    signal = ctx.extra.get("signal_context") or {}
+    context = {
+        "prospect": present(base["prospect"]), "account": present(base["account"]), "signal": present(signal),
+        "sender": present(sender), "sequence": {"name": definition["name"]}, "step": {"id": ctx.step["id"]},
+        "unsubscribe_url": unsubscribe_url(ctx.settings, ctx.prospect.email),
+    }
+    sources = definition["templates"]
+    body = render(sources, variant["template"], context) if variant.get("template") else ""
+    if variant.get("subject") is not None:
+        subject = render(sources, "=" + str(variant["subject"]), context)
+    else:
+        subject = thread_subject if thread_subject.lower().startswith("re:") else f"Re: {thread_subject}"
+    html = render(sources, ctx.step["html_template"], context) if ctx.step.get("html_template") else ""
+    return {"subject": subject, "text": body, "html": html}
+
+
+def _signal_context(session: Session, enrollment: Enrollment) -> dict[str, Any]:
+    if enrollment.signal_id is None:
+        return {}
+    from sequencer.models import Signal
+
+    signal = session.get(Signal, enrollment.signal_id)
+    return {"type": signal.type, **(signal.payload or {})} if signal else {}
+
+
+def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext, existing: Touch | None) -> str:
+    enrollment, prospect, step = ctx.enrollment, ctx.prospect, ctx.step
+    definition = ctx.extra["definition"]
+    recipient_domain = prospect.email.split("@", 1)[1]
+    window = enrollments.window_of(definition)
+    if enrollment.mailbox_id:
+        candidates = [session.get(mailboxes.Mailbox, enrollment.mailbox_id)]
+    else:
+        candidates = mailboxes.pool(session, definition, prospect.owner or definition.get("owner", ""))
+    mailbox, reasons = mailboxes.choose(
+        session, now, runtime.settings, candidates, recipient_domain,
+        lambda domain: runtime.domain_problem(session, now, domain),
+    )
+    if mailbox is None:
+        until = schedule.next_open(_next_retry(now, reasons), window, prospect.timezone, prospect.country)
+        return _defer(session, now, enrollment, Verdict("defer", "no mailbox can send: " + "; ".join(reasons),
+                                                        until, "mailbox"))
+    ctx.mailbox = mailbox
+    ctx.extra["signal_context"] = _signal_context(session, enrollment)
+    sender = {"name": mailbox.display_name, "email": mailbox.address, "owner": mailbox.owner}
+    variant = choose_variant(step, prospect)
+    new_thread = step.get("new_thread") or not enrollment.thread_message_id
+    try:
+        rendered = render_touch(ctx, variant, sender, enrollment.thread_subject)
+    except RenderError as exc:
+        return _block(session, now, enrollment, step, prospect, existing, str(exc), stop=False, guard="render")
+
+    # One atomic step: claim the enrollment, count against every cap, take the send slot, record the touch.
+    if not enrollments.claim(session, enrollment):
+        session.rollback()
+        return "lost_race"
+    full = caps.reserve(session, caps.caps_for(runtime.settings, mailbox, recipient_domain, now))
+    gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
+    if full is None and gap and not caps.take_gap(session, mailbox, now, gap):
+        session.rollback()
+        until = (mailbox.last_sent_at or now) + timedelta(seconds=gap)
+        return _defer(session, now, enrollment, Verdict("defer", f"mailbox {mailbox.address}: minimum gap "
+                                                        f"{gap:.0f}s between sends", until, "gap"))
+    if full is not None:
+        session.rollback()
+        until = schedule.next_open(_next_utc_day(now), window, prospect.timezone, prospect.country)
+        return _defer(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
+    touch = existing or _new_touch(enrollment, step, prospect, now)
+    message_id = new_message_id(mailbox.sending_domain)
+    touch.state, touch.reason, touch.variant = "sending", "", variant["name"]
+    touch.mailbox_id, touch.message_id, touch.subject = mailbox.id, message_id, rendered["subject"]
+    session.add(touch)
+    enrollment.next_due_at = now + SEND_LEASE  # found again after a crash; see _recover_unknown
+    session.add(enrollment)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return "lost_race"
+
+    references = [] if new_thread else [enrollment.thread_message_id]
+    email = OutgoingEmail(
+        mailbox=mailbox, to=prospect.email, subject=rendered["subject"],
+        text=_with_footer(rendered["text"], ctx), html=rendered["html"], message_id=message_id,
+        in_reply_to="" if new_thread else enrollment.thread_message_id, references=references,
+        headers=unsubscribe_headers(runtime.settings, prospect.email), date=now,
+        envelope_from=_verp(mailbox.address, touch.id),
+    )
+    try:
+        runtime.sender.send(email)
+    except DeliveryError as exc:
+        return _delivery_failed(session, now, runtime, enrollment, touch, exc, definition, prospect)
+    touch.state, touch.sent_at = "sent", now
+    session.add(touch)
+    decisions.record(session, now, "sent", f"email {rendered['subject']!r} from {mailbox.address}",
+                     enrollment=enrollment, touch_id=touch.id, variant=variant["name"], message_id=message_id)
+    if enrollments.claim(session, enrollment):
+        if new_thread:
+            enrollment.thread_message_id = message_id
+            enrollment.thread_subject = rendered["subject"]
+        enrollment.mailbox_id = mailbox.id
+        enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1, definition, prospect)
+    session.commit()
+    return "sent"
+
+
+def _with_footer(text: str, ctx: TouchContext) -> str:
+    link = unsubscribe_url(ctx.settings, ctx.prospect.email)
+    if link in text:
+        return text
+    return f"{text}\n\n--\nNot the right time? Unsubscribe with one click: {link}"
+
+
+def _verp(address: str, touch_id: int) -> str:
+    """Envelope sender carrying the touch id, so a bounce names the touch it is about."""
+    local, domain = address.split("@", 1)
+    return f"{local}+t{touch_id}@{domain}"
+
+
+def _jitter(mailbox: mailboxes.Mailbox, enrollment: Enrollment) -> float:
+    if not mailbox.gap_jitter_seconds:
+        return 0.0
+    digest = hashlib.sha256(f"{mailbox.id}:{enrollment.id}:{enrollment.current_step}".encode()).digest()
+    return digest[0] / 255 * mailbox.gap_jitter_seconds
+
+
+def _next_utc_day(now: datetime) -> datetime:
+    return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_retry(now: datetime, reasons: list[str]) -> datetime:
+    if reasons and all("cap" in reason for reason in reasons):
+        return _next_utc_day(now)
+    return now + timedelta(hours=1)
+
+
+def _delivery_failed(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment, touch: Touch,
+                     exc: DeliveryError, definition: dict, prospect: Prospect) -> str:
+    attempts = 1 + session.exec(
+        select(decisions.Decision.id).where(decisions.Decision.touch_id == touch.id,
+                                            decisions.Decision.kind == "send_failed")
+    ).all().__len__()
+    retry = not exc.permanent and attempts < MAX_SEND_ATTEMPTS
+    touch.state = "retry" if retry else "failed"
+    touch.reason = str(exc)
+    session.add(touch)
+    decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id,
+                     code=exc.code, attempt=attempts)
+    if enrollments.claim(session, enrollment):
+        if retry:
+            enrollment.next_due_at = now + RETRY_BACKOFF * 2 ** (attempts - 1)
+            session.add(enrollment)
+        elif runtime.on_delivery_error is not None:
+            runtime.on_delivery_error(session, now, touch, enrollment, exc)
+        else:
+            enrollments.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
+    session.commit()
+    return "retry" if retry else "failed"
+
+
+def _task(session: Session, now: datetime, ctx: TouchContext, existing: Touch | None) -> str:
+    enrollment, prospect, step = ctx.enrollment, ctx.prospect, ctx.step
+    definition = ctx.extra["definition"]
+    ctx.extra["signal_context"] = _signal_context(session, enrollment)
+    owner = prospect.owner or definition.get("owner", "")
+    variant = step["variants"][0]
+    try:
+        rendered = render_touch(ctx, variant, {"owner": owner}, enrollment.thread_subject or "")
+    except RenderError as exc:
+        return _block(session, now, enrollment, step, prospect, existing, str(exc), stop=False, guard="render")
+    if not enrollments.claim(session, enrollment):
+        session.rollback()
+        return "lost_race"
+    touch = existing or _new_touch(enrollment, step, prospect, now)
+    touch.state, touch.subject, touch.sent_at = "queued", rendered["subject"], now
+    session.add(touch)
+    session.flush()
+    title = step.get("title") or _task_title(step, prospect)
+    task = task_channel.queue(session, touch, owner, step["kind"], title, _task_body(step, rendered), now)
+    enrollment.waiting_for = "task"
+    enrollment.next_due_at = None
+    session.add(enrollment)
+    decisions.record(session, now, "queued", f"{step['kind']} task #{task.id} for {owner or 'unassigned'}",
+                     enrollment=enrollment, touch_id=touch.id, task_id=task.id)
+    session.commit()
+    return "queued"
+
+
+def _task_title(step: dict, prospect: Prospect) -> str:
+    name = " ".join(part for part in (prospect.first_name, prospect.last_name) if part) or prospect.email
+    return {
+        "call": f"Call {name}" + (f" ({prospect.phone})" if prospect.phone else ""),
+        "linkedin": f"LinkedIn {step.get('action', 'message')}: {name}",
+        "manual_email": f"Write to {name} <{prospect.email}>",
+    }.get(step["kind"], f"Task: {name}")
+
+
+def _task_body(step: dict, rendered: dict[str, str]) -> str:
+    if step["kind"] == "manual_email":
+        return f"Subject: {rendered['subject']}\n\n{rendered['text']}"
+    return rendered["text"]
+
+
+def complete_task(session: Session, now: datetime, task_id: int, outcome: str, note: str = "") -> str:
+    """Close a task with a disposition and move its enrollment on; one transaction."""
+    task = task_channel.close(session, now, task_id, outcome, note)
+    enrollment = session.get(Enrollment, task.enrollment_id)
+    decisions.record(session, now, "task_done", f"{task.kind} task #{task.id}: {outcome}",
+                     enrollment=enrollment, touch_id=task.touch_id, outcome=outcome, note=note)
+    result = "recorded"
+    if enrollment.state == "active" and enrollment.waiting_for == "task" and enrollments.claim(session, enrollment):
+        version = session.get(SequenceVersion, enrollment.sequence_version_id)
+        prospect = session.get(Prospect, enrollment.prospect_id)
+        if outcome == "meeting_booked":
+            enrollments.stop(session, now, enrollment, "meeting booked", rule="defaults.meeting_booked")
+            result = "stopped"
+        else:
+            enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1, version.definition,
+                                   prospect)
+            result = "advanced"
+    session.commit()
+    return result

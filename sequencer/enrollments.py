@@ -1,0 +1,192 @@
+"""Enrollment state changes: enroll, enter a step, wake, pause, resume, stop, finish.
+
+Every change to an enrollment starts with ``claim``: a compare-and-set on its ``version``
+column. Whoever loses the race sees ``False`` and leaves the enrollment alone, which is
+what makes a step happen at most once even with several workers ticking.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from sequencer import decisions, schedule
+from sequencer.models import Account, Enrollment, Prospect, SequenceVersion, Signal
+
+ACTIVE_STATES = ("active", "paused")
+
+
+def claim(session: Session, enrollment: Enrollment) -> bool:
+    """Take the right to change ``enrollment`` in the current transaction, or return False."""
+    result = session.execute(
+        update(Enrollment)
+        .where(Enrollment.id == enrollment.id, Enrollment.version == enrollment.version)
+        .values(version=enrollment.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    enrollment.version += 1
+    return True
+
+
+def window_of(definition: dict) -> schedule.Window:
+    return schedule.Window.parse(definition.get("window"))
+
+
+def enter_step(
+    session: Session, now: datetime, enrollment: Enrollment, index: int, definition: dict, prospect: Prospect
+) -> None:
+    """Move to step ``index`` and set when it is due; past the last step, finish."""
+    steps = definition["steps"]
+    enrollment.waiting_for = ""
+    enrollment.wait_timeout_at = None
+    if index >= len(steps):
+        enrollment.current_step = index
+        finish(session, now, enrollment)
+        return
+    step = steps[index]
+    window = window_of(definition)
+    enrollment.current_step = index
+    enrollment.step_started_at = now
+    if step["kind"] == "wait":
+        enrollment.next_due_at = schedule.wait_until(now, step["wait"], window, prospect.timezone, prospect.country)
+        decisions.record(session, now, "waiting", f"wait {_describe_wait(step['wait'])}", enrollment=enrollment,
+                         until=enrollment.next_due_at.isoformat())
+    elif step["kind"] == "wait_for_signal":
+        timeout = schedule.wait_until(now, step["timeout"], window, prospect.timezone, prospect.country)
+        enrollment.waiting_for = step["signal"]
+        enrollment.wait_timeout_at = timeout
+        enrollment.next_due_at = timeout
+        decisions.record(session, now, "waiting", f"waiting for signal {step['signal']!r}", enrollment=enrollment,
+                         until=timeout.isoformat())
+    else:
+        enrollment.next_due_at = schedule.next_open(now, window, prospect.timezone, prospect.country)
+    session.add(enrollment)
+
+
+def _describe_wait(wait: dict) -> str:
+    (unit, value), = wait.items()
+    return f"{value:g} {unit.replace('_', ' ')}"
+
+
+def finish(session: Session, now: datetime, enrollment: Enrollment) -> None:
+    enrollment.state = "finished"
+    enrollment.next_due_at = None
+    enrollment.finished_at = now
+    session.add(enrollment)
+    decisions.record(session, now, "finished", "all steps done", enrollment=enrollment)
+
+
+def stop(session: Session, now: datetime, enrollment: Enrollment, reason: str, rule: str = "", **detail: Any) -> None:
+    """Stop for good (the caller has claimed the enrollment)."""
+    enrollment.state = "stopped"
+    enrollment.reason = reason
+    enrollment.rule = rule
+    enrollment.next_due_at = None
+    enrollment.finished_at = now
+    session.add(enrollment)
+    decisions.record(session, now, "stopped", reason, enrollment=enrollment, rule=rule, **detail)
+
+
+def pause(
+    session: Session, now: datetime, enrollment: Enrollment, reason: str, until: datetime | None = None,
+    rule: str = "", **detail: Any,
+) -> None:
+    """Pause, until a time or until someone resumes it (the caller has claimed it)."""
+    enrollment.state = "paused"
+    enrollment.reason = reason
+    enrollment.rule = rule
+    enrollment.paused_until = until
+    session.add(enrollment)
+    decisions.record(session, now, "paused", reason, enrollment=enrollment, rule=rule,
+                     until=until.isoformat() if until else None, **detail)
+
+
+def resume(session: Session, now: datetime, enrollment: Enrollment, reason: str, prospect: Prospect) -> None:
+    """Make a paused enrollment active again; its current step becomes due in the window."""
+    version = session.get(SequenceVersion, enrollment.sequence_version_id)
+    enrollment.state = "active"
+    enrollment.paused_until = None
+    enrollment.reason = ""
+    enrollment.rule = ""
+    window = window_of(version.definition)
+    enrollment.next_due_at = schedule.next_open(now, window, prospect.timezone, prospect.country)
+    session.add(enrollment)
+    decisions.record(session, now, "resumed", reason, enrollment=enrollment)
+
+
+def context_of(prospect: Prospect, account: Account | None, signal: Signal | None = None) -> dict[str, Any]:
+    """The plain-dict view of a prospect, its account and a signal used by filters and templates."""
+    prospect_values = {
+        "email": prospect.email, "first_name": prospect.first_name, "last_name": prospect.last_name,
+        "title": prospect.title, "timezone": prospect.timezone, "country": prospect.country,
+        "phone": prospect.phone, "linkedin_url": prospect.linkedin_url, "owner": prospect.owner,
+        **(prospect.custom or {}),
+    }
+    account_values = {}
+    if account is not None:
+        account_values = {
+            "domain": account.domain, "name": account.name, "industry": account.industry,
+            "employees": account.employees, "country": account.country, **(account.custom or {}),
+        }
+    signal_values = {}
+    if signal is not None:
+        signal_values = {"type": signal.type, "source": signal.source, **(signal.payload or {})}
+    return {"prospect": prospect_values, "account": account_values, "signal": signal_values}
+
+
+def active_in(session: Session, prospect_id: int, sequence_name: str) -> Enrollment | None:
+    return session.exec(
+        select(Enrollment).where(
+            Enrollment.prospect_id == prospect_id,
+            Enrollment.sequence_name == sequence_name,
+            Enrollment.state.in_(ACTIVE_STATES),
+        )
+    ).first()
+
+
+def last_enrolled_at(session: Session, prospect_id: int, sequence_name: str) -> datetime | None:
+    row = session.exec(
+        select(Enrollment.enrolled_at)
+        .where(Enrollment.prospect_id == prospect_id, Enrollment.sequence_name == sequence_name)
+        .order_by(Enrollment.enrolled_at.desc())
+    ).first()
+    return row
+
+
+def create(
+    session: Session, now: datetime, prospect: Prospect, version: SequenceVersion, signal: Signal | None
+) -> Enrollment:
+    """A new active enrollment on ``version``, positioned at its first step."""
+    enrollment = Enrollment(
+        prospect_id=prospect.id,
+        sequence_version_id=version.id,
+        sequence_name=version.name,
+        enrolled_at=now,
+        signal_id=signal.id if signal else None,
+    )
+    session.add(enrollment)
+    session.flush()
+    decisions.record(
+        session, now, "enrolled",
+        f"{signal.type} signal" if signal else "enrolled by hand",
+        enrollment=enrollment, signal_id=signal.id if signal else None,
+        sequence=version.name, version=version.version,
+    )
+    enter_step(session, now, enrollment, 0, version.definition, prospect)
+    return enrollment
+
+
+def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: SequenceVersion) -> str:
+    """Why this prospect may not be enrolled again yet, or "" when they may."""
+    if active_in(session, prospect_id, version.name):
+        return f"already in {version.name}"
+    last = last_enrolled_at(session, prospect_id, version.name)
+    days = version.definition["trigger"].get("cooldown_days", 0)
+    if last is not None and now - last < timedelta(days=days):
+        return f"re-enrollment cool-down: last enrolled {last:%Y-%m-%d}, cool-down {days} days"
+    return ""

@@ -1,0 +1,140 @@
+"""Sending mailboxes: configuration, pause/resume, and picking one for a thread.
+
+A prospect stays on one mailbox for the whole thread (replies must come from the
+address they answered). The first email picks, from the sequence's pool, the mailbox
+with the most room today that is not paused, whose domain is healthy and whose caps
+are not full; when none qualifies the touch is deferred with every mailbox's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from sequencer import caps
+from sequencer.config import Settings
+from sequencer.models import CapCounter, Mailbox
+from suppression.normalize import domain_of, normalize_email
+
+_FIELDS = {
+    "display_name": str, "owner": str, "smtp_host": str, "smtp_port": int, "smtp_security": str,
+    "smtp_username": str, "smtp_password_env": str, "daily_cap": int, "warmup_start": int,
+    "warmup_increment": int, "min_gap_seconds": int, "gap_jitter_seconds": int,
+}
+_IGNORED = {"imap_host", "imap_port", "imap_ssl", "imap_username", "imap_password_env", "address",
+            "warmup_started_on"}
+
+
+class MailboxError(ValueError):
+    """A mailbox that cannot be configured or found; the message names it."""
+
+
+def upsert(session: Session, values: dict[str, Any], today: date | None = None) -> Mailbox:
+    """Create or update a mailbox from a config mapping; raise ``MailboxError`` on bad fields."""
+    try:
+        address = normalize_email(str(values.get("address", "")))
+    except ValueError as exc:
+        raise MailboxError(f"address: {exc}") from None
+    mailbox = get(session, address) or Mailbox(address=address, sending_domain=domain_of(address))
+    for key, value in values.items():
+        if key in _IGNORED:
+            continue
+        if key not in _FIELDS:
+            raise MailboxError(f"mailbox {address}: unknown field {key!r}")
+        try:
+            setattr(mailbox, key, _FIELDS[key](value))
+        except (TypeError, ValueError):
+            raise MailboxError(f"mailbox {address}: {key} must be {_FIELDS[key].__name__}") from None
+    if mailbox.smtp_security not in ("none", "starttls", "ssl"):
+        raise MailboxError(f"mailbox {address}: smtp_security must be none, starttls or ssl")
+    for key in ("daily_cap", "warmup_start", "warmup_increment", "min_gap_seconds", "gap_jitter_seconds"):
+        if getattr(mailbox, key) < 0:
+            raise MailboxError(f"mailbox {address}: {key} must not be negative")
+    if values.get("warmup_started_on"):
+        mailbox.warmup_started_on = date.fromisoformat(str(values["warmup_started_on"]))
+    elif mailbox.warmup_start and mailbox.warmup_started_on is None:
+        mailbox.warmup_started_on = today or date.today()
+    session.add(mailbox)
+    session.flush()
+    return mailbox
+
+
+def sync_from_settings(session: Session, settings: Settings, today: date) -> list[Mailbox]:
+    """Make the database match the ``[[mailboxes]]`` of the config file (adds and updates)."""
+    boxes = []
+    for index, values in enumerate(settings.mailboxes):
+        try:
+            boxes.append(upsert(session, values, today))
+        except MailboxError as exc:
+            raise MailboxError(f"{settings.source}: mailboxes[{index}]: {exc}") from None
+    session.commit()
+    return boxes
+
+
+def get(session: Session, address: str) -> Mailbox | None:
+    return session.exec(select(Mailbox).where(Mailbox.address == address.strip().lower())).first()
+
+
+def require(session: Session, address: str) -> Mailbox:
+    mailbox = get(session, address)
+    if mailbox is None:
+        raise MailboxError(f"unknown mailbox {address!r}")
+    return mailbox
+
+
+def set_paused(session: Session, address: str, paused: bool, reason: str = "") -> Mailbox:
+    mailbox = require(session, address)
+    mailbox.paused = paused
+    mailbox.pause_reason = reason if paused else ""
+    session.add(mailbox)
+    session.commit()
+    return mailbox
+
+
+def used_today(session: Session, mailbox: Mailbox, today: date) -> int:
+    row = session.get(CapCounter, f"mailbox:{mailbox.id}:{today}")
+    return row.used if row else 0
+
+
+def pool(session: Session, definition: dict, owner: str) -> list[Mailbox]:
+    """The mailboxes a sequence may send from: its list, else the owner's, else all."""
+    if definition.get("mailboxes"):
+        return list(session.exec(select(Mailbox).where(Mailbox.address.in_(definition["mailboxes"]))))
+    if owner:
+        owned = list(session.exec(select(Mailbox).where(Mailbox.owner == owner)))
+        if owned:
+            return owned
+    return list(session.exec(select(Mailbox).order_by(Mailbox.id)))
+
+
+def choose(
+    session: Session,
+    now: datetime,
+    settings: Settings,
+    candidates: list[Mailbox],
+    recipient_domain: str,
+    domain_problem: Callable[[str], str],
+) -> tuple[Mailbox | None, list[str]]:
+    """The candidate with most room that can send now, or None and every candidate's reason."""
+    reasons = []
+    today = now.date()
+    ranked = sorted(candidates, key=lambda m: (used_today(session, m, today), m.id))
+    for mailbox in ranked:
+        if mailbox.paused:
+            reasons.append(f"{mailbox.address}: paused ({mailbox.pause_reason or 'by hand'})")
+            continue
+        problem = domain_problem(mailbox.sending_domain)
+        if problem:
+            reasons.append(f"{mailbox.address}: {problem}")
+            continue
+        full = caps.full(session, caps.caps_for(settings, mailbox, recipient_domain, now))
+        if full is not None:
+            reasons.append(f"{mailbox.address}: {full.label} reached")
+            continue
+        return mailbox, reasons
+    if not candidates:
+        reasons.append("no mailbox configured for this sequence (add one with `sequencer mailboxes add`)")
+    return None, reasons
