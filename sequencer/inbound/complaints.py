@@ -1,0 +1,86 @@
+"""Spam complaints delivered as RFC 5965 feedback reports (ARF).
+
+Mailbox providers (Yahoo, AOL, Microsoft JMRP, Comcast...) send one of these
+when a recipient presses "this is spam". A complaint must suppress the recipient
+at once and counts against the sending domain, so it is checked before anything
+else. The complained recipient is taken from ``Original-Rcpt-To`` when present;
+providers often redact it, so the To of the attached original is the fallback,
+and the original Message-ID lets the engine find the touch either way.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+
+from sequencer.inbound.original import attached_original, original_message_id
+from sequencer.inbound.parse import ParsedMessage, decode_header_value
+
+
+@dataclass(frozen=True)
+class ComplaintReport:
+    """A recognised feedback report and what it says."""
+
+    feedback_type: str
+    complained_recipient: str | None
+    original_mail_from: str | None
+    original_message_id: str | None
+    evidence: list[str] = field(default_factory=list)
+
+
+def _feedback_fields(message: email.message.Message) -> email.message.Message | None:
+    for part in message.walk():
+        if part.get_content_type() != "message/feedback-report":
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):
+            return payload[0]
+        if isinstance(payload, str):
+            return email.message_from_string(payload.lstrip())
+    return None
+
+
+def _address(value: str) -> str | None:
+    _, addr = parseaddr(value)
+    addr = addr.strip().lower()
+    return addr if "@" in addr else None
+
+
+def detect_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
+    """A ComplaintReport for an ARF feedback report, else None.
+
+    Recognised by ``multipart/report; report-type=feedback-report`` or, for
+    senders that get the report-type wrong, by a ``message/feedback-report`` part.
+    """
+    message = parsed.message
+    is_report = message.get_content_type() == "multipart/report"
+    report_type = (message.get_param("report-type") or "").lower() if is_report else ""
+    fields = _feedback_fields(message) if message.is_multipart() else None
+    if report_type != "feedback-report" and fields is None:
+        return None
+    evidence = ["multipart/report; report-type=feedback-report"]
+    feedback_type = "abuse"
+    rcpt = mail_from = None
+    if fields is not None:
+        feedback_type = decode_header_value(fields.get("Feedback-Type")).lower() or "abuse"
+        evidence.append(f"Feedback-Type: {feedback_type}")
+        rcpt = _address(decode_header_value(fields.get("Original-Rcpt-To")))
+        if rcpt is None:
+            rcpt = _address(decode_header_value(fields.get("Removal-Recipient")))
+        mail_from = _address(decode_header_value(fields.get("Original-Mail-From")))
+        agent = decode_header_value(fields.get("User-Agent"))
+        if agent:
+            evidence.append(f"reported by {agent[:60]}")
+    if rcpt is None:
+        original = attached_original(message)
+        if original is not None:
+            rcpt = _address(decode_header_value(original.get("To")))
+    return ComplaintReport(
+        feedback_type=feedback_type,
+        complained_recipient=rcpt,
+        original_mail_from=mail_from,
+        original_message_id=original_message_id(message, parsed.body_text),
+        evidence=evidence,
+    )
