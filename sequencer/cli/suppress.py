@@ -46,6 +46,11 @@ KindOption = Annotated[
 ]
 
 
+def say(message: str) -> None:
+    """Print one fact unwrapped and unstyled, so addresses stay whole and greppable."""
+    console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -80,9 +85,9 @@ def add(
     with open_session() as session:
         entry, change = add_entry(session, _now(), spec, _who(by))
     if change == "kept" and entry.reason != spec.reason:
-        console.print(f"kept {entry.kind} {entry.value}: a {entry.reason} entry is never weakened")
+        say(f"kept {entry.kind} {entry.value}: a {entry.reason} entry is never weakened")
     else:
-        console.print(f"{change} {entry.kind} {entry.value} ({entry.reason})", highlight=False)
+        say(f"{change} {entry.kind} {entry.value} ({entry.reason})")
 
 
 @app.command()
@@ -91,7 +96,7 @@ def remove(
     kind: KindOption = None,
 ) -> None:
     """Delete an entry; exits 1 if there was none."""
-    kind = kind or infer_kind(value)
+    kind = (kind or infer_kind(value)).strip().lower()
     try:
         normalized = normalize_value(kind, value)
     except ValueError as exc:
@@ -100,7 +105,7 @@ def remove(
         removed = remove_entry(session, kind, normalized)
     if not removed:
         fail(f"no {kind} entry for {normalized}")
-    console.print(f"removed {kind} {normalized}", highlight=False)
+    say(f"removed {kind} {normalized}")
 
 
 @app.command()
@@ -112,21 +117,20 @@ def check(
 
     Exits 0 either way; read the output. Exits 1 only for an unusable address.
     """
+    try:
+        address = normalize_email(email)
+    except ValueError as exc:
+        fail(str(exc))
     with open_session() as session:
-        try:
-            address = normalize_email(email)
-            entry = find_suppression(session, _now(), address, account)
-        except ValueError as exc:
-            fail(str(exc))
+        entry = find_suppression(session, _now(), address, account)
     if entry is None:
-        console.print(f"not suppressed: {address}", highlight=False)
+        say(f"not suppressed: {address}")
         return
     expiry = f", expires {entry.expires_at.isoformat()}" if entry.expires_at else ""
     added = entry.added_at.isoformat() if entry.added_at else "unknown"
-    console.print(
+    say(
         f"suppressed: {entry.reason} ({entry.kind} {entry.value}),"
         f" added by {entry.added_by or 'unknown'} at {added}{expiry}",
-        highlight=False,
     )
 
 
@@ -169,8 +173,8 @@ def import_(
             progress.stop()
             fail(str(exc))
     for bad in report.bad:
-        console.print(f"{path}:{bad}", highlight=False, markup=False)
-    console.print(
+        say(f"{path}: {bad}")
+    say(
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged,"
         f" {len(report.bad)} bad rows"
     )
@@ -191,4 +195,4 @@ def export(
             return
         with path.open("w", encoding="utf-8", newline="") as out:
             count = export_csv(session, out)
-    console.print(f"exported {count} entries to {path}", highlight=False)
+    say(f"exported {count} entries to {path}")
