@@ -368,7 +368,7 @@ def check_listed(lookups: Lookups, name: str, subject: str, zone: str) -> CheckR
     else:
         reverse = dns.reversename.from_address(str(address)).to_text(omit_final_dot=True)
         query = reverse.rsplit(".", 2)[0] + f".{zone}"
-    codes = lookups(query, "A")
+    codes = sorted(lookups(query, "A"), key=ipaddress.ip_address)
     detail = {"query": query, "codes": codes}
     if not codes:
         return CheckResult(name, "pass", f"{subject} is not listed on {zone}", detail)

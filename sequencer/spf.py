@@ -21,7 +21,6 @@ Lookup = Callable[[str, str], list[str]]
 
 LOOKUP_LIMIT = 10
 VOID_LIMIT = 2
-MAX_DEPTH = 10
 LOOKUP_TERMS = {"include", "a", "mx", "ptr", "exists"}
 
 _MECHANISM = re.compile(
@@ -97,7 +96,8 @@ def evaluate_spf(domain: str, lookup: Lookup) -> SpfVerdict:
     if walk.lookups > LOOKUP_LIMIT:
         verdict.status = "fail"
         verdict.reason = (
-            f"{walk.lookups} DNS-lookup terms counted through includes (limit "
+            f"{walk.lookups}{'+' if walk.stopped else ''} DNS-lookup terms counted through "
+            f"includes (limit "
             f"{LOOKUP_LIMIT}): receivers return permerror; remove or flatten includes"
         )
     elif walk.voids > VOID_LIMIT:
@@ -136,12 +136,11 @@ class _Walk:
         self.lookup = lookup
         self.lookups = 0
         self.voids = 0
+        self.stopped = False  # receivers give up past the limit, and so do we
         self.unexpanded: list[str] = []
 
     def record(self, domain: str, text: str, chain: tuple[str, ...]) -> str | None:
         """Walk one record; return the qualifier of its effective ``all`` (after redirect)."""
-        if len(chain) > MAX_DEPTH:
-            raise SpfError(f"SPF includes nest deeper than {MAX_DEPTH} levels ({domain})")
         all_qualifier: str | None = None
         redirect: str | None = None
         for term in text.split()[1:]:
@@ -188,6 +187,9 @@ class _Walk:
             return None
         if target in chain:
             raise SpfError(f"SPF {how}{target} loops back to itself")
+        if self.lookups > LOOKUP_LIMIT:
+            self.stopped = True
+            return None
         answers = self.lookup(target, "TXT")
         self._count_void(answers)
         records = [text.strip() for text in answers if is_spf(text)]

@@ -103,7 +103,8 @@ class DNSServer:
         for server in (udp, tcp):
             server.dns = self  # type: ignore[attr-defined]
             self._servers.append(server)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+            thread.start()
         return self
 
     def stop(self) -> None:
