@@ -13,6 +13,7 @@ import os
 import smtplib
 import ssl
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 from datetime import datetime
@@ -45,9 +46,18 @@ class OutgoingEmail:
     date: datetime | None = None
 
 
+# Long unbreakable header values (List-Unsubscribe URLs) must stay plain ASCII rather
+# than be turned into RFC 2047 encoded words, which mail clients do not parse as URLs.
+_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
 def new_message_id(sending_domain: str) -> str:
-    """A globally unique Message-ID on our own sending domain (so replies can be matched)."""
-    return make_msgid(domain=sending_domain)
+    """A globally unique Message-ID on our own sending domain, without angle brackets.
+
+    Ids are stored bare everywhere (touches, threads, inbound matching) and get their
+    brackets only when written into a header.
+    """
+    return make_msgid(domain=sending_domain).strip("<>")
 
 
 def text_to_html(text: str) -> str:
@@ -58,17 +68,17 @@ def text_to_html(text: str) -> str:
 
 def build(email: OutgoingEmail) -> EmailMessage:
     """The MIME message: plain text plus HTML, threading and extra headers."""
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     mailbox = email.mailbox
     message["From"] = formataddr((mailbox.display_name, mailbox.address)) if mailbox.display_name else mailbox.address
     message["To"] = email.to
     message["Subject"] = email.subject
-    message["Message-ID"] = email.message_id or new_message_id(mailbox.sending_domain)
+    message["Message-ID"] = f"<{email.message_id or new_message_id(mailbox.sending_domain)}>"
     if email.date is not None:
         message["Date"] = format_datetime(email.date)
     if email.in_reply_to:
-        message["In-Reply-To"] = email.in_reply_to
-        message["References"] = " ".join(email.references or [email.in_reply_to])
+        message["In-Reply-To"] = f"<{email.in_reply_to}>"
+        message["References"] = " ".join(f"<{ref}>" for ref in email.references or [email.in_reply_to])
     for name, value in email.headers.items():
         message[name] = value
     message.set_content(email.text)
@@ -106,7 +116,7 @@ class SmtpSender:
             if refused:
                 code, text = next(iter(refused.values()))
                 raise DeliveryError(code, _text(text), permanent=code >= 500)
-            return str(message["Message-ID"])
+            return str(message["Message-ID"]).strip("<>")
         raise AssertionError("unreachable")
 
     def _connection(self, mailbox: Mailbox) -> smtplib.SMTP:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import DictLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta
+import traceback
+
+from jinja2 import DictLoader, StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 # The names a step template may use at the top level.
@@ -22,11 +24,30 @@ class RenderError(ValueError):
     """A template could not be rendered; the message names the template and the variable."""
 
 
+class Fields(dict):
+    """A context mapping that knows its own name (``prospect``), for error messages."""
+
+    def __init__(self, name: str, values: dict[str, Any]) -> None:
+        super().__init__(values)
+        self._fields_name = name
+
+
+class _Missing(StrictUndefined):
+    """Say ``missing variable prospect.first_name`` instead of ``'dict object' has no attribute``."""
+
+    @property
+    def _undefined_message(self) -> str:
+        owner = self._undefined_obj
+        if isinstance(owner, Fields):
+            return f"missing variable {owner._fields_name}.{self._undefined_name} (empty or not set)"
+        return super()._undefined_message
+
+
 def environment(sources: dict[str, str]) -> SandboxedEnvironment:
     """A sandboxed environment over a frozen set of template sources (a sequence version)."""
     return SandboxedEnvironment(
         loader=DictLoader(sources),
-        undefined=StrictUndefined,
+        undefined=_Missing,
         autoescape=False,
         keep_trailing_newline=False,
     )
@@ -37,10 +58,19 @@ def render(sources: dict[str, str], name: str, context: dict[str, Any]) -> str:
     env = environment(sources)
     try:
         template = env.from_string(name[1:]) if name.startswith("=") else env.get_template(name)
-        return template.render(context).strip()
+        wrapped = {k: Fields(k, v) if isinstance(v, dict) else v for k, v in context.items()}
+        return template.render(wrapped).strip()
     except TemplateError as exc:
         label = "inline text" if name.startswith("=") else name
-        raise RenderError(f"{label}: {exc.message or exc}") from exc
+        line = _template_line(exc) if isinstance(exc, UndefinedError) else None
+        where = f"{label}:{line}" if line else label
+        raise RenderError(f"{where}: {exc.message or exc}") from exc
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line Jinja put into the rewritten traceback, when it did."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.name in ("top-level template code", "template")]
+    return frames[-1].lineno if frames else None
 
 
 def problems(source: str, label: str, sources: dict[str, str]) -> list[tuple[int, str]]:

@@ -165,8 +165,9 @@ def _steps(source: YamlSource, errors: list[str], templates: dict[str, str]) -> 
             timeout = raw.get("timeout")
             if not isinstance(timeout, dict):
                 errors.append(f"{where}: wait_for_signal needs a timeout, e.g. {{business_days: 5}}")
-                timeout = {}
-            step["timeout"] = _wait(source, ("steps", index, "timeout"), timeout, errors)
+                step["timeout"] = {"hours": 0}
+            else:
+                step["timeout"] = _wait(source, ("steps", index, "timeout"), timeout, errors)
         else:
             _touch_step(source, index, raw, step, errors, templates, has_email)
             has_email = has_email or kind == "email"

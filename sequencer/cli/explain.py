@@ -1,0 +1,44 @@
+"""``sequencer explain EMAIL``: what happened to a prospect, step by step, and why."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from sequencer.cli.common import console, fail, open_session
+from sequencer.explain import explain, local
+
+
+def explain_command(
+    email: str = typer.Argument(..., help="The prospect's email address."),
+    tz: Optional[str] = typer.Option(None, help="Show times in this zone (default: the prospect's)."),
+) -> None:
+    """Per enrollment and step: sent at, blocked because, waiting for, stopped by."""
+    with open_session() as session:
+        story = explain(session, email)
+        if story is None:
+            fail(f"no prospect {email!r}")
+        prospect = story.prospect
+        zone_name = tz or prospect.timezone
+        console.print(f"[bold]{prospect.email}[/bold] {prospect.first_name} {prospect.last_name} "
+                      f"- {prospect.title or 'no title'} - times in {zone_name}")
+        for decision in story.other:
+            console.print(f"  {local(decision.at, zone_name)}  {decision.kind}: {decision.reason}", highlight=False)
+        if not story.stories:
+            console.print("  not enrolled in any sequence")
+        for item in story.stories:
+            enrollment = item.enrollment
+            state = enrollment.state + (f" ({enrollment.reason})" if enrollment.reason else "")
+            rule = f" by rule {enrollment.rule}" if enrollment.rule else ""
+            console.print(f"\n[bold]{item.version.name}[/bold] v{item.version.version} - {state}{rule}")
+            table = Table("#", "step", "kind", "status", "detail", show_lines=False)
+            for line in item.steps:
+                table.add_row(str(line.index + 1), line.step_id, line.kind, line.status, line.detail)
+            console.print(table)
+            for decision in item.decisions:
+                rule_text = f" [rule {decision.rule}]" if decision.rule else ""
+                step = f"step {decision.step_index + 1}" if decision.step_index is not None else ""
+                console.print(f"  {local(decision.at, zone_name)}  {step:8} {decision.kind}: "
+                              f"{decision.reason}{rule_text}", highlight=False, soft_wrap=True)

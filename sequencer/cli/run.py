@@ -1,0 +1,51 @@
+"""``sequencer run`` (the embedded loop) and ``sequencer tick`` (one pass)."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from sequencer import mailboxes, runtime
+from sequencer.cli.common import console, fail, open_session, settings
+from sequencer.clock import SystemClock
+from sequencer.engine import tick
+from sequencer.sequences import sync
+from sequencer.yaml_source import SourceError
+
+
+def _prepare(session, config) -> None:  # noqa: ANN001
+    now = SystemClock().now()
+    try:
+        sync(session, now, config.templates_dir)
+        mailboxes.sync_from_settings(session, config, now.date())
+    except SourceError as exc:
+        for error in exc.errors:
+            console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True)
+        fail("refusing to run with a broken sequence")
+    except mailboxes.MailboxError as exc:
+        fail(str(exc))
+
+
+def run_command(
+    interval: float = typer.Option(5.0, help="Seconds between ticks."),
+    once: bool = typer.Option(False, "--once", help="Run a single tick and exit."),
+) -> None:
+    """The embedded scheduler: tick forever (Ctrl-C stops it between ticks)."""
+    config = settings()
+    engine_runtime = runtime.build(config)
+    clock = SystemClock()
+    with open_session(config) as session:
+        _prepare(session, config)
+        try:
+            while True:
+                report = tick(session, clock, engine_runtime)
+                if report.advanced or report.signals:
+                    console.print(f"{clock.now():%H:%M:%S} signals {report.signals}, steps {report.outcomes}")
+                if once:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            console.print("stopped")
+        finally:
+            engine_runtime.sender.close()

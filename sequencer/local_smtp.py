@@ -1,0 +1,63 @@
+"""A real SMTP server on loopback (aiosmtpd) that keeps what it receives, for the demo and tests."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+
+@dataclass
+class _Handler:
+    messages: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # recipient -> SMTP reply, e.g. "550 5.1.1 no such user"
+
+    async def handle_RCPT(self, server, session, envelope: Envelope, address: str, rcpt_options):  # noqa: ANN001
+        if address.lower() in self.refuse:
+            return self.refuse[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope: Envelope) -> str:  # noqa: ANN001
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalSmtpServer:
+    """``with LocalSmtpServer() as smtp:`` gives ``smtp.host``, ``smtp.port`` and ``smtp.messages``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or free_port()
+        self.handler = _Handler()
+        self._controller = Controller(self.handler, hostname=host, port=self.port)
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+    def refuse(self, address: str, reply: str) -> None:
+        """Answer RCPT TO for ``address`` with ``reply`` (e.g. ``"550 5.1.1 user unknown"``)."""
+        self.handler.refuse[address.lower()] = reply
+
+    def __enter__(self) -> "LocalSmtpServer":
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()

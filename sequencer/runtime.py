@@ -1,0 +1,33 @@
+"""Assemble the engine's ``Runtime`` from settings: the real SMTP sender and every guard."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from channels.email import SmtpSender
+from sequencer.config import Settings
+from sequencer.domain_health import health_of, verdict_for
+from sequencer.engine import Runtime
+from sequencer.window_guard import window_guard
+from suppression.guard import suppression_guard
+
+
+def build(settings: Settings, sender: object | None = None, check_domains: bool = True) -> Runtime:
+    """The production wiring; ``check_domains=False`` only for a workspace with no DNS at all."""
+
+    def domain_problem(session: Session, now: datetime, domain: str) -> str:
+        if not check_domains:
+            return ""
+        health = health_of(verdict_for(session, now, settings, domain))
+        if health.may_send:
+            return ""
+        return f"sending domain {domain} health {health.status}: {health.explanation}"
+
+    return Runtime(
+        settings=settings,
+        sender=sender or SmtpSender(),
+        guards=[suppression_guard, window_guard],
+        domain_problem=domain_problem,
+    )
