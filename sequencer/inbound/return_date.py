@@ -235,4 +235,4 @@ def find_return_date(
     if not candidates:
         return None
     _, _, _, when, phrase = min(candidates)
-    return ReturnDate(when, phrase)
+    return ReturnDate(when, phrase.rstrip(".,"))
