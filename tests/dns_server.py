@@ -57,14 +57,17 @@ class DNSServer:
         """``host:port``, the form ``settings.dns_nameservers`` takes."""
         return f"{self.host}:{self.port}"
 
-    def add_zone(self, origin: str, records: str, *, negative_ttl: int = DEFAULT_TTL) -> None:
+    def add_zone(
+        self, origin: str, records: str, *, ttl: int = DEFAULT_TTL, negative_ttl: int = DEFAULT_TTL
+    ) -> None:
         """Serve ``records`` (zone-file text, names relative to ``origin``) as a zone.
 
         An SOA and NS are added at the apex, so test zones state only what they test.
-        The SOA minimum (and TTL) is ``negative_ttl``: the TTL of NXDOMAIN and NODATA.
+        ``ttl`` is the default record TTL; the SOA minimum (and TTL) is ``negative_ttl``,
+        the TTL of NXDOMAIN and NODATA answers.
         """
         head = (
-            f"$TTL {DEFAULT_TTL}\n"
+            f"$TTL {ttl}\n"
             f"@ {negative_ttl} IN SOA ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 "
             f"{negative_ttl}\n@ IN NS ns.{origin}.\n"
         )
