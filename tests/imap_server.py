@@ -205,16 +205,21 @@ userdb {{
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
-    """One Dovecot for the whole session; fails under CI when Dovecot is not installed."""
+def require_dovecot() -> str:
+    """The binary, or fail (under ``CI=true``: a green run must not hide it) or skip."""
     binary = find_dovecot()
     if binary is None:
         message = f"dovecot is not installed; install it with: {INSTALL_HINT}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    server = DovecotServer(binary).start()
+    return binary
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """One Dovecot for the whole session."""
+    server = DovecotServer(require_dovecot()).start()
     yield server
     server.stop()
 

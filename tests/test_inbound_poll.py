@@ -475,3 +475,20 @@ def test_cli_with_nothing_configured_says_so(
     result = cli()
     assert result.exit_code == 0
     assert "nothing to poll" in result.output
+
+
+# --- the test server itself ---------------------------------------------------------------
+
+
+def test_missing_dovecot_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import imap_server as server_module
+
+    monkeypatch.setattr(server_module, "find_dovecot", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y dovecot-imapd"):
+        server_module.require_dovecot()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="dovecot is not installed"):
+        server_module.require_dovecot()
