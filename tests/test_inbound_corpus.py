@@ -181,7 +181,8 @@ def test_oversized_message_is_classified_from_its_head() -> None:
     attachment = (
         b"--00000000000077aa\nContent-Type: application/octet-stream\n"
         b"Content-Transfer-Encoding: base64\nContent-Disposition: attachment\n\n"
-        + b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n" * (11 * 1024 * 1024 // 37)
+        + b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n"
+        * (11 * 1024 * 1024 // 37)
     )
     raw = head + attachment + b"--00000000000077aa--\n"
     assert len(raw) > 11 * 1024 * 1024 > MAX_PARSE_BYTES

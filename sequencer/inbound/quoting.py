@@ -49,6 +49,7 @@ _SIGNATURE = re.compile(
     r"Enviado do meu \w+.*|Skickat från min \w+.*)$",
     re.IGNORECASE,
 )
+_FOOTER = re.compile(r"https?://|www\.|unsubscribe|abmelden|d[ée]sinscri", re.IGNORECASE)
 
 
 def strip_quoted(text: str) -> str:
@@ -88,7 +89,11 @@ def _starts_attribution(line: str) -> bool:
 
 
 def _quote_block_follows(lines: list[str], index: int) -> bool:
-    """A ``>`` line starts the history only if quoting runs to the end (bottom
-    posting keeps replies interleaved with quotes; those lines are dropped)."""
+    """A ``>`` line starts the history only if nothing but quotes, a signature or
+    footer lines (links, "unsubscribe") follow it. Bottom posting interleaves
+    answers with quotes; there only the ``>`` lines are dropped."""
     rest = [ln for ln in lines[index:] if ln.strip()]
-    return all(ln.lstrip().startswith(">") or _SIGNATURE.match(ln) for ln in rest[:50])
+    return all(
+        ln.lstrip().startswith(">") or _SIGNATURE.match(ln) or _FOOTER.search(ln)
+        for ln in rest[:50]
+    )
