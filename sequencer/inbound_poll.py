@@ -76,8 +76,11 @@ def imap_settings(
     env = os.environ if env is None else env
     where = f"{settings.source}: mailbox {mailbox.address}"
     entry = next(
-        (e for e in settings.mailboxes if str(e.get("address", "")).lower()
-         == mailbox.address.lower()),
+        (
+            e
+            for e in settings.mailboxes
+            if str(e.get("address", "")).lower() == mailbox.address.lower()
+        ),
         None,
     )
     if entry is None or not entry.get("imap_host"):
@@ -96,8 +99,9 @@ def imap_settings(
     if not isinstance(username, str) or not username:
         raise ImapConfigError(f"{where}: imap_username must be text")
     if not isinstance(password_env, str) or not password_env:
-        raise ImapConfigError(f"{where}: imap_password_env (the variable holding the password)"
-                              " is required")
+        raise ImapConfigError(
+            f"{where}: imap_password_env (the variable holding the password) is required"
+        )
     if password_env not in env:
         raise ImapConfigError(f"{where}: environment variable {password_env} is not set")
     return ImapSettings(host, port, use_ssl, username, env[password_env])
@@ -167,17 +171,22 @@ def _poll(
     if cursor.uidvalidity != uidvalidity:
         result.restarted = cursor.uidvalidity != 0
         if result.restarted:
-            log.warning("%s: UIDVALIDITY changed %s -> %s; reading from the start",
-                        folder, cursor.uidvalidity, uidvalidity)
+            log.warning(
+                "%s: UIDVALIDITY changed %s -> %s; reading from the start",
+                folder,
+                cursor.uidvalidity,
+                uidvalidity,
+            )
         cursor.uidvalidity = uidvalidity
         cursor.last_uid = 0
         session.add(cursor)
         session.commit()
     # "N:*" always matches the highest UID, even when it is below N: filter it out
-    uids = sorted(uid for uid in client.search(["UID", f"{cursor.last_uid + 1}:*"])
-                  if uid > cursor.last_uid)
+    uids = sorted(
+        uid for uid in client.search(["UID", f"{cursor.last_uid + 1}:*"]) if uid > cursor.last_uid
+    )
     for start in range(0, len(uids), batch):
-        chunk = uids[start:start + batch]
+        chunk = uids[start : start + batch]
         bodies: dict[int, Any] = client.fetch(chunk, ["BODY.PEEK[]"])
         for uid in chunk:
             raw = bodies.get(uid, {}).get(b"BODY[]")
@@ -190,7 +199,10 @@ def _poll(
 
 
 def _ingest_one(
-    session: Session, ingest: Callable[[bytes], object], uid: int, raw: bytes,
+    session: Session,
+    ingest: Callable[[bytes], object],
+    uid: int,
+    raw: bytes,
     result: PollResult,
 ) -> None:
     try:

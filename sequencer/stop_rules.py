@@ -148,8 +148,16 @@ class Ignore(Action):
 
 ACTIONS: dict[str, type[Action]] = {
     cls.name: cls
-    for cls in (Stop, StopAccount, PauseUntilReturn, Suppress, PauseMailboxAfter, Retry, Enroll,
-                Ignore)
+    for cls in (
+        Stop,
+        StopAccount,
+        PauseUntilReturn,
+        Suppress,
+        PauseMailboxAfter,
+        Retry,
+        Enroll,
+        Ignore,
+    )
 }
 
 # parameter -> (accepted types, minimum, required); bool is refused even though it is an int
@@ -232,8 +240,13 @@ class RuleBook:
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}")
         qualifier = sentiment if event == "reply" else bounce_type if event == "bounce" else None
-        stray = bounce_type if event == "reply" else sentiment if event == "bounce" else (
-            sentiment or bounce_type)
+        stray = (
+            bounce_type
+            if event == "reply"
+            else sentiment
+            if event == "bounce"
+            else (sentiment or bounce_type)
+        )
         if stray is not None:
             raise ValueError(f"{event} does not take that qualifier: {stray!r}")
         if qualifier is not None and qualifier not in EVENTS[event]:
@@ -327,7 +340,9 @@ class _Parser:
                         self.error(name_node, f"sequences: unknown sequence {name!r}")
                     sequences[name] = self.event_rules(rules, f"sequences.{name}")
             else:
-                self.error(key_node, f"unknown top-level key {key!r} (expected defaults, sequences)")
+                self.error(
+                    key_node, f"unknown top-level key {key!r} (expected defaults, sequences)"
+                )
         return RuleBook(defaults, sequences, self.filename)
 
     def mapping(self, node: yaml.Node, what: str) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
@@ -376,7 +391,9 @@ class _Parser:
             return False
         if qualifier and qualifier not in EVENTS[event]:
             allowed = ", ".join(EVENTS[event]) or "none"
-            self.error(node, f"{scope}: unknown {event} qualifier {qualifier!r} (allowed: {allowed})")
+            self.error(
+                node, f"{scope}: unknown {event} qualifier {qualifier!r} (allowed: {allowed})"
+            )
             return False
         return True
 
@@ -423,7 +440,9 @@ class _Parser:
         for param, (param_node, value) in params.items():
             if param not in spec:
                 known = ", ".join(spec) or "none"
-                self.error(param_node, f"{rule}: {name}: unknown parameter {param!r} (known: {known})")
+                self.error(
+                    param_node, f"{rule}: {name}: unknown parameter {param!r} (known: {known})"
+                )
                 ok = False
                 continue
             ok = self.check_param(param_node, value, spec[param], f"{rule}: {name}.{param}") and ok
@@ -438,8 +457,9 @@ class _Parser:
             values["reason"] = _SUPPRESS_REASONS.get(key.partition(".")[0], "manual")
         known = self.known_sequences
         if name == "enroll" and known is not None and values["sequence"] not in known:
-            self.error(params["sequence"][0], f"{rule}: enroll: unknown sequence "
-                       f"{values['sequence']!r}")
+            self.error(
+                params["sequence"][0], f"{rule}: enroll: unknown sequence {values['sequence']!r}"
+            )
         return ACTIONS[name](**values)
 
     def params(self, node: yaml.Node, rule: str, name: str) -> dict[str, tuple[yaml.Node, Any]]:
@@ -454,7 +474,10 @@ class _Parser:
         return result
 
     def check_param(
-        self, node: yaml.Node, value: Any, spec: tuple[tuple[type, ...], float | None, bool],
+        self,
+        node: yaml.Node,
+        value: Any,
+        spec: tuple[tuple[type, ...], float | None, bool],
         where: str,
     ) -> bool:
         types, minimum, _ = spec

@@ -157,7 +157,10 @@ def test_returned_actions_are_a_copy(tmp_path: Path) -> None:
 
 
 def test_bare_and_parameterised_actions(tmp_path: Path) -> None:
-    book = load_rules(write(tmp_path, """
+    book = load_rules(
+        write(
+            tmp_path,
+            """
         defaults:
           out_of_office: [pause_until_return]
           auto_reply: [{pause_until_return: {default_days: 2}}]
@@ -165,7 +168,9 @@ def test_bare_and_parameterised_actions(tmp_path: Path) -> None:
           bounce.block: [{pause_mailbox_after: {blocks: 1}}]
           complaint: [{stop: {}}, suppress]
           meeting_booked: [ignore]
-    """))
+    """,
+        )
+    )
     assert book.actions_for("out_of_office", None).actions == [PauseUntilReturn(1, 5)]
     assert book.actions_for("auto_reply", None).actions == [PauseUntilReturn(1, 2)]
     soft = book.actions_for("bounce", None, bounce_type="soft").actions
@@ -218,11 +223,16 @@ def test_actions_for_refuses_caller_mistakes(event: str, kwargs: dict, message: 
         ("defaults:\n  replied: [stop]\n", "2: defaults: unknown event 'replied'"),
         ("defaults:\n  reply.angry: [stop]\n", "2: defaults: unknown reply qualifier 'angry'"),
         ("defaults:\n  complaint.hard: [stop]\n", "2: defaults: unknown complaint qualifier"),
-        ("defaults:\n  reply:\n    - stop\n    - halt\n", "4: defaults.reply: unknown action 'halt'"),
+        (
+            "defaults:\n  reply:\n    - stop\n    - halt\n",
+            "4: defaults.reply: unknown action 'halt'",
+        ),
         (
             "defaults:\n  out_of_office:\n    - pause_until_return: {default_days: five}\n",
-            ("3: defaults.out_of_office: pause_until_return.default_days must be a whole number,"
-            " got 'five'"),
+            (
+                "3: defaults.out_of_office: pause_until_return.default_days must be a whole number,"
+                " got 'five'"
+            ),
         ),
         (
             "defaults:\n  bounce.block:\n    - pause_mailbox_after:\n        blocks: true\n",
@@ -237,8 +247,10 @@ def test_actions_for_refuses_caller_mistakes(event: str, kwargs: dict, message: 
             "2: defaults.complaint: suppress.reason must be text",
         ),
         (
-            ("defaults:\n  out_of_office:\n    - pause_until_return:\n"
-            "        plus_business_days: -1\n"),
+            (
+                "defaults:\n  out_of_office:\n    - pause_until_return:\n"
+                "        plus_business_days: -1\n"
+            ),
             "4: defaults.out_of_office: pause_until_return.plus_business_days must be at least 0",
         ),
         (
@@ -253,7 +265,10 @@ def test_actions_for_refuses_caller_mistakes(event: str, kwargs: dict, message: 
             "defaults:\n  complaint:\n    - suppress:\n        expires: 30\n",
             "4: defaults.complaint: suppress: unknown parameter 'expires'",
         ),
-        ("defaults:\n  reply: [{stop: {now: true}}]\n", "2: defaults.reply: stop: unknown parameter"),
+        (
+            "defaults:\n  reply: [{stop: {now: true}}]\n",
+            "2: defaults.reply: stop: unknown parameter",
+        ),
         ("defaults: {}\nrules: {}\n", "2: unknown top-level key 'rules'"),
         ("defaults:\n  reply: [stop\n  bounce: [stop]\n", "3: YAML syntax error"),
         ("defaults:\n\treply: [stop]\n", "2: YAML syntax error"),
@@ -270,7 +285,10 @@ def test_actions_for_refuses_caller_mistakes(event: str, kwargs: dict, message: 
             "defaults:\n  bounce.hard: [pause_mailbox_after]\n",
             "2: defaults.bounce.hard: pause_mailbox_after only applies to",
         ),
-        ("defaults:\n  reply: [pause_until_return]\n", "2: defaults.reply: pause_until_return only"),
+        (
+            "defaults:\n  reply: [pause_until_return]\n",
+            "2: defaults.reply: pause_until_return only",
+        ),
         ("defaults:\n  left_company: [stop, enroll]\n", "2: defaults.left_company: enroll needs"),
         (
             "defaults:\n  left_company: [{enroll: {sequence: ' '}}]\n",
@@ -280,7 +298,10 @@ def test_actions_for_refuses_caller_mistakes(event: str, kwargs: dict, message: 
             "defaults:\n  reply: [{stop: 1, suppress: 2}]\n",
             "2: defaults.reply: an action is a name or a one-key mapping",
         ),
-        ("defaults:\n  reply: [{suppress: forever}]\n", "2: defaults.reply: suppress must be a map"),
+        (
+            "defaults:\n  reply: [{suppress: forever}]\n",
+            "2: defaults.reply: suppress must be a map",
+        ),
         (
             "defaults:\n  complaint: [{suppress: {reason: [a, b]}}]\n",
             "2: defaults.complaint: suppress.reason must be a single value",
@@ -302,19 +323,26 @@ def test_each_error_names_its_line(tmp_path: Path, text: str, expected: str) -> 
 
 
 def test_sequence_override_errors_name_the_sequence(tmp_path: Path) -> None:
-    errors = errors_of(tmp_path, """
+    errors = errors_of(
+        tmp_path,
+        """
         sequences:
           funding-round:
             reply.negative: [stop, {suppress: {expires_after_days: -5}}]
-    """)
+    """,
+    )
     assert errors == [
-        ("3: sequences.funding-round.reply.negative: suppress.expires_after_days must be"
-        " at least 1, got -5")
+        (
+            "3: sequences.funding-round.reply.negative: suppress.expires_after_days must be"
+            " at least 1, got -5"
+        )
     ]
 
 
 def test_every_error_is_reported_together(tmp_path: Path) -> None:
-    errors = errors_of(tmp_path, """
+    errors = errors_of(
+        tmp_path,
+        """
         defaults:
           reply: [stop]
           replied: [stop]
@@ -325,7 +353,8 @@ def test_every_error_is_reported_together(tmp_path: Path) -> None:
           funding-round:
             complaint: [{suppress: {forever: true}}]
         version: 2
-    """)
+    """,
+    )
     assert [error.split(":")[0] for error in errors] == ["3", "4", "6", "6", "9", "10"]
     assert "unknown event 'replied'" in errors[0]
     assert "unknown action 'nuke'" in errors[1]

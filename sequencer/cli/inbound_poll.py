@@ -68,8 +68,11 @@ def poll_mailboxes(
     mailboxes = list(session.exec(query))
     if address is not None and not mailboxes:
         fail(f"no mailbox {address!r}; add it to the mailboxes in the config first")
-    configured = {str(entry.get("address", "")).lower() for entry in config.mailboxes
-                  if entry.get("imap_host")}
+    configured = {
+        str(entry.get("address", "")).lower()
+        for entry in config.mailboxes
+        if entry.get("imap_host")
+    }
     if address is None:
         mailboxes = [m for m in mailboxes if m.address.lower() in configured]
         if not mailboxes:
@@ -83,8 +86,9 @@ def poll_mailboxes(
             connect = imap_connector(imap_settings(box, config))
             result = poll_mailbox(session, box, connect, ingest, folder=folder)
         except (ImapConfigError, PollError) as exc:
-            err_console.print(f"{box.address}: {exc}", highlight=False, markup=False,
-                              soft_wrap=True)
+            err_console.print(
+                f"{box.address}: {exc}", highlight=False, markup=False, soft_wrap=True
+            )
             table.add_row(box.address, "-", "-", "error")
             ok = False
             continue
@@ -99,5 +103,4 @@ def _report(box: Mailbox, result: PollResult) -> None:
     if result.restarted:
         console.print(f"{box.address}: UIDVALIDITY changed; the folder was read from the start")
     for error in result.errors:
-        err_console.print(f"{box.address}: {error}", highlight=False, markup=False,
-                          soft_wrap=True)
+        err_console.print(f"{box.address}: {error}", highlight=False, markup=False, soft_wrap=True)
