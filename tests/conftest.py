@@ -1,0 +1,131 @@
+"""Shared fixtures: databases (SQLite and real PostgreSQL), a loopback SMTP server, a clock.
+
+PostgreSQL is the server at 127.0.0.1:5432 (override with SEQUENCER_TEST_PG); each test
+run creates its own database and drops it at the end. When PostgreSQL is not reachable
+the PostgreSQL variants are skipped locally but fail under CI (CI=true), so a CI run can
+never pass without having exercised the distributed path.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+from sequencer.clock import SimulatedClock
+from sequencer.config import REPO_TEMPLATES, Settings
+from sequencer.db import make_engine, migrate
+from sequencer.db import session as new_session
+from sequencer.local_smtp import LocalSmtpServer
+
+PG_ADMIN = os.environ.get("SEQUENCER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MONDAY = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)  # 10:00 New York, 16:00 Berlin
+
+
+def _pg_available() -> str:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return ""
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated once."""
+    problem = _pg_available()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI: {problem}")
+        pytest.skip(f"PostgreSQL not reachable: {problem}")
+    name = f"sequencer_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate(engine: Engine) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sequencer.db'}"
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+        return
+    url = request.getfixturevalue("pg_database")
+    engine = make_engine(url)
+    _truncate(engine)
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'sequencer.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with new_session(engine) as session:
+        yield session
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(MONDAY)
+
+
+@pytest.fixture
+def smtp() -> Iterator[LocalSmtpServer]:
+    with LocalSmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(smtp: LocalSmtpServer, db_url: str) -> Settings:
+    return Settings(
+        database_url=db_url,
+        templates_dir=REPO_TEMPLATES,
+        primary_domain="acme.example",
+        secret_key="test-secret",
+        unsubscribe_url="https://go.outreach-acme.example/u",
+        mailboxes=[
+            {"address": "sam@outreach-acme.example", "display_name": "Sam Rivera", "owner": "sam.sdr@acme.example",
+             "smtp_host": smtp.host, "smtp_port": smtp.port, "daily_cap": 100},
+            {"address": "jo@outreach-acme.example", "display_name": "Jo Tanaka", "owner": "jo.sdr@acme.example",
+             "smtp_host": smtp.host, "smtp_port": smtp.port, "daily_cap": 100},
+        ],
+    )

@@ -1,0 +1,85 @@
+"""A small workspace for engine tests: one sequence written to a tmp templates folder."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from sequencer import mailboxes, prospects, signal_processing, signals
+from sequencer.config import Settings
+from sequencer.models import Enrollment, Prospect
+from sequencer.sequences import sync
+
+SEQUENCE = """\
+name: outbound
+owner: sam.sdr@acme.example
+trigger:
+  signals: [intent_surge]
+  filters:
+    signal.score: {at_least: 50}
+window: {days: mon-fri, start: "08:00", end: "17:00"}
+mailboxes: [sam@outreach-acme.example]
+steps:
+  - id: first
+    kind: email
+    subject: "Hello {{ prospect.first_name }}"
+    template: first.j2
+  - kind: wait
+    business_days: 2
+  - id: second
+    kind: email
+    template: second.j2
+  - id: call
+    kind: call
+    template: call.j2
+  - id: wait-visit
+    kind: wait_for_signal
+    signal: website_visit
+    timeout: {hours: 48}
+  - id: last
+    kind: email
+    subject: "A new idea for {{ account.name }}"
+    new_thread: true
+    template: second.j2
+"""
+TEMPLATES = {
+    "first.j2": "Hi {{ prospect.first_name }},\n\nSaw the {{ signal.topic | default('research') }} surge.\n\n{{ sender.name }}",
+    "second.j2": "Following up, {{ prospect.first_name }}.",
+    "call.j2": "Call {{ prospect.first_name }} about {{ account.name }}.",
+}
+
+
+def write_templates(root: Path, sequence: str = SEQUENCE, templates: dict[str, str] | None = None) -> Path:
+    (root / "sequences").mkdir(parents=True, exist_ok=True)
+    (root / "steps").mkdir(parents=True, exist_ok=True)
+    (root / "sequences" / "outbound.yaml").write_text(sequence)
+    for name, text in (templates or TEMPLATES).items():
+        (root / "steps" / name).write_text(text)
+    return root
+
+
+def prepare(session: Session, now: datetime, settings: Settings, root: Path) -> None:
+    sync(session, now, root)
+    mailboxes.sync_from_settings(session, settings, now.date())
+
+
+def add_prospect(session: Session, now: datetime, email: str, **fields: object) -> Prospect:
+    values = {"first_name": "Dana", "timezone": "America/New_York", "country": "US", "company": "Northwind",
+              **fields}
+    prospect = prospects.upsert_prospect(session, now, email, {k: v for k, v in values.items()})
+    session.commit()
+    return prospect
+
+
+def fire(session: Session, now: datetime, kind: str, email: str = "", domain: str = "", **payload: object):
+    stored = signals.store(session, now, signals.SignalIn(type=kind, email=email, domain=domain, payload=payload))
+    return signal_processing.process(session, now, stored.signal)
+
+
+def enrollment_of(session: Session, email: str) -> Enrollment:
+    session.expire_all()
+    return session.exec(
+        select(Enrollment).join(Prospect, Prospect.id == Enrollment.prospect_id).where(Prospect.email == email)
+    ).one()
