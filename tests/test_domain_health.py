@@ -17,6 +17,7 @@ from conftest_dns import (
     settings_for,
 )
 from dns_server import DNSServer
+from sqlalchemy import event
 from sqlmodel import Session
 
 from sequencer.config import Settings
@@ -212,3 +213,26 @@ def test_refresh_due_checks_each_mailbox_domain_once(
     asked = len(dns_server.queries)
     refresh_due(session, NOW + timedelta(minutes=1), settings)
     assert len(dns_server.queries) == asked
+
+
+def test_refresh_racing_another_worker_updates_its_row(
+    dns_server: DNSServer, session: Session
+) -> None:
+    """Another worker inserts the row between our read and our insert: we update theirs."""
+    serve_healthy(dns_server)
+    engine = session.get_bind()
+    inserted: list[bool] = []
+
+    def other_worker_inserts(flushing: Session, *_: object) -> None:
+        if inserted:
+            return
+        inserted.append(True)
+        with new_session(engine) as other:
+            other.add(DomainCheck(domain=DOMAIN, status="fail", checked_at=NOW))
+            other.commit()
+
+    event.listen(session, "before_flush", other_worker_inserts)
+    row = refresh(session, NOW, settings_for(dns_server), DOMAIN)
+    assert inserted and (row.status, row.last_good_status) == ("pass", "pass")
+    with new_session(engine) as other:
+        assert other.get(DomainCheck, DOMAIN).status == "pass"
