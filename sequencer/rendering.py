@@ -7,11 +7,18 @@ says so with ``{{ prospect.first_name | default("there") }}``.
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
-import traceback
-
-from jinja2 import DictLoader, StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import (
+    DictLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    nodes,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 # The names a step template may use at the top level.
@@ -85,7 +92,8 @@ def problems(source: str, label: str, sources: dict[str, str]) -> list[tuple[int
         return [(exc.lineno or 1, f"template syntax error: {exc.message}")]
     found = []
     for name in sorted(meta.find_undeclared_variables(ast) - CONTEXT_NAMES):
-        line = next((i for i, text in enumerate(source.splitlines(), 1) if name in text), 1)
+        uses = (n.lineno for n in ast.find_all(nodes.Name) if n.name == name and n.ctx == "load")
+        line = min(uses, default=1)
         found.append((line, f"undefined variable {name!r} (known: {', '.join(sorted(CONTEXT_NAMES))})"))
     return found
 

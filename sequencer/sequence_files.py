@@ -244,7 +244,7 @@ def _touch_step(
             if kind in ("email", "manual_email"):
                 errors.append(f"{source.where(*path)}: an {kind} step needs a template")
             continue
-        _collect_template(source, path, str(template), base, templates, errors)
+        _collect_template(source, (*path, "template"), str(template), base, templates, errors)
         subject = variant.get("subject")
         if kind in ("email", "manual_email"):
             if subject is None and (step["new_thread"] or not has_email):

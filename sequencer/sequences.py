@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from sequencer.models import SequenceVersion
 from sequencer.sequence_files import content_hash, load_sequence, sequence_paths
-from sequencer.yaml_source import SourceError
+from sequencer.yaml_source import SourceError, load_yaml
 
 
 @dataclass
@@ -40,7 +40,8 @@ def check_files(root: Path) -> tuple[list[dict], list[str]]:
             continue
         if definition["name"] in names:
             errors.append(
-                f"{path}:1: sequence name {definition['name']!r} is also used by {names[definition['name']]}"
+                f"{load_yaml(path).where('name')}: sequence name {definition['name']!r} "
+                f"is also used by {names[definition['name']]}"
             )
             continue
         names[definition["name"]] = path

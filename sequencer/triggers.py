@@ -42,6 +42,8 @@ def validate_filter(field: str, spec: Any) -> list[str]:
         isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
     ):
         return [f"'between' on {field!r} needs two numbers, e.g. [50, 500]"]
+    if op == "between" and value[0] > value[1]:
+        return [f"'between' on {field!r} needs the lower bound first, e.g. [50, 500]"]
     if op in ("at_least", "at_most") and not _is_number(value):
         return [f"{op!r} on {field!r} needs a number"]
     if op == "in" and not isinstance(value, list):
