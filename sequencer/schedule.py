@@ -7,7 +7,7 @@ used only to decide which local days and hours count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,7 +25,7 @@ class Window:
     end: time = time(17, 0)
 
     @classmethod
-    def parse(cls, raw: dict | None) -> "Window":
+    def parse(cls, raw: dict | None) -> Window:
         """Build from ``{days: "mon-fri" | [mon, ...], start: "08:00", end: "17:00"}``."""
         raw = raw or {}
         days = parse_days(raw.get("days", "mon-fri"))
@@ -53,7 +53,7 @@ def parse_days(raw: str | list) -> frozenset[int]:
             if first not in DAY_NAMES or last not in DAY_NAMES:
                 raise ValueError(f"unknown day range {item!r}")
             a, b = DAY_NAMES.index(first), DAY_NAMES.index(last)
-            days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+            days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(b + 1)])
         elif item in DAY_NAMES:
             days.add(DAY_NAMES.index(item))
         else:
@@ -109,23 +109,35 @@ def is_working_day(day: date, window: Window, country: str) -> bool:
 
 
 def next_open(moment: datetime, window: Window, tz: str, country: str) -> datetime:
-    """The earliest instant at or after ``moment`` inside the window on a working day."""
+    """The earliest instant at or after ``moment`` inside the window on a working day.
+
+    Candidates are compared in UTC and checked on the local wall clock, so the repeated
+    and the skipped hour of a DST change can neither return a time before ``moment`` nor
+    one outside the window.
+    """
     local_zone = zone(tz)
-    local = moment.astimezone(local_zone)
-    for offset in range(0, 400):
-        day = local.date() + timedelta(days=offset)
+    moment = moment.astimezone(UTC)
+    first_day = moment.astimezone(local_zone).date()
+    for offset in range(400):
+        day = first_day + timedelta(days=offset)
         if not is_working_day(day, window, country):
             continue
         opens = datetime.combine(day, window.start, local_zone)
-        closes = datetime.combine(day, window.end, local_zone)
-        candidate = max(local, opens) if offset == 0 else opens
-        if candidate < closes:
-            return candidate.astimezone(timezone.utc)
+        candidates = [moment] if offset == 0 else []
+        candidates += [opens.astimezone(UTC), opens.replace(fold=1).astimezone(UTC)]
+        inside = [c for c in candidates if c >= moment and _inside(c, day, window, local_zone)]
+        if inside:
+            return min(inside)
     raise ValueError("no open sending window in the next 400 days")
 
 
+def _inside(moment: datetime, day: date, window: Window, local_zone: ZoneInfo) -> bool:
+    local = moment.astimezone(local_zone)
+    return local.date() == day and window.start <= local.time() < window.end
+
+
 def is_open(moment: datetime, window: Window, tz: str, country: str) -> bool:
-    return next_open(moment, window, tz, country) == moment.astimezone(timezone.utc)
+    return next_open(moment, window, tz, country) == moment.astimezone(UTC)
 
 
 def add_business_days(
@@ -141,7 +153,7 @@ def add_business_days(
         if is_working_day(day, window, country):
             remaining -= 1
     return datetime.combine(day, local.timetz().replace(tzinfo=None), local_zone).astimezone(
-        timezone.utc
+        UTC
     )
 
 
