@@ -27,12 +27,16 @@ from sequencer import caps, decisions, enrollments, mailboxes, schedule, signal_
 from sequencer.clock import Clock
 from sequencer.config import Settings
 from sequencer.guards import Guard, TouchContext, Verdict, run_guards
-from sequencer.models import Account, Enrollment, Prospect, SequenceVersion, Touch
+from sequencer.models import Account, Decision, Enrollment, Prospect, SequenceVersion, Touch
 from sequencer.rendering import RenderError, present, render
+from sequencer.rule_actions import Event
+from sequencer.rule_actions import apply as apply_rule
+from sequencer.stop_rules import RuleBook, load_rules
 from sequencer.window_guard import window_guard
 from suppression.guard import suppression_guard
 from suppression.tokens import unsubscribe_headers, unsubscribe_url
 
+BUILTIN_BOOK = load_rules(None)
 SEND_LEASE = timedelta(minutes=10)
 RETRY_BACKOFF = timedelta(minutes=15)
 MAX_SEND_ATTEMPTS = 5
@@ -48,6 +52,7 @@ class Runtime:
     guards: list[Guard] = field(default_factory=lambda: [suppression_guard, window_guard])
     domain_problem: Callable[[Session, datetime, str], str] = lambda session, now, domain: ""
     on_delivery_error: Callable[[Session, datetime, Touch, Enrollment, DeliveryError], None] | None = None
+    rules: RuleBook = field(default_factory=lambda: BUILTIN_BOOK)
 
 
 @dataclass
@@ -373,26 +378,34 @@ def _next_retry(now: datetime, reasons: list[str]) -> datetime:
 
 def _delivery_failed(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment, touch: Touch,
                      exc: DeliveryError, definition: dict, prospect: Prospect) -> str:
-    attempts = 1 + session.exec(
-        select(decisions.Decision.id).where(decisions.Decision.touch_id == touch.id,
-                                            decisions.Decision.kind == "send_failed")
-    ).all().__len__()
-    retry = not exc.permanent and attempts < MAX_SEND_ATTEMPTS
-    touch.state = "retry" if retry else "failed"
-    touch.reason = str(exc)
-    session.add(touch)
+    """The server refused: retry later when it may pass, else hand it to the stop rules."""
+    attempts = 1 + len(session.exec(
+        select(Decision.id).where(Decision.touch_id == touch.id, Decision.kind == "send_failed")
+    ).all())
     decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id,
                      code=exc.code, attempt=attempts)
-    if enrollments.claim(session, enrollment):
-        if retry:
+    touch.state, touch.reason = "failed", str(exc)
+    session.add(touch)
+    if not enrollments.claim(session, enrollment):
+        session.commit()
+        return "failed"
+    if exc.permanent and runtime.on_delivery_error is not None:
+        runtime.on_delivery_error(session, now, touch, enrollment, exc)
+    elif exc.permanent:
+        enrollments.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
+    outcome = "failed"
+    still_here = enrollment.state == "active" and enrollment.current_step == touch.step_index
+    if still_here and attempts < MAX_SEND_ATTEMPTS:
+        if touch.state == "failed":  # the stop rules did not reschedule it themselves
+            touch.state = "retry"
             enrollment.next_due_at = now + RETRY_BACKOFF * 2 ** (attempts - 1)
-            session.add(enrollment)
-        elif runtime.on_delivery_error is not None:
-            runtime.on_delivery_error(session, now, touch, enrollment, exc)
-        else:
-            enrollments.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
+        outcome = "retry"
+    elif still_here:
+        enrollments.stop(session, now, enrollment, f"gave up after {attempts} attempts: {exc}", rule="delivery")
+    session.add(touch)
+    session.add(enrollment)
     session.commit()
-    return "retry" if retry else "failed"
+    return outcome
 
 
 def _task(session: Session, now: datetime, ctx: TouchContext, existing: Touch | None) -> str:
@@ -438,22 +451,27 @@ def _task_body(step: dict, rendered: dict[str, str]) -> str:
     return rendered["text"]
 
 
-def complete_task(session: Session, now: datetime, task_id: int, outcome: str, note: str = "") -> str:
-    """Close a task with a disposition and move its enrollment on; one transaction."""
+def complete_task(session: Session, now: datetime, task_id: int, outcome: str, note: str = "",
+                  rules: RuleBook | None = None) -> str:
+    """Close a task with a disposition and move its enrollment on; one transaction.
+
+    ``meeting_booked`` is an event for the managers' stop rules (by default: stop).
+    """
     task = task_channel.close(session, now, task_id, outcome, note)
     enrollment = session.get(Enrollment, task.enrollment_id)
     decisions.record(session, now, "task_done", f"{task.kind} task #{task.id}: {outcome}",
                      enrollment=enrollment, touch_id=task.touch_id, outcome=outcome, note=note)
     result = "recorded"
+    if outcome == "meeting_booked":
+        prospect = session.get(Prospect, enrollment.prospect_id)
+        event = Event(name="meeting_booked", summary=f"meeting booked on {task.kind} task #{task.id}",
+                      address=prospect.email, enrollment=enrollment)
+        _, done = apply_rule(session, now, rules or BUILTIN_BOOK, event)
+        result = "stopped" if any(item.startswith("stopped") for item in done) else "recorded"
     if enrollment.state == "active" and enrollment.waiting_for == "task" and enrollments.claim(session, enrollment):
         version = session.get(SequenceVersion, enrollment.sequence_version_id)
         prospect = session.get(Prospect, enrollment.prospect_id)
-        if outcome == "meeting_booked":
-            enrollments.stop(session, now, enrollment, "meeting booked", rule="defaults.meeting_booked")
-            result = "stopped"
-        else:
-            enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1, version.definition,
-                                   prospect)
-            result = "advanced"
+        enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1, version.definition, prospect)
+        result = "advanced"
     session.commit()
     return result

@@ -223,7 +223,8 @@ class InboundMessage(SQLModel, table=True):
     message_id: str = ""
     from_address: str = ""
     subject: str = ""
-    kind: str = ""  # reply | auto_reply | out_of_office | bounce | complaint | unsubscribe | unknown
+    kind: str = ""  # the classifier's kind, or "quarantined"
+    bounce_type: str = ""  # hard | soft | block, for bounces
     touch_id: Optional[int] = Field(default=None, foreign_key="touch.id")
     enrollment_id: Optional[int] = Field(default=None, index=True)
     match_method: str = ""

@@ -6,10 +6,13 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from channels.email import SmtpSender
+from channels.email import DeliveryError, SmtpSender
 from sequencer.config import Settings
 from sequencer.domain_health import health_of, verdict_for
 from sequencer.engine import Runtime
+from sequencer.inbound.bounces import classify_smtp_response
+from sequencer.models import Enrollment, Touch
+from sequencer.rule_actions import Event, apply, rulebook
 from sequencer.window_guard import window_guard
 from suppression.guard import suppression_guard
 
@@ -25,9 +28,22 @@ def build(settings: Settings, sender: object | None = None, check_domains: bool 
             return ""
         return f"sending domain {domain} health {health.status}: {health.explanation}"
 
+    rules = rulebook(settings)
+
+    def delivery_error(session: Session, now: datetime, touch: Touch, enrollment: Enrollment,
+                       exc: DeliveryError) -> None:
+        """A refusal at send time is a bounce like any other: the same classes, the same rules."""
+        verdict = classify_smtp_response(exc.code, exc.message)
+        event = Event(name="bounce", bounce_type=verdict.bounce_type, address=touch.recipient,
+                      summary=f"{verdict.bounce_type} refusal at send time: {exc}", touch=touch,
+                      enrollment=enrollment, detail={"matched_by": "smtp", "status": verdict.status_code or ""})
+        apply(session, now, rules, event)
+
     return Runtime(
         settings=settings,
         sender=sender or SmtpSender(),
         guards=[suppression_guard, window_guard],
         domain_problem=domain_problem,
+        on_delivery_error=delivery_error,
+        rules=rules,
     )

@@ -117,11 +117,19 @@ def add_entry(
     session: Session, now: datetime, spec: EntrySpec, added_by: str = ""
 ) -> tuple[SuppressionEntry, Change]:
     """Insert or update one entry and commit; says whether it was added, updated or kept."""
+    entry, change = stage_entry(session, now, spec, added_by)
+    session.commit()
+    return entry, change
+
+
+def stage_entry(
+    session: Session, now: datetime, spec: EntrySpec, added_by: str = ""
+) -> tuple[SuppressionEntry, Change]:
+    """``add_entry`` without the commit, for callers that write more in the same transaction."""
     existing = get_entry(session, spec.kind, spec.value)
     if existing is not None:
         change = merge(existing, spec)
         session.add(existing)
-        session.commit()
         return existing, change
     entry = SuppressionEntry(
         kind=spec.kind,
@@ -133,7 +141,7 @@ def add_entry(
         expires_at=spec.expires_at,
     )
     session.add(entry)
-    session.commit()
+    session.flush()
     return entry, "added"
 
 

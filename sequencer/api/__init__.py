@@ -22,6 +22,7 @@ from sequencer.db import session as new_session
 
 def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -> FastAPI:
     """An app serving every router on ``engine``; the schema must already be migrated."""
+    from sequencer.api.inbound import router as inbound_router
     from sequencer.api.unsubscribe import router as unsubscribe_router
 
     app = FastAPI(title="sequencer", docs_url=None, redoc_url=None)
@@ -29,6 +30,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     app.state.engine = engine
     app.state.clock = clock or SystemClock()
     app.include_router(unsubscribe_router)
+    app.include_router(inbound_router)
     return app
 
 

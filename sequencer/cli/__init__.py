@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sequencer.cli import domains, explain, inbound, intake, mailboxes, rules, run, sequences, suppress, tasks
+from sequencer.cli import domains, explain, inbound, intake, mailboxes, rules, run, sequences, serve, suppress, tasks
 
 app = typer.Typer(no_args_is_help=True, help="Signal-triggered outbound sequencing engine.")
 app.add_typer(sequences.app, name="sequences")
@@ -19,6 +19,7 @@ app.add_typer(rules.app, name="rules")
 app.command("signal")(intake.signal_command)
 app.command("run")(run.run_command)
 app.command("explain")(explain.explain_command)
+app.command("serve")(serve.serve_command)
 
 
 @app.command()

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from channels.tasks import OUTCOMES, TaskError, open_tasks
-from sequencer.cli.common import console, fail, open_session
+from sequencer.cli.common import console, fail, open_session, settings
 from sequencer.clock import SystemClock
 from sequencer.engine import complete_task
 from sequencer.models import Prospect
@@ -45,9 +45,12 @@ def done(
     note: str = typer.Option("", help="Free text for the record."),
 ) -> None:
     """Close a task with a disposition; the sequence moves on (or stops on meeting_booked)."""
-    with open_session() as session:
+    from sequencer.rule_actions import rulebook
+
+    config = settings()
+    with open_session(config) as session:
         try:
-            result = complete_task(session, SystemClock().now(), task_id, outcome, note)
+            result = complete_task(session, SystemClock().now(), task_id, outcome, note, rulebook(config))
         except TaskError as exc:
             fail(str(exc))
     console.print(f"task #{task_id} closed ({outcome}); enrollment {result}")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 13:43:13.442114
+Create Date: 2026-11-25 13:58:50.302097
 """
 
 from alembic import op
@@ -251,6 +251,7 @@ def upgrade() -> None:
     sa.Column('from_address', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('bounce_type', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('touch_id', sa.Integer(), nullable=True),
     sa.Column('enrollment_id', sa.Integer(), nullable=True),
     sa.Column('match_method', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
