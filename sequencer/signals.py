@@ -75,8 +75,14 @@ def validate(signal: SignalIn, now: datetime) -> SignalIn:
         raise ValueError(f"type: unknown signal type {signal.type!r} (known: {', '.join(sorted(SIGNAL_TYPES))})")
     if not signal.email and not signal.domain:
         raise ValueError("email or domain: a signal must name a prospect (email) or an account (domain)")
-    email = normalize_email(signal.email) if signal.email else ""
-    domain = normalize_domain(signal.domain) if signal.domain else ""
+    try:
+        email = normalize_email(signal.email) if signal.email else ""
+    except ValueError as exc:
+        raise ValueError(f"email: {exc}") from None
+    try:
+        domain = normalize_domain(signal.domain) if signal.domain else ""
+    except ValueError as exc:
+        raise ValueError(f"domain: {exc}") from None
     occurred = signal.occurred_at or now
     if occurred > now:
         raise ValueError(f"occurred_at: {occurred.isoformat()} is in the future")
