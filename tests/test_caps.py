@@ -1,0 +1,198 @@
+"""Volume caps: the pure rules, the atomic counters, and the engine deferring capped touches.
+
+The unit tests run on SQLite and PostgreSQL (the ``session`` fixture); the engine tests
+send through a real SMTP server on loopback and check that a capped touch is deferred to
+the next window with a decision naming the cap, never dropped and never sent over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from engine_support import add_prospect, enrollment_of, fire, prepare, write_templates
+from sqlmodel import select
+
+from channels.email import SmtpSender
+from sequencer import caps
+from sequencer.config import Settings
+from sequencer.engine import Runtime, tick
+from sequencer.models import CapCounter, Decision, Mailbox
+
+TODAY = date(2026, 11, 30)  # a Monday
+NOW = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)
+NEXT_WINDOW = datetime(2026, 12, 1, 13, 0, tzinfo=timezone.utc)  # Tuesday 08:00 New York
+
+
+def _mailbox(**fields: object) -> Mailbox:
+    values = {"id": 7, "address": "alex@outreach.example", "sending_domain": "outreach.example",
+              "daily_cap": 40, **fields}
+    return Mailbox(**values)
+
+
+def _counters(session) -> dict[str, int]:  # noqa: ANN001
+    session.expire_all()
+    return {row.key: row.used for row in session.exec(select(CapCounter))}
+
+
+def _caps(limit: int = 5, *, key: str = "mailbox:1:2026-11-30") -> list[caps.Cap]:
+    return [caps.Cap(key, limit, f"{key} cap ({limit}/day)", TODAY)]
+
+
+# --- mailbox_daily_limit: the warm-up ramp ---------------------------------------------------
+
+
+def test_without_a_ramp_the_mailbox_cap_is_its_daily_cap():
+    limit, label = caps.mailbox_daily_limit(_mailbox(daily_cap=40), TODAY)
+
+    assert (limit, label) == (40, "40/day")
+
+
+def test_ramp_day_one_allows_the_starting_volume():
+    mailbox = _mailbox(warmup_start=5, warmup_increment=3, warmup_started_on=TODAY)
+
+    assert caps.mailbox_daily_limit(mailbox, TODAY) == (5, "warm-up day 1: 5/day of 40")
+
+
+def test_ramp_day_k_adds_the_increment_once_per_day():
+    mailbox = _mailbox(warmup_start=5, warmup_increment=3, warmup_started_on=TODAY)
+
+    assert caps.mailbox_daily_limit(mailbox, TODAY + timedelta(days=4)) == (17, "warm-up day 5: 17/day of 40")
+
+
+def test_ramp_stops_at_the_daily_cap():
+    mailbox = _mailbox(warmup_start=5, warmup_increment=3, warmup_started_on=TODAY)
+
+    assert caps.mailbox_daily_limit(mailbox, TODAY + timedelta(days=11)) == (38, "warm-up day 12: 38/day of 40")
+    assert caps.mailbox_daily_limit(mailbox, TODAY + timedelta(days=12)) == (40, "40/day")
+    assert caps.mailbox_daily_limit(mailbox, TODAY + timedelta(days=400)) == (40, "40/day")
+
+
+def test_a_ramp_that_starts_tomorrow_allows_only_the_starting_volume_today():
+    mailbox = _mailbox(warmup_start=5, warmup_increment=3, warmup_started_on=TODAY + timedelta(days=1))
+
+    assert caps.mailbox_daily_limit(mailbox, TODAY)[0] == 5
+
+
+# --- caps_for: keys, limits and labels ------------------------------------------------------
+
+
+def test_caps_for_one_email_names_every_cap_it_counts_against():
+    settings = Settings(domain_daily_cap=300, recipient_domain_daily_cap=4, recipient_domain_weekly_cap=9)
+    mailbox = _mailbox(warmup_start=5, warmup_increment=3, warmup_started_on=TODAY - timedelta(days=2))
+
+    found = caps.caps_for(settings, mailbox, "northwind.example", NOW)
+
+    assert [(c.key, c.limit, c.label) for c in found] == [
+        ("mailbox:7:2026-11-30", 11, "mailbox alex@outreach.example daily cap (warm-up day 3: 11/day of 40)"),
+        ("domain:outreach.example:2026-11-30", 300, "sending domain outreach.example daily cap (300/day)"),
+        ("recipient:northwind.example:2026-11-30", 4, "recipient domain northwind.example daily cap (4/day)"),
+        ("recipient-week:northwind.example:2026-W49", 9,
+         "recipient domain northwind.example weekly cap (9/week)"),
+    ]
+
+
+def test_daily_counters_expire_with_their_day_and_weekly_ones_with_their_sunday():
+    found = caps.caps_for(Settings(), _mailbox(), "northwind.example", NOW)
+
+    assert [c.expires_on for c in found] == [TODAY, TODAY, TODAY, date(2026, 12, 6)]
+
+
+@pytest.mark.parametrize(
+    ("day", "week_key"),
+    [
+        (date(2026, 12, 31), "2026-W53"),  # 2026 has 53 ISO weeks
+        (date(2027, 1, 1), "2026-W53"),  # a new calendar year, the same ISO week
+        (date(2027, 1, 3), "2026-W53"),
+        (date(2027, 1, 4), "2027-W01"),
+        (date(2024, 12, 30), "2025-W01"),  # the ISO year starts before the calendar year
+    ],
+)
+def test_the_weekly_key_is_the_iso_week_across_a_year_boundary(day, week_key):
+    now = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(hours=12)
+
+    weekly = caps.caps_for(Settings(), _mailbox(), "northwind.example", now)[-1]
+
+    assert weekly.key == f"recipient-week:northwind.example:{week_key}"
+    assert weekly.expires_on.weekday() == 6 and 0 <= (weekly.expires_on - day).days <= 6
+
+
+# --- reserve: one atomic step over every counter ---------------------------------------------
+
+
+def test_reserve_counts_one_send_against_every_cap(session):
+    found = caps.caps_for(Settings(), _mailbox(), "northwind.example", NOW)
+
+    assert caps.reserve(session, found) is None
+    assert caps.reserve(session, found) is None
+    session.commit()
+
+    assert _counters(session) == {c.key: 2 for c in found}
+    row = session.get(CapCounter, "recipient-week:northwind.example:2026-W49")
+    assert row.expires_on == date(2026, 12, 6)
+
+
+def test_reserve_reports_the_full_cap_and_a_rollback_leaves_every_counter_as_it_was(session):
+    roomy = caps.Cap("mailbox:1:2026-11-30", 10, "mailbox cap", TODAY)
+    tight = caps.Cap("recipient:northwind.example:2026-11-30", 1, "recipient cap (1/day)", TODAY)
+    after = caps.Cap("recipient-week:northwind.example:2026-W49", 10, "weekly cap", TODAY)
+    assert caps.reserve(session, [roomy, tight, after]) is None
+    session.commit()
+
+    full = caps.reserve(session, [roomy, tight, after])
+    session.rollback()
+
+    assert full == tight
+    assert _counters(session) == {roomy.key: 1, tight.key: 1, after.key: 1}
+
+
+def test_a_cap_of_zero_has_no_room(session):
+    assert caps.reserve(session, _caps(limit=0)) == _caps(limit=0)[0]
+
+
+def test_full_is_a_read_only_look_at_the_same_counters(session):
+    found = _caps(limit=2)
+    assert caps.full(session, found) is None
+    caps.reserve(session, found)
+    caps.reserve(session, found)
+    session.commit()
+
+    assert caps.full(session, found) == found[0]
+    assert _counters(session) == {found[0].key: 2}
+
+
+# --- take_gap: the minimum gap between two sends from a mailbox --------------------------------
+
+
+def test_take_gap_lets_the_first_send_through_then_holds_the_next_until_the_gap_has_passed(session):
+    mailbox = Mailbox(address="alex@outreach.example", sending_domain="outreach.example")
+    session.add(mailbox)
+    session.commit()
+
+    assert caps.take_gap(session, mailbox, NOW, 90)
+    session.commit()
+    assert not caps.take_gap(session, mailbox, NOW + timedelta(seconds=89.5), 90)
+    assert caps.take_gap(session, mailbox, NOW + timedelta(seconds=90), 90)
+    session.commit()
+
+    session.refresh(mailbox)
+    assert mailbox.last_sent_at == NOW + timedelta(seconds=90)
+
+
+# --- purge_expired ---------------------------------------------------------------------------
+
+
+def test_purge_drops_counters_whose_period_has_ended_and_keeps_the_rest(session):
+    last_week = caps.caps_for(Settings(), _mailbox(), "northwind.example", NOW)
+    this_monday = NOW + timedelta(days=7)
+    this_week = caps.caps_for(Settings(), _mailbox(), "northwind.example", this_monday)
+    caps.reserve(session, last_week)
+    caps.reserve(session, this_week)
+    session.commit()
+
+    dropped = caps.purge_expired(session, this_monday.date())
+    session.commit()
+
+    assert dropped == 4
+    assert set(_counters(session)) == {c.key for c in this_week}
