@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -42,7 +42,7 @@ def caps_for(settings: Settings, mailbox: Mailbox, recipient_domain: str, now: d
     """Every cap one email from ``mailbox`` to ``recipient_domain`` counts against."""
     today = now.date()
     year, week, _ = today.isocalendar()
-    week_end = today + timedelta(days=7 - today.weekday())
+    week_end = today + timedelta(days=6 - today.weekday())  # Sunday, the week's last day
     limit, label = mailbox_daily_limit(mailbox, today)
     return [
         Cap(f"mailbox:{mailbox.id}:{today}", limit, f"mailbox {mailbox.address} daily cap ({label})", today),
@@ -96,7 +96,5 @@ def take_gap(session: Session, mailbox: Mailbox, now: datetime, gap_seconds: flo
 
 def purge_expired(session: Session, today: date) -> int:
     """Drop counters for periods that have ended."""
-    from sqlalchemy import delete
-
     result = session.execute(delete(CapCounter).where(CapCounter.expires_on < today))
     return result.rowcount or 0
