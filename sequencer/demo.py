@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, select
 
-from sequencer import mailboxes, prospects, runtime, signal_processing, signals
+from sequencer import demo_dns, domain_health, mailboxes, prospects, runtime, signal_processing, signals
 from sequencer.clock import SimulatedClock
 from sequencer.config import REPO_TEMPLATES, Settings
 from sequencer.db import make_engine, migrate
@@ -28,6 +28,7 @@ from sequencer.db import session as new_session
 from sequencer.engine import complete_task, tick
 from sequencer.explain import local
 from sequencer.inbound_ingest import ingest_raw
+from sequencer.local_dns import DNSServer
 from sequencer.local_smtp import LocalSmtpServer
 from sequencer.models import Decision, Enrollment, Prospect, Signal, Task, Touch
 from sequencer.sequences import sync
@@ -70,14 +71,24 @@ def _run(console: Console, workspace: Path, smtp: LocalSmtpServer, templates: Pa
              "smtp_host": smtp.host, "smtp_port": smtp.port, "daily_cap": 40},
         ],
     )
+    dns = demo_dns.start(settings)
+    try:
+        return _run_with_dns(console, workspace, smtp, templates, settings, dns)
+    finally:
+        dns.stop()
+
+
+def _run_with_dns(console: Console, workspace: Path, smtp: LocalSmtpServer, templates: Path, settings: Settings,
+                  dns: DNSServer) -> dict:
     engine = make_engine(settings.database_url)
     migrate(engine)
     clock = SimulatedClock(START)
-    engine_runtime = runtime.build(settings, check_domains=False)
+    engine_runtime = runtime.build(settings)
     console.rule("[bold]sequencer demo[/bold]")
-    console.print(f"workspace {workspace}\nSMTP server listening on {smtp.host}:{smtp.port} (loopback)\n"
-                  f"simulated clock starts {START:%a %Y-%m-%d %H:%M} UTC\n")
+    console.print(f"workspace {workspace}\nSMTP server on {smtp.host}:{smtp.port} and DNS server on {dns.address} "
+                  f"(both loopback, started by the demo)\nsimulated clock starts {START:%a %Y-%m-%d %H:%M} UTC\n")
     with new_session(engine) as session:
+        _check_domains(session, console, clock.now(), settings)
         for result in sync(session, clock.now(), templates):
             console.print(f"loaded sequence [bold]{result.name}[/bold] v{result.version}")
         mailboxes.sync_from_settings(session, settings, clock.now().date())
@@ -105,6 +116,20 @@ def _run(console: Console, workspace: Path, smtp: LocalSmtpServer, templates: Pa
             clock.set(min(following, pending[0][0]) if pending else following)
         engine_runtime.sender.close()
         return _summary(session, console, smtp)
+
+
+def _check_domains(session: Session, console: Console, now: datetime, settings: Settings) -> None:
+    """Show the sending-domain checks the engine runs before a domain may send."""
+    for domain in (demo_dns.SENDING_DOMAIN, demo_dns.PRIMARY_DOMAIN):
+        row = domain_health.refresh(session, now, settings, domain)
+        style = {"pass": "green", "warn": "yellow"}.get(row.status, "red")
+        console.print(f"domain check [bold]{domain}[/bold]: [{style}]{row.status}[/{style}]"
+                      + ("  (may send)" if row.status in ("pass", "warn") else "  (sending from it is blocked)"))
+        for check in row.report.get("checks", []):
+            if check["status"] != "pass" or domain == demo_dns.SENDING_DOMAIN:
+                console.print(f"    {check['status']:7} {check['name']:12} {check['reason']}", highlight=False,
+                              soft_wrap=True)
+    console.print()
 
 
 def _console() -> Console:
@@ -189,7 +214,8 @@ def _maybe_reply(session: Session, console: Console, now: datetime, settings: Se
     reply["In-Reply-To"] = f"<{original.message_id}>"
     reply["References"] = f"<{original.message_id}>"
     reply["Date"] = format_datetime(now)
-    reply.set_content("Good timing - we're hiring four SDRs next quarter. Can you do Thursday at 11?\n\nDana")
+    reply.set_content("Yes, interested - good timing, we're hiring four SDRs next quarter. Let's set up a call: "
+                      "Thursday at 11 works for me.\n\nDana")
     console.print(f"{local(now, 'America/New_York'):22} [bold]inbound      [/bold]dana.reyes@northwind.example     "
                   f"replies to {original.message_id}: {reply['Subject']!r}", highlight=False, soft_wrap=True)
     ingest_raw(session, now, settings, bytes(reply))
@@ -221,7 +247,7 @@ def _summary(session: Session, console: Console, smtp: LocalSmtpServer) -> dict:
 
 
 def _short(reason: str) -> str:
-    return reason.split(":")[0] if reason else ""
+    return reason if len(reason) <= 40 else reason[:39] + "…"
 
 
 def _duration(delta: timedelta) -> str:

@@ -14,7 +14,7 @@ from functools import cache
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from dns_server import DNSServer
+from sequencer.local_dns import DNSServer
 
 from sequencer.config import Settings
 

@@ -16,7 +16,7 @@ from conftest_dns import (
     dns_server,  # noqa: F401 - the fixture
     serve_healthy,
 )
-from dns_server import DNSServer
+from sequencer.local_dns import DNSServer
 from typer.testing import CliRunner, Result
 
 from sequencer.cli import domains

@@ -14,7 +14,7 @@ from conftest_dns import (
     settings_for,
     txt,
 )
-from dns_server import DNSServer
+from sequencer.local_dns import DNSServer
 
 from sequencer.config import Settings
 from sequencer.domain_checks import (

@@ -16,7 +16,7 @@ from conftest_dns import (
     serve_healthy,
     settings_for,
 )
-from dns_server import DNSServer
+from sequencer.local_dns import DNSServer
 from sqlalchemy import event
 from sqlmodel import Session
 

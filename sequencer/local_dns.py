@@ -1,4 +1,4 @@
-"""A real authoritative DNS server on loopback, so DNS tests exercise the wire, not mocks.
+"""A real authoritative DNS server on loopback, for tests and the demo: the wire, not mocks.
 
 Each test hands it zone text; it answers over UDP and TCP on one free port, from a
 thread, the way an authoritative server would: NOERROR with the records, NOERROR with
