@@ -62,9 +62,16 @@ def upsert_prospect(
     session: Session, now: datetime, email: str, values: dict[str, Any], domain: str = ""
 ) -> Prospect:
     """Create or update a prospect (and its account, by domain); does not commit."""
-    address = normalize_email(email)
+    try:
+        address = normalize_email(email)
+    except ValueError as exc:
+        raise ValueError(f"email: {exc}") from None
+    try:
+        account_domain = normalize_domain(domain) if domain else domain_of(address)
+    except ValueError as exc:
+        raise ValueError(f"domain: {exc}") from None
     prospect_fields, account_fields = clean_prospect_fields(values)
-    account = upsert_account(session, normalize_domain(domain) if domain else domain_of(address), account_fields)
+    account = upsert_account(session, account_domain, account_fields)
     prospect = session.exec(select(Prospect).where(Prospect.email == address)).first()
     if prospect is None:
         prospect = Prospect(email=address, created_at=now, account_id=account.id, custom={})
