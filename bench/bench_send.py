@@ -39,11 +39,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
 import psycopg
+from smtp_sink import SinkMissing, SmtpSink
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
@@ -55,7 +56,6 @@ from sequencer.config import Settings
 from sequencer.engine import Runtime, tick
 from sequencer.models import DomainCheck, Enrollment, Mailbox, Signal, Touch
 from sequencer.sequences import sync
-from smtp_sink import SinkMissing, SmtpSink
 from suppression.tokens import unsubscribe_headers, unsubscribe_url
 
 TARGET_TOUCHES_PER_S = 500
@@ -318,7 +318,7 @@ def sample_message(settings: Settings) -> bytes:
     footer = f"\n\n--\nNot the right time? Unsubscribe with one click: {unsubscribe_url(settings, to)}"
     email = OutgoingEmail(mailbox=mailbox, to=to, subject="Prospect 1234: an idea after your sales engagement "
                           "research", text=body + footer, message_id=new_message_id(mailbox.sending_domain),
-                          headers=unsubscribe_headers(settings, to), date=datetime.now(timezone.utc),
+                          headers=unsubscribe_headers(settings, to), date=datetime.now(UTC),
                           envelope_from="sdr000+t1234@outreach0.example")
     return build(email).as_bytes()
 

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 SMTP_SINK = Path("/usr/sbin/smtp-sink")
 BACKLOG = 256
@@ -33,9 +34,9 @@ class SmtpSink:
         self.port = 0
         self.binary = binary
         self._process: subprocess.Popen[bytes] | None = None
-        self._counters = tempfile.NamedTemporaryFile(prefix="smtp-sink-", suffix=".out", delete=False)
+        self._counters = Path()
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> Self:
         if not self.binary.exists():
             raise SinkMissing(
                 f"{self.binary} not found: install Postfix's tools with "
@@ -45,7 +46,12 @@ class SmtpSink:
         command = [str(self.binary), "-c", f"{self.host}:{self.port}", str(BACKLOG)]
         if os.geteuid() == 0:  # smtp-sink drops privileges only when it has some to drop
             command[1:1] = ["-u", "nobody"]
-        self._process = subprocess.Popen(command, stdout=self._counters, stderr=subprocess.PIPE)
+        descriptor, name = tempfile.mkstemp(prefix="smtp-sink-", suffix=".out")
+        self._counters = Path(name)
+        try:
+            self._process = subprocess.Popen(command, stdout=descriptor, stderr=subprocess.PIPE)
+        finally:
+            os.close(descriptor)  # the child has its own copy
         self._wait_until_listening()
         return self
 
@@ -58,13 +64,11 @@ class SmtpSink:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             self._process.wait(timeout=10)
-        self._counters.close()
-        Path(self._counters.name).unlink(missing_ok=True)
+        self._counters.unlink(missing_ok=True)
 
     def received(self) -> int:
         """Messages accepted so far (the last ``mesg=`` counter smtp-sink printed)."""
-        self._counters.flush()
-        text = Path(self._counters.name).read_text(errors="replace")
+        text = self._counters.read_text(errors="replace")
         counts = re.findall(r"mesg=(\d+)", text)
         return int(counts[-1]) if counts else 0
 
