@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
 from sequencer.cli.common import console, fail, open_session
 from sequencer.explain import explain, local
+from sequencer.schedule import zone
 
 
 def explain_command(
     email: str = typer.Argument(..., help="The prospect's email address."),
-    tz: Optional[str] = typer.Option(None, help="Show times in this zone (default: the prospect's)."),
+    tz: str | None = typer.Option(None, help="Show times in this zone (default: the prospect's)."),
 ) -> None:
     """Per enrollment and step: sent at, blocked because, waiting for, stopped by."""
+    if tz:
+        try:
+            zone(tz)
+        except ValueError as exc:
+            fail(f"--tz: {exc}")
     with open_session() as session:
         story = explain(session, email)
         if story is None:
