@@ -1,0 +1,154 @@
+"""Inbound messages that answer a touch the engine really sent.
+
+Every builder starts from what the loopback SMTP server received (``smtp.messages[i]``):
+its Message-ID is what a mail client puts in In-Reply-To / References, and its envelope
+sender (``sam+t<touch id>@outreach-acme.example``) is where a bounce goes back to. So a
+test that matches a reply is matching against the same ids a real recipient would see.
+
+Plain functions returning raw bytes; the tests feed them to ``ingest_raw``, the CLI, the
+HTTP endpoint or a Dovecot mailbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from sequencer.local_smtp import Received
+
+OUR_MAILBOX = "sam@outreach-acme.example"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One message as the SMTP server got it: what replies and bounces refer to."""
+
+    message_id: str  # with angle brackets, as in the header
+    subject: str
+    to: str
+    envelope_from: str  # the VERP return path, sam+t<touch id>@...
+
+    @property
+    def touch_id(self) -> int:
+        return int(self.envelope_from.split("+t", 1)[1].split("@", 1)[0])
+
+
+def sent(received: Received) -> Sent:
+    message = message_from_bytes(received.content, policy=policy.default)
+    return Sent(str(message["Message-ID"]), str(message["Subject"]), received.rcpt_tos[0], received.mail_from)
+
+
+def _message(sender: str, to: str, subject: str, when: datetime | None, message_id: str | None = None,
+             **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(when) if when else "Mon, 30 Nov 2026 16:00:00 +0000"
+    message["Message-ID"] = message_id or make_msgid(domain=sender.rpartition("@")[2].rstrip(">"))
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    return message
+
+
+def reply(to: Sent, body: str, *, sender: str | None = None, subject: str | None = None,
+          in_reply_to: bool = True, references: list[str] | None = None, when: datetime | None = None,
+          message_id: str | None = None) -> bytes:
+    """A person's answer. By default threaded by In-Reply-To and References like any client."""
+    headers = {}
+    if in_reply_to:
+        headers["In_Reply_To"] = to.message_id
+    refs = [to.message_id] if references is None and in_reply_to else (references or [])
+    if refs:
+        headers["References"] = " ".join(refs)
+    message = _message(sender or to.to, OUR_MAILBOX, subject if subject is not None else f"Re: {to.subject}",
+                       when, message_id, **headers)
+    message.set_content(f"{body}\n\nOn Mon, Sam Rivera <{OUR_MAILBOX}> wrote:\n> Hi there,\n> {to.subject}\n")
+    return bytes(message)
+
+
+def out_of_office(to: Sent, body: str, *, when: datetime | None = None, language: str = "en") -> bytes:
+    """An automatic out-of-office answer, threaded to the touch, with the usual auto headers."""
+    prefix = {"de": "Automatische Antwort", "en": "Automatic reply"}[language]
+    message = _message(to.to, OUR_MAILBOX, f"{prefix}: {to.subject}", when, In_Reply_To=to.message_id,
+                       Auto_Submitted="auto-replied", X_Auto_Response_Suppress="All",
+                       Content_Language="de-DE" if language == "de" else "en-US")
+    message.set_content(body)
+    return bytes(message)
+
+
+def dsn(to: Sent, status: str, diagnostic: str, *, action: str = "failed", when: datetime | None = None,
+        recipient: str | None = None) -> bytes:
+    """An RFC 3464 delivery status notification with the original headers attached."""
+    recipient = recipient or to.to
+    report = (
+        "Reporting-MTA: dns; mx1.outreach-acme.example\n\n"
+        f"Final-Recipient: rfc822; {recipient}\nAction: {action}\nStatus: {status}\n"
+        f"Remote-MTA: dns; mx.{recipient.rpartition('@')[2]}\nDiagnostic-Code: smtp; {diagnostic}\n"
+    )
+    original = (
+        f"Return-Path: <{to.envelope_from}>\nFrom: Sam Rivera <{OUR_MAILBOX}>\nTo: {recipient}\n"
+        f"Subject: {to.subject}\nMessage-ID: {to.message_id}\n"
+    )
+    message = _message("MAILER-DAEMON@mx1.outreach-acme.example", to.envelope_from,
+                       "Undelivered Mail Returned to Sender", when, Auto_Submitted="auto-replied")
+    message.set_content(f"Your message could not be delivered to {recipient}.\n\n{diagnostic}\n")
+    message.make_mixed()
+    message.replace_header("Content-Type", 'multipart/report; report-type="delivery-status"; '
+                           f'boundary="{message.get_boundary()}"')
+    status_part = EmailMessage()
+    status_part.set_content(report.encode(), maintype="message", subtype="delivery-status", cte="7bit")
+    headers_part = EmailMessage()
+    headers_part.set_content(original.encode(), maintype="text", subtype="rfc822-headers", cte="7bit")
+    message.attach(status_part)
+    message.attach(headers_part)
+    return bytes(message)
+
+
+def verp_only_bounce(to: Sent, diagnostic: str = "Sorry, no mailbox here by that name. (#5.1.1)",
+                     *, when: datetime | None = None) -> bytes:
+    """A qmail-style bounce with no original Message-ID anywhere: only the return path says
+    which touch it is about (To / X-Original-To carry ``sam+t<id>@...``)."""
+    message = _message("MAILER-DAEMON@mail.oldhost.example", to.envelope_from, "failure notice", when,
+                       X_Original_To=to.envelope_from, Return_Path="<>")
+    message.set_content(
+        "Hi. This is the qmail-send program at mail.oldhost.example.\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        f"<{to.to}>:\n{diagnostic}\n"
+    )
+    return bytes(message)
+
+
+def arf_complaint(to: Sent, *, when: datetime | None = None) -> bytes:
+    """An RFC 5965 abuse report from a mailbox provider with the original message attached."""
+    message = _message("Mail AntiSpam Feedback <feedback@arf.mail.example>", f"fbl@{OUR_MAILBOX.split('@')[1]}",
+                       f"FW: {to.subject}", when)
+    message.set_content("This is an email abuse report for an email message received from IP 203.0.113.5.\n")
+    message.make_mixed()
+    message.replace_header("Content-Type", 'multipart/report; report-type="feedback-report"; '
+                           f'boundary="{message.get_boundary()}"')
+    feedback = EmailMessage()
+    feedback.set_content(
+        (f"Feedback-Type: abuse\nUser-Agent: Feedback/2.0\nVersion: 1\nOriginal-Mail-From: <{to.envelope_from}>\n"
+         f"Original-Rcpt-To: <{to.to}>\nSource-IP: 203.0.113.5\n").encode(),
+        maintype="message", subtype="feedback-report", cte="7bit")
+    original = (
+        f"Return-Path: <{to.envelope_from}>\r\nFrom: Sam Rivera <{OUR_MAILBOX}>\r\nTo: {to.to}\r\n"
+        f"Subject: {to.subject}\r\nMessage-ID: {to.message_id}\r\n\r\nHi, a quick question.\r\n"
+    )
+    attached = EmailMessage()
+    attached.set_content(message_from_bytes(original.encode(), policy=policy.default))
+    message.attach(feedback)
+    message.attach(attached)
+    return bytes(message)
+
+
+GARBAGE = bytes(range(256)) * 64  # binary noise: no header fields at all
+TRUNCATED = b"From: dana@northwind.example\r\nSubj"  # cut off in the middle of the header
+MISENCODED = (  # declares UTF-8, is Latin-1, and has no sender at all
+    b"Subject: Gr\xfc\xdfe\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nK\xf6nnen wir reden?\r\n"
+)
