@@ -8,7 +8,7 @@ the next window with a decision naming the cap, never dropped and never sent ove
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from engine_support import add_prospect, enrollment_of, fire, prepare, write_templates
@@ -21,8 +21,8 @@ from sequencer.engine import Runtime, tick
 from sequencer.models import CapCounter, Decision, Mailbox
 
 TODAY = date(2026, 11, 30)  # a Monday
-NOW = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)
-NEXT_WINDOW = datetime(2026, 12, 1, 13, 0, tzinfo=timezone.utc)  # Tuesday 08:00 New York
+NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+NEXT_WINDOW = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)  # Tuesday 08:00 New York
 
 
 def _mailbox(**fields: object) -> Mailbox:
@@ -31,7 +31,7 @@ def _mailbox(**fields: object) -> Mailbox:
     return Mailbox(**values)
 
 
-def _counters(session) -> dict[str, int]:  # noqa: ANN001
+def _counters(session) -> dict[str, int]:
     session.expire_all()
     return {row.key: row.used for row in session.exec(select(CapCounter))}
 
@@ -110,7 +110,7 @@ def test_daily_counters_expire_with_their_day_and_weekly_ones_with_their_sunday(
     ],
 )
 def test_the_weekly_key_is_the_iso_week_across_a_year_boundary(day, week_key):
-    now = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(hours=12)
+    now = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=12)
 
     weekly = caps.caps_for(Settings(), _mailbox(), "northwind.example", now)[-1]
 
@@ -196,3 +196,170 @@ def test_purge_drops_counters_whose_period_has_ended_and_keeps_the_rest(session)
 
     assert dropped == 4
     assert set(_counters(session)) == {c.key for c in this_week}
+
+
+# --- the engine: a capped touch is deferred to the next window, never dropped ------------------
+
+ONE_EMAIL = """\
+name: outbound
+owner: sam.sdr@acme.example
+trigger:
+  signals: [intent_surge]
+window: {days: mon-fri, start: "08:00", end: "17:00"}
+mailboxes: POOL
+steps:
+  - id: first
+    kind: email
+    subject: "Hello {{ prospect.first_name }}"
+    template: first.j2
+"""
+SAM = "sam@outreach-acme.example"
+JO = "jo@outreach-acme.example"
+
+
+@pytest.fixture
+def desk(tmp_path, session, clock, smtp, settings):
+    """Set up the one-email sequence sending from ``pool``; returns the engine's Runtime."""
+    senders = []
+
+    def start(pool: list[str], boxes: list[dict], **caps_settings: object) -> Runtime:
+        configured = replace(settings, mailboxes=boxes, **caps_settings)
+        root = write_templates(tmp_path / "templates", ONE_EMAIL.replace("POOL", "[" + ", ".join(pool) + "]"))
+        prepare(session, clock.now(), configured, root)
+        senders.append(SmtpSender(timeout=5))
+        return Runtime(settings=configured, sender=senders[-1])
+
+    yield start
+    for sender in senders:
+        sender.close()
+
+
+def _box(smtp, address: str, **fields: object) -> dict:
+    return {"address": address, "display_name": address.split("@")[0].title(), "smtp_host": smtp.host,
+            "smtp_port": smtp.port, **fields}
+
+
+def _due(session, clock, emails: list[str]) -> None:
+    for email in emails:
+        add_prospect(session, clock.now(), email)
+        fire(session, clock.now(), "intent_surge", email=email, score=80)
+
+
+def _deferrals(session) -> list[Decision]:
+    session.expire_all()
+    return list(session.exec(select(Decision).where(Decision.kind == "deferred").order_by(Decision.id)))
+
+
+def _recipients(smtp) -> list[str]:
+    return sorted(r for m in smtp.messages for r in m.rcpt_tos)
+
+
+def test_a_full_mailbox_defers_the_rest_to_the_next_days_window_where_they_go(desk, session, clock, smtp):
+    runtime = desk([SAM], [_box(smtp, SAM, daily_cap=3)])
+    emails = [f"p{i}@company{i}.example" for i in range(5)]
+    _due(session, clock, emails)
+
+    report = tick(session, clock, runtime)
+
+    assert report.outcomes == {"sent": 3, "deferred": 2}
+    assert _recipients(smtp) == emails[:3]
+    reason = f"no mailbox can send: {SAM}: mailbox {SAM} daily cap (3/day) reached"
+    assert [(d.reason, d.detail["until"]) for d in _deferrals(session)] == [(reason, NEXT_WINDOW.isoformat())] * 2
+    for email in emails[3:]:
+        enrollment = enrollment_of(session, email)
+        assert (enrollment.state, enrollment.current_step, enrollment.next_due_at) == ("active", 0, NEXT_WINDOW)
+
+    clock.advance(timedelta(hours=1))
+    tick(session, clock, runtime)
+    assert len(smtp.messages) == 3  # still today: nothing over the cap
+
+    clock.set(NEXT_WINDOW)
+    assert tick(session, clock, runtime).outcomes == {"sent": 2}
+    assert _recipients(smtp) == emails
+
+
+def test_warm_up_day_one_sends_the_starting_volume_and_day_two_one_more(desk, session, clock, smtp):
+    runtime = desk([SAM], [_box(smtp, SAM, daily_cap=10, warmup_start=2, warmup_increment=1)])
+    emails = [f"p{i}@company{i}.example" for i in range(6)]
+    _due(session, clock, emails)
+
+    assert tick(session, clock, runtime).outcomes == {"sent": 2, "deferred": 4}
+    assert "daily cap (warm-up day 1: 2/day of 10) reached" in _deferrals(session)[0].reason
+
+    clock.set(NEXT_WINDOW)
+    assert tick(session, clock, runtime).outcomes == {"sent": 3, "deferred": 1}
+    assert "daily cap (warm-up day 2: 3/day of 10) reached" in _deferrals(session)[-1].reason
+    assert _recipients(smtp) == emails[:5]
+
+
+def test_the_sending_domain_cap_is_shared_by_every_mailbox_on_the_domain(desk, session, clock, smtp):
+    runtime = desk([SAM, JO], [_box(smtp, SAM, daily_cap=100), _box(smtp, JO, daily_cap=100)],
+                   domain_daily_cap=3)
+    _due(session, clock, [f"p{i}@company{i}.example" for i in range(5)])
+
+    report = tick(session, clock, runtime)
+
+    assert report.outcomes == {"sent": 3, "deferred": 2}
+    senders = sorted(m.mail_from.split("+")[0] for m in smtp.messages)
+    assert senders == ["jo", "sam", "sam"]
+    cap = "sending domain outreach-acme.example daily cap (3/day) reached"
+    for decision in _deferrals(session):
+        reasons = decision.reason.removeprefix("no mailbox can send: ").split("; ")
+        assert sorted(reasons) == [f"{JO}: {cap}", f"{SAM}: {cap}"]
+
+
+def test_one_company_gets_at_most_the_recipient_domain_daily_cap(desk, session, clock, smtp):
+    runtime = desk([SAM], [_box(smtp, SAM, daily_cap=100)], recipient_domain_daily_cap=2)
+    colleagues = [f"{name}@northwind.example" for name in ("ana", "ben", "cy", "dee", "eli")]
+    _due(session, clock, [*colleagues, "li@other.example"])
+
+    assert tick(session, clock, runtime).outcomes == {"sent": 3, "deferred": 3}
+    assert _recipients(smtp) == ["ana@northwind.example", "ben@northwind.example", "li@other.example"]
+    reasons = {d.reason for d in _deferrals(session)}
+    assert reasons == {f"no mailbox can send: {SAM}: recipient domain northwind.example daily cap (2/day) reached"}
+
+    clock.set(NEXT_WINDOW)
+    assert tick(session, clock, runtime).outcomes == {"sent": 2, "deferred": 1}
+
+
+def test_the_recipient_domain_weekly_cap_holds_the_rest_until_next_week(desk, session, clock, smtp):
+    runtime = desk([SAM], [_box(smtp, SAM, daily_cap=100)], recipient_domain_daily_cap=2,
+                   recipient_domain_weekly_cap=3)
+    _due(session, clock, [f"{name}@northwind.example" for name in ("ana", "ben", "cy", "dee", "eli")])
+
+    sent_by_day = []
+    for day in range(8):  # Monday to the next Monday, at 08:00 in New York
+        clock.set(NOW if day == 0 else NEXT_WINDOW + timedelta(days=day - 1))
+        tick(session, clock, runtime)
+        sent_by_day.append(len(smtp.messages))
+
+    assert sent_by_day == [2, 3, 3, 3, 3, 3, 3, 5]  # Sat and Sun are outside the window
+    weekly = [d for d in _deferrals(session) if "weekly" in d.reason]
+    assert weekly and weekly[0].reason.endswith("recipient domain northwind.example weekly cap (3/week) reached")
+
+
+def test_the_minimum_gap_with_jitter_defers_the_next_send_and_says_so(desk, session, clock, smtp):
+    runtime = desk([SAM], [_box(smtp, SAM, min_gap_seconds=300, gap_jitter_seconds=120)])
+    emails = [f"p{i}@company{i}.example" for i in range(4)]
+    _due(session, clock, emails)
+
+    assert tick(session, clock, runtime).outcomes == {"sent": 1, "deferred": 3}
+
+    deferrals = _deferrals(session)
+    gaps = []
+    for decision, email in zip(deferrals, emails[1:], strict=True):
+        assert decision.detail["guard"] == "gap"
+        assert decision.reason.startswith(f"mailbox {SAM}: minimum gap ")
+        waited = (enrollment_of(session, email).next_due_at - clock.now()).total_seconds()
+        assert 300 <= waited <= 420
+        assert decision.reason == f"mailbox {SAM}: minimum gap {waited:.0f}s between sends"
+        gaps.append(waited)
+    assert len(set(gaps)) > 1  # the jitter differs from touch to touch
+
+    first_due = min(enrollment_of(session, email).next_due_at for email in emails[1:])
+    clock.set(first_due - timedelta(seconds=1))
+    tick(session, clock, runtime)
+    assert len(smtp.messages) == 1
+    clock.set(first_due)
+    tick(session, clock, runtime)
+    assert len(smtp.messages) == 2
