@@ -13,10 +13,10 @@ import os
 import smtplib
 import ssl
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
-from datetime import datetime
 
 from sequencer.models import Mailbox
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -20,7 +20,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, select
 
-from sequencer import demo_dns, domain_health, mailboxes, prospects, runtime, signal_processing, signals
+from sequencer import (
+    demo_dns,
+    domain_health,
+    mailboxes,
+    prospects,
+    runtime,
+    signal_processing,
+    signals,
+)
 from sequencer.clock import SimulatedClock
 from sequencer.config import REPO_TEMPLATES, Settings
 from sequencer.db import make_engine, migrate
@@ -34,7 +42,7 @@ from sequencer.models import Decision, Enrollment, Prospect, Signal, Task, Touch
 from sequencer.sequences import sync
 from suppression.store import add_entry, make_spec
 
-START = datetime(2026, 11, 30, 13, 0, tzinfo=timezone.utc)  # Monday 08:00 in New York
+START = datetime(2026, 11, 30, 13, 0, tzinfo=UTC)  # Monday 08:00 in New York
 HOURS = 24 * 12
 STYLE = {
     "enrolled": "green", "sent": "bold cyan", "queued": "magenta", "stopped": "bold red", "blocked": "red",

@@ -7,9 +7,10 @@ verdict that is not "go"; adding a guard means adding a small function, not a br
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from sqlmodel import Session
 

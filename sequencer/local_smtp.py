@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from typing import Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
@@ -21,13 +22,13 @@ class _Handler:
     messages: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> SMTP reply, e.g. "550 5.1.1 no such user"
 
-    async def handle_RCPT(self, server, session, envelope: Envelope, address: str, rcpt_options):  # noqa: ANN001
+    async def handle_RCPT(self, server, session, envelope: Envelope, address: str, rcpt_options):
         if address.lower() in self.refuse:
             return self.refuse[address.lower()]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope: Envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope: Envelope) -> str:
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content))
         return "250 Message accepted for delivery"
 
@@ -55,7 +56,7 @@ class LocalSmtpServer:
         """Answer RCPT TO for ``address`` with ``reply`` (e.g. ``"550 5.1.1 user unknown"``)."""
         self.handler.refuse[address.lower()] = reply
 
-    def __enter__(self) -> "LocalSmtpServer":
+    def __enter__(self) -> Self:
         self._controller.start()
         return self
 

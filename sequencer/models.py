@@ -7,8 +7,8 @@ one touch per (enrollment, step), one signal per dedupe key, one cap counter per
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
@@ -21,17 +21,17 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r} given where UTC is required")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
 
 
 def utc_column(*, index: bool = False, nullable: bool = True) -> Any:
@@ -43,47 +43,47 @@ def json_column() -> Any:
 
 
 class Account(SQLModel, table=True):
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     domain: str = Field(index=True, unique=True, max_length=253)
     name: str = ""
     industry: str = ""
-    employees: Optional[int] = None
+    employees: int | None = None
     country: str = ""
     custom: dict = json_column()
 
 
 class Prospect(SQLModel, table=True):
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     email: str = Field(index=True, unique=True, max_length=320)
     first_name: str = ""
     last_name: str = ""
     title: str = ""
-    account_id: Optional[int] = Field(default=None, foreign_key="account.id", index=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
     timezone: str = "UTC"
     country: str = ""
     phone: str = ""
     linkedin_url: str = ""
     owner: str = ""
     custom: dict = json_column()
-    created_at: Optional[datetime] = utc_column()
+    created_at: datetime | None = utc_column()
 
 
 class SequenceVersion(SQLModel, table=True):
     """One immutable version of a sequence; enrollments point at the version they began on."""
 
     __table_args__ = (UniqueConstraint("name", "version"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True)
     version: int
     content_hash: str
     source_path: str = ""
     definition: dict = json_column()
     is_current: bool = True
-    created_at: Optional[datetime] = utc_column()
+    created_at: datetime | None = utc_column()
 
 
 class Mailbox(SQLModel, table=True):
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     address: str = Field(index=True, unique=True, max_length=320)
     display_name: str = ""
     owner: str = ""
@@ -96,10 +96,10 @@ class Mailbox(SQLModel, table=True):
     daily_cap: int = 50
     warmup_start: int = 0  # 0: no warm-up ramp
     warmup_increment: int = 0
-    warmup_started_on: Optional[date] = None
+    warmup_started_on: date | None = None
     min_gap_seconds: int = 0
     gap_jitter_seconds: int = 0
-    last_sent_at: Optional[datetime] = utc_column()
+    last_sent_at: datetime | None = utc_column()
     paused: bool = False
     pause_reason: str = ""
 
@@ -113,7 +113,7 @@ class Enrollment(SQLModel, table=True):
     """
 
     __table_args__ = (Index("ix_enrollment_due", "state", "next_due_at"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     prospect_id: int = Field(foreign_key="prospect.id", index=True)
     sequence_version_id: int = Field(foreign_key="sequenceversion.id", index=True)
     sequence_name: str = Field(index=True)
@@ -121,17 +121,17 @@ class Enrollment(SQLModel, table=True):
     reason: str = ""  # why it stopped or paused
     rule: str = ""  # the stop rule that fired, when one did
     current_step: int = 0
-    next_due_at: Optional[datetime] = utc_column()
-    step_started_at: Optional[datetime] = utc_column()  # when the current step became due
+    next_due_at: datetime | None = utc_column()
+    step_started_at: datetime | None = utc_column()  # when the current step became due
     waiting_for: str = ""  # signal type a wait_for_signal step waits for
-    wait_timeout_at: Optional[datetime] = utc_column()
-    paused_until: Optional[datetime] = utc_column()
-    mailbox_id: Optional[int] = Field(default=None, foreign_key="mailbox.id")
+    wait_timeout_at: datetime | None = utc_column()
+    paused_until: datetime | None = utc_column()
+    mailbox_id: int | None = Field(default=None, foreign_key="mailbox.id")
     thread_message_id: str = ""  # Message-ID of the first email in the thread
     thread_subject: str = ""
-    signal_id: Optional[int] = Field(default=None, foreign_key="signal.id")
-    enrolled_at: Optional[datetime] = utc_column()
-    finished_at: Optional[datetime] = utc_column()
+    signal_id: int | None = Field(default=None, foreign_key="signal.id")
+    enrolled_at: datetime | None = utc_column()
+    finished_at: datetime | None = utc_column()
     version: int = 0
 
 
@@ -139,7 +139,7 @@ class Touch(SQLModel, table=True):
     """One step executed for one enrollment: claimed -> sending -> sent, or skipped/blocked."""
 
     __table_args__ = (UniqueConstraint("enrollment_id", "step_index"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
     prospect_id: int = Field(foreign_key="prospect.id", index=True)
     step_index: int
@@ -148,18 +148,18 @@ class Touch(SQLModel, table=True):
     state: str = "claimed"  # claimed | sending | sent | queued | skipped | blocked | failed
     reason: str = ""
     variant: str = ""
-    mailbox_id: Optional[int] = Field(default=None, foreign_key="mailbox.id")
+    mailbox_id: int | None = Field(default=None, foreign_key="mailbox.id")
     message_id: str = Field(default="", index=True)
     subject: str = ""
     recipient: str = ""
-    created_at: Optional[datetime] = utc_column()
-    sent_at: Optional[datetime] = utc_column(index=True)
+    created_at: datetime | None = utc_column()
+    sent_at: datetime | None = utc_column(index=True)
 
 
 class Task(SQLModel, table=True):
     """Work for a human: a call, a LinkedIn step or a manual email, in the owner's queue."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     touch_id: int = Field(foreign_key="touch.id", unique=True)
     enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
     prospect_id: int = Field(foreign_key="prospect.id", index=True)
@@ -170,40 +170,40 @@ class Task(SQLModel, table=True):
     state: str = "open"  # open | done | canceled
     outcome: str = ""
     note: str = ""
-    due_at: Optional[datetime] = utc_column(index=True)
-    completed_at: Optional[datetime] = utc_column()
+    due_at: datetime | None = utc_column(index=True)
+    completed_at: datetime | None = utc_column()
 
 
 class Signal(SQLModel, table=True):
     """An event about a prospect or an account; stored before it is acknowledged."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     type: str = Field(index=True)
     dedupe_key: str = Field(unique=True, max_length=512)
     email: str = Field(default="", index=True)
     domain: str = Field(default="", index=True)
-    prospect_id: Optional[int] = Field(default=None, foreign_key="prospect.id", index=True)
-    account_id: Optional[int] = Field(default=None, foreign_key="account.id", index=True)
+    prospect_id: int | None = Field(default=None, foreign_key="prospect.id", index=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
     payload: dict = json_column()
     source: str = ""
-    occurred_at: Optional[datetime] = utc_column()
-    received_at: Optional[datetime] = utc_column()
-    processed_at: Optional[datetime] = utc_column(index=True)
+    occurred_at: datetime | None = utc_column()
+    received_at: datetime | None = utc_column()
+    processed_at: datetime | None = utc_column(index=True)
 
 
 class Decision(SQLModel, table=True):
     """Append-only log of every decision the engine made, for ``sequencer explain``."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)
-    at: Optional[datetime] = utc_column(index=True)
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime | None = utc_column(index=True)
     kind: str  # enrolled | sent | queued | deferred | blocked | skipped | stopped | paused | ...
     reason: str = ""
     rule: str = ""
-    prospect_id: Optional[int] = Field(default=None, index=True)
-    enrollment_id: Optional[int] = Field(default=None, index=True)
-    touch_id: Optional[int] = None
-    step_index: Optional[int] = None
-    signal_id: Optional[int] = None
+    prospect_id: int | None = Field(default=None, index=True)
+    enrollment_id: int | None = Field(default=None, index=True)
+    touch_id: int | None = None
+    step_index: int | None = None
+    signal_id: int | None = None
     detail: dict = json_column()
 
 
@@ -212,39 +212,39 @@ class CapCounter(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=300)
     used: int = 0
-    expires_on: Optional[date] = Field(default=None, index=True)
+    expires_on: date | None = Field(default=None, index=True)
 
 
 class InboundMessage(SQLModel, table=True):
     """A received message, kept once per Message-ID (or content hash) with its verdict."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(unique=True, max_length=512)
     message_id: str = ""
     from_address: str = ""
     subject: str = ""
     kind: str = ""  # the classifier's kind, or "quarantined"
     bounce_type: str = ""  # hard | soft | block, for bounces
-    touch_id: Optional[int] = Field(default=None, foreign_key="touch.id")
-    enrollment_id: Optional[int] = Field(default=None, index=True)
+    touch_id: int | None = Field(default=None, foreign_key="touch.id")
+    enrollment_id: int | None = Field(default=None, index=True)
     match_method: str = ""
     detail: dict = json_column()
     quarantined: bool = False
-    received_at: Optional[datetime] = utc_column()
+    received_at: datetime | None = utc_column()
 
 
 class SuppressionEntry(SQLModel, table=True):
     """Someone who must not be contacted: an address, a whole domain, or an account."""
 
     __table_args__ = (UniqueConstraint("kind", "value"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     kind: str  # email | domain | account
     value: str = Field(index=True, max_length=320)  # normalised address / domain / account id
     reason: str  # unsubscribed | hard_bounce | complaint | manual | customer | competitor | ...
     note: str = ""
     added_by: str = ""
-    added_at: Optional[datetime] = utc_column()
-    expires_at: Optional[datetime] = utc_column()
+    added_at: datetime | None = utc_column()
+    expires_at: datetime | None = utc_column()
 
 
 class DomainCheck(SQLModel, table=True):
@@ -252,18 +252,18 @@ class DomainCheck(SQLModel, table=True):
 
     domain: str = Field(primary_key=True, max_length=253)
     status: str  # pass | warn | fail | unknown
-    checked_at: Optional[datetime] = utc_column()
-    expires_at: Optional[datetime] = utc_column()
+    checked_at: datetime | None = utc_column()
+    expires_at: datetime | None = utc_column()
     report: dict = json_column()
     last_good_status: str = ""  # the last verdict reached with complete DNS answers
-    last_good_at: Optional[datetime] = utc_column()
+    last_good_at: datetime | None = utc_column()
 
 
 class InboundCursor(SQLModel, table=True):
     """How far IMAP polling got in one mailbox folder."""
 
     __table_args__ = (UniqueConstraint("mailbox_id", "folder"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     mailbox_id: int = Field(foreign_key="mailbox.id")
     folder: str = "INBOX"
     uidvalidity: int = 0

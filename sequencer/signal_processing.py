@@ -75,7 +75,7 @@ def _subjects(session: Session, now: datetime, signal: Signal) -> tuple[list[Pro
 
 
 def _why_not(session: Session, now: datetime, prospect: Prospect, account: Account | None,
-             signal: Signal, version) -> str:  # noqa: ANN001
+             signal: Signal, version) -> str:
     context = enrollments.context_of(prospect, account, signal)
     failed = triggers.failed_filters(version.definition["trigger"].get("filters", {}), context)
     if failed:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class SignalIn:
     dedupe_key: str = ""
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any], source: str) -> "SignalIn":
+    def from_mapping(cls, values: dict[str, Any], source: str) -> SignalIn:
         """Build from a flat record (a JSONL object or CSV row); extra keys are payload."""
         payload = dict(values.get("payload") or {})
         payload.update({k: v for k, v in values.items() if k not in _RESERVED | {"payload"} and v not in (None, "")})
@@ -63,10 +63,10 @@ class Stored:
 def parse_time(raw: Any) -> datetime:
     """ISO 8601 time; a value without an offset is taken as UTC."""
     try:
-        moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(str(raw))
     except ValueError:
         raise ValueError(f"occurred_at: not an ISO 8601 time: {raw!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def validate(signal: SignalIn, now: datetime) -> SignalIn:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -27,7 +27,7 @@ from sequencer.db import session as new_session
 from sequencer.local_smtp import LocalSmtpServer
 
 PG_ADMIN = os.environ.get("SEQUENCER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-MONDAY = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)  # 10:00 New York, 16:00 Berlin
+MONDAY = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)  # 10:00 New York, 16:00 Berlin
 
 
 def _pg_available() -> str:

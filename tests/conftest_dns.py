@@ -14,9 +14,9 @@ from functools import cache
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sequencer.local_dns import DNSServer
 
 from sequencer.config import Settings
+from sequencer.local_dns import DNSServer
 
 DOMAIN = "acmemail.com"
 PRIMARY = "acme.com"

@@ -16,12 +16,12 @@ from conftest_dns import (
     dns_server,  # noqa: F401 - the fixture
     serve_healthy,
 )
-from sequencer.local_dns import DNSServer
 from typer.testing import CliRunner, Result
 
 from sequencer.cli import domains
 from sequencer.db import make_engine, migrate
 from sequencer.db import session as new_session
+from sequencer.local_dns import DNSServer
 from sequencer.models import DomainCheck
 
 cli = typer.Typer()

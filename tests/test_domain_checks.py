@@ -14,7 +14,6 @@ from conftest_dns import (
     settings_for,
     txt,
 )
-from sequencer.local_dns import DNSServer
 
 from sequencer.config import Settings
 from sequencer.domain_checks import (
@@ -25,6 +24,7 @@ from sequencer.domain_checks import (
     normalise_domain,
     parse_nameserver,
 )
+from sequencer.local_dns import DNSServer
 
 
 def run(server: DNSServer, domain: str = DOMAIN, **overrides: object) -> DomainReport:

@@ -16,7 +16,6 @@ from conftest_dns import (
     serve_healthy,
     settings_for,
 )
-from sequencer.local_dns import DNSServer
 from sqlalchemy import event
 from sqlmodel import Session
 
@@ -35,6 +34,7 @@ from sequencer.domain_health import (
     verdict_for,
 )
 from sequencer.guards import TouchContext
+from sequencer.local_dns import DNSServer
 from sequencer.models import DomainCheck, Enrollment, Mailbox, Prospect
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from sequencer.cli import domains, explain, inbound, intake, mailboxes, rules, run, sequences, serve, suppress, tasks
+from sequencer.cli import (
+    domains,
+    explain,
+    inbound,
+    intake,
+    mailboxes,
+    rules,
+    run,
+    sequences,
+    serve,
+    suppress,
+    tasks,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Signal-triggered outbound sequencing engine.")
 app.add_typer(sequences.app, name="sequences")

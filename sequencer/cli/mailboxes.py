@@ -47,7 +47,7 @@ def list_() -> None:
     with open_session() as session:
         table = Table("address", "domain", "owner", "today", "cap", "state")
         for mailbox in session.exec(mailboxes.select(Mailbox).order_by(Mailbox.address)):
-            limit, label = caps.mailbox_daily_limit(mailbox, today)
+            _, label = caps.mailbox_daily_limit(mailbox, today)
             state = f"paused: {mailbox.pause_reason}" if mailbox.paused else "active"
             table.add_row(mailbox.address, mailbox.sending_domain, mailbox.owner,
                           str(mailboxes.used_today(session, mailbox, today)), label, state)

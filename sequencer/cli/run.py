@@ -14,7 +14,7 @@ from sequencer.sequences import sync
 from sequencer.yaml_source import SourceError
 
 
-def _prepare(session, config) -> None:  # noqa: ANN001
+def _prepare(session, config) -> None:
     now = SystemClock().now()
     try:
         sync(session, now, config.templates_dir)

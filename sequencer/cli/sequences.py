@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -17,7 +16,7 @@ app = typer.Typer(help="Check, load and list sequences (templates/sequences/*.ya
 
 
 @app.command()
-def check(path: Optional[Path] = typer.Argument(None, help="A sequence file or templates folder.")) -> None:
+def check(path: Path | None = typer.Argument(None, help="A sequence file or templates folder.")) -> None:
     """Validate sequences and their templates; print every problem as file:line."""
     root = path or settings().templates_dir
     definitions, errors = check_files(root)
@@ -31,7 +30,7 @@ def check(path: Optional[Path] = typer.Argument(None, help="A sequence file or t
 
 
 @app.command()
-def load(path: Optional[Path] = typer.Argument(None, help="A sequence file or templates folder.")) -> None:
+def load(path: Path | None = typer.Argument(None, help="A sequence file or templates folder.")) -> None:
     """Store the sequences as new versions where they changed (running enrollments keep theirs)."""
     config = settings()
     with open_session(config) as session:

@@ -10,7 +10,7 @@ target_metadata = SQLModel.metadata
 connection = context.config.attributes.get("connection")
 
 
-def _run(conn) -> None:  # noqa: ANN001
+def _run(conn) -> None:
     context.configure(
         connection=conn,
         target_metadata=target_metadata,
