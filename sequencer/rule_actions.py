@@ -16,7 +16,15 @@ from sqlmodel import Session, or_, select
 
 from sequencer import decisions, enrollments, schedule
 from sequencer.config import Settings
-from sequencer.models import Account, CapCounter, Enrollment, Mailbox, Prospect, SequenceVersion, Touch
+from sequencer.models import (
+    Account,
+    CapCounter,
+    Enrollment,
+    Mailbox,
+    Prospect,
+    SequenceVersion,
+    Touch,
+)
 from sequencer.stop_rules import (
     Action,
     Enroll,
@@ -195,14 +203,18 @@ def _count_block(session: Session, now: datetime, rule: ResolvedRule, action: Pa
 
 def _retry(session: Session, now: datetime, rule: ResolvedRule, action: Retry, event: Event,
            done: list[str]) -> bool:
-    """Send the bounced step again after a back-off; False once the attempts are used up."""
+    """Send the bounced step again after a back-off; False once the attempts are used up.
+
+    ``max_attempts`` counts deliveries, the first one included: with 3, the step is sent
+    at most three times and the third soft bounce gives up.
+    """
     touch, enrollment = event.touch, event.enrollment
     if touch is None or enrollment is None or enrollment.state not in enrollments.ACTIVE_STATES:
         return False
-    attempts = event.detail.get("previous_soft_bounces", 0) + 1
-    if attempts > action.max_attempts:
-        decisions.record(session, now, "retry_exhausted", f"{attempts - 1} soft bounce(s): giving up",
-                         enrollment=enrollment, rule=rule.name)
+    bounces = event.detail.get("previous_soft_bounces", 0) + 1
+    if bounces >= action.max_attempts:
+        decisions.record(session, now, "retry_exhausted", f"{bounces} soft bounce(s) in {action.max_attempts} "
+                         "attempt(s): giving up", enrollment=enrollment, rule=rule.name)
         return False
     if not enrollments.claim(session, enrollment):
         return False
@@ -213,10 +225,10 @@ def _retry(session: Session, now: datetime, rule: ResolvedRule, action: Retry, e
     enrollment.state, enrollment.current_step, enrollment.waiting_for = "active", touch.step_index, ""
     enrollment.next_due_at = now + timedelta(hours=action.backoff_hours)
     session.add(enrollment)
-    decisions.record(session, now, "retry", f"soft bounce {attempts}/{action.max_attempts}: resend step "
-                     f"{touch.step_index + 1} after {action.backoff_hours:g} h", enrollment=enrollment,
-                     rule=rule.name, step_index=touch.step_index)
-    done.append(f"retry {attempts}/{action.max_attempts} of touch #{touch.id}")
+    decisions.record(session, now, "retry", f"soft bounce {bounces}: resend step {touch.step_index + 1} after "
+                     f"{action.backoff_hours:g} h (attempt {bounces + 1} of {action.max_attempts})",
+                     enrollment=enrollment, rule=rule.name, step_index=touch.step_index)
+    done.append(f"retry touch #{touch.id} (attempt {bounces + 1} of {action.max_attempts})")
     return True
 
 

@@ -17,7 +17,12 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from sequencer.local_smtp import Received
+from engine_support import add_prospect, fire
+from sqlmodel import Session, func, select
+
+from sequencer.clock import Clock
+from sequencer.engine import Runtime, tick
+from sequencer.local_smtp import LocalSmtpServer, Received
 
 OUR_MAILBOX = "sam@outreach-acme.example"
 
@@ -39,6 +44,22 @@ class Sent:
 def sent(received: Received) -> Sent:
     message = message_from_bytes(received.content, policy=policy.default)
     return Sent(str(message["Message-ID"]), str(message["Subject"]), received.rcpt_tos[0], received.mail_from)
+
+
+def send_first_email(session: Session, clock: Clock, runtime: Runtime, smtp: LocalSmtpServer,
+                     *emails: str, **fields: object) -> list[Sent]:
+    """Given prospects enrolled by a signal, when the engine ticks, each gets its first email."""
+    for email in emails:
+        add_prospect(session, clock.now(), email, **fields)
+        fire(session, clock.now(), "intent_surge", email=email, score=80)
+    before = len(smtp.messages)
+    tick(session, clock, runtime)
+    assert len(smtp.messages) == before + len(emails), "every prospect should have had the first email"
+    return [sent(received) for received in smtp.messages[before:]]
+
+
+def count(session: Session, model: type) -> int:
+    return session.exec(select(func.count()).select_from(model)).one()
 
 
 def _message(sender: str, to: str, subject: str, when: datetime | None, message_id: str | None = None,
@@ -80,32 +101,39 @@ def out_of_office(to: Sent, body: str, *, when: datetime | None = None, language
     return bytes(message)
 
 
+def _report(sender: str, to: str, subject: str, when: datetime | None, report_type: str,
+            parts: list[tuple[str, str]]) -> bytes:
+    """A multipart/report written out by hand, the way MTAs and feedback loops produce them."""
+    boundary = "=_report_" + make_msgid().strip("<>").split("@")[0].replace(".", "_")
+    date = format_datetime(when) if when else "Mon, 30 Nov 2026 16:00:00 +0000"
+    head = (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\n"
+        f"Message-ID: {make_msgid(domain=sender.rpartition('@')[2].rstrip('>'))}\r\n"
+        f"Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type={report_type}; boundary="{boundary}"\r\n\r\n'
+    )
+    body = "".join(f"--{boundary}\r\nContent-Type: {ctype}\r\n\r\n{text.replace(chr(10), chr(13) + chr(10))}\r\n"
+                   for ctype, text in parts)
+    return (head + body + f"--{boundary}--\r\n").encode()
+
+
 def dsn(to: Sent, status: str, diagnostic: str, *, action: str = "failed", when: datetime | None = None,
         recipient: str | None = None) -> bytes:
     """An RFC 3464 delivery status notification with the original headers attached."""
     recipient = recipient or to.to
-    report = (
-        "Reporting-MTA: dns; mx1.outreach-acme.example\n\n"
-        f"Final-Recipient: rfc822; {recipient}\nAction: {action}\nStatus: {status}\n"
-        f"Remote-MTA: dns; mx.{recipient.rpartition('@')[2]}\nDiagnostic-Code: smtp; {diagnostic}\n"
+    notice = f"Your message could not be delivered to {recipient}.\n\n{diagnostic}\n"
+    status_fields = (
+        f"Reporting-MTA: dns; mx1.outreach-acme.example\n\nFinal-Recipient: rfc822; {recipient}\n"
+        f"Action: {action}\nStatus: {status}\nDiagnostic-Code: smtp; {diagnostic}\n"
     )
     original = (
         f"Return-Path: <{to.envelope_from}>\nFrom: Sam Rivera <{OUR_MAILBOX}>\nTo: {recipient}\n"
         f"Subject: {to.subject}\nMessage-ID: {to.message_id}\n"
     )
-    message = _message("MAILER-DAEMON@mx1.outreach-acme.example", to.envelope_from,
-                       "Undelivered Mail Returned to Sender", when, Auto_Submitted="auto-replied")
-    message.set_content(f"Your message could not be delivered to {recipient}.\n\n{diagnostic}\n")
-    message.make_mixed()
-    message.replace_header("Content-Type", 'multipart/report; report-type="delivery-status"; '
-                           f'boundary="{message.get_boundary()}"')
-    status_part = EmailMessage()
-    status_part.set_content(report.encode(), maintype="message", subtype="delivery-status", cte="7bit")
-    headers_part = EmailMessage()
-    headers_part.set_content(original.encode(), maintype="text", subtype="rfc822-headers", cte="7bit")
-    message.attach(status_part)
-    message.attach(headers_part)
-    return bytes(message)
+    return _report("MAILER-DAEMON@mx1.outreach-acme.example", to.envelope_from, "Undelivered Mail Returned to Sender",
+                   when, "delivery-status", [("text/plain; charset=us-ascii", notice),
+                                             ("message/delivery-status", status_fields),
+                                             ("text/rfc822-headers", original)])
 
 
 def verp_only_bounce(to: Sent, diagnostic: str = "Sorry, no mailbox here by that name. (#5.1.1)",
@@ -125,26 +153,19 @@ def verp_only_bounce(to: Sent, diagnostic: str = "Sorry, no mailbox here by that
 
 def arf_complaint(to: Sent, *, when: datetime | None = None) -> bytes:
     """An RFC 5965 abuse report from a mailbox provider with the original message attached."""
-    message = _message("Mail AntiSpam Feedback <feedback@arf.mail.example>", f"fbl@{OUR_MAILBOX.split('@')[1]}",
-                       f"FW: {to.subject}", when)
-    message.set_content("This is an email abuse report for an email message received from IP 203.0.113.5.\n")
-    message.make_mixed()
-    message.replace_header("Content-Type", 'multipart/report; report-type="feedback-report"; '
-                           f'boundary="{message.get_boundary()}"')
-    feedback = EmailMessage()
-    feedback.set_content(
-        (f"Feedback-Type: abuse\nUser-Agent: Feedback/2.0\nVersion: 1\nOriginal-Mail-From: <{to.envelope_from}>\n"
-         f"Original-Rcpt-To: <{to.to}>\nSource-IP: 203.0.113.5\n").encode(),
-        maintype="message", subtype="feedback-report", cte="7bit")
-    original = (
-        f"Return-Path: <{to.envelope_from}>\r\nFrom: Sam Rivera <{OUR_MAILBOX}>\r\nTo: {to.to}\r\n"
-        f"Subject: {to.subject}\r\nMessage-ID: {to.message_id}\r\n\r\nHi, a quick question.\r\n"
+    notice = "This is an email abuse report for a message from IP 203.0.113.5.\n"
+    feedback = (
+        f"Feedback-Type: abuse\nUser-Agent: Feedback/2.0\nVersion: 1\n"
+        f"Original-Mail-From: <{to.envelope_from}>\nOriginal-Rcpt-To: <{to.to}>\nSource-IP: 203.0.113.5\n"
     )
-    attached = EmailMessage()
-    attached.set_content(message_from_bytes(original.encode(), policy=policy.default))
-    message.attach(feedback)
-    message.attach(attached)
-    return bytes(message)
+    original = (
+        f"Return-Path: <{to.envelope_from}>\nFrom: Sam Rivera <{OUR_MAILBOX}>\nTo: {to.to}\n"
+        f"Subject: {to.subject}\nMessage-ID: {to.message_id}\n\nHi, a quick question.\n"
+    )
+    return _report("Mail AntiSpam Feedback <feedback@arf.mail.example>", "fbl@outreach-acme.example",
+                   f"FW: {to.subject}", when, "feedback-report", [("text/plain; charset=us-ascii", notice),
+                                                                  ("message/feedback-report", feedback),
+                                                                  ("message/rfc822", original)])
 
 
 GARBAGE = bytes(range(256)) * 64  # binary noise: no header fields at all

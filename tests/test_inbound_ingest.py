@@ -8,14 +8,14 @@ Matching and storage run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import pytest
-from engine_support import add_prospect, enrollment_of, fire, prepare, write_templates
-from inbound_support import GARBAGE, MISENCODED, Sent, out_of_office, reply, sent
-from sqlmodel import func, select
+from engine_support import enrollment_of, prepare, write_templates
+from inbound_support import GARBAGE, MISENCODED, count, out_of_office, reply, send_first_email
+from sqlmodel import select
 from typer.testing import CliRunner
 
 from channels.email import SmtpSender
 from sequencer.cli import app as cli
-from sequencer.engine import Runtime, tick
+from sequencer.engine import Runtime
 from sequencer.inbound_ingest import ingest_raw
 from sequencer.models import Decision, InboundMessage
 
@@ -29,21 +29,6 @@ def runtime(tmp_path, session, clock, settings):
     sender = SmtpSender(timeout=5)
     yield Runtime(settings=settings, sender=sender)
     sender.close()
-
-
-def send_first_email(session, clock, runtime, smtp, *emails: str) -> list[Sent]:
-    """Given prospects enrolled by a signal, when the engine ticks, each gets its first email."""
-    for email in emails:
-        add_prospect(session, clock.now(), email)
-        fire(session, clock.now(), "intent_surge", email=email, score=80)
-    before = len(smtp.messages)
-    tick(session, clock, runtime)
-    assert len(smtp.messages) == before + len(emails)
-    return [sent(received) for received in smtp.messages[before:]]
-
-
-def count(session, model) -> int:
-    return session.exec(select(func.count()).select_from(model)).one()
 
 
 def test_a_positive_reply_stops_the_whole_account_naming_the_colleague(session, clock, settings, runtime, smtp):
