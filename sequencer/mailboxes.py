@@ -54,7 +54,10 @@ def upsert(session: Session, values: dict[str, Any], today: date | None = None) 
         if getattr(mailbox, key) < 0:
             raise MailboxError(f"mailbox {address}: {key} must not be negative")
     if values.get("warmup_started_on"):
-        mailbox.warmup_started_on = date.fromisoformat(str(values["warmup_started_on"]))
+        try:
+            mailbox.warmup_started_on = date.fromisoformat(str(values["warmup_started_on"]))
+        except ValueError:
+            raise MailboxError(f"mailbox {address}: warmup_started_on must be a date (YYYY-MM-DD)") from None
     elif mailbox.warmup_start and mailbox.warmup_started_on is None:
         mailbox.warmup_started_on = today or date.today()
     session.add(mailbox)
@@ -99,6 +102,11 @@ def used_today(session: Session, mailbox: Mailbox, today: date) -> int:
     return row.used if row else 0
 
 
+def room_today(session: Session, mailbox: Mailbox, today: date) -> int:
+    """How many more emails the mailbox may send today under its own (warm-up) cap."""
+    return caps.mailbox_daily_limit(mailbox, today)[0] - used_today(session, mailbox, today)
+
+
 def pool(session: Session, definition: dict, owner: str) -> list[Mailbox]:
     """The mailboxes a sequence may send from: its list, else the owner's, else all."""
     if definition.get("mailboxes"):
@@ -118,10 +126,19 @@ def choose(
     recipient_domain: str,
     domain_problem: Callable[[str], str],
 ) -> tuple[Mailbox | None, list[str]]:
-    """The candidate with most room that can send now, or None and every candidate's reason."""
+    """The candidate with most room that can send now, or None and every candidate's reason.
+
+    The candidates are re-read first: a pause or a new cap made from another connection
+    (the CLI, another worker) counts even if the caller's copies were loaded before it.
+    """
     reasons = []
     today = now.date()
-    ranked = sorted(candidates, key=lambda m: (used_today(session, m, today), m.id))
+    if candidates:
+        session.exec(
+            select(Mailbox).where(Mailbox.id.in_([m.id for m in candidates]))
+            .execution_options(populate_existing=True)
+        ).all()
+    ranked = sorted(candidates, key=lambda m: (-room_today(session, m, today), m.id))
     for mailbox in ranked:
         if mailbox.paused:
             reasons.append(f"{mailbox.address}: paused ({mailbox.pause_reason or 'by hand'})")
