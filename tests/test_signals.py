@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from sequencer import prospects, sequences, signal_processing, signals
+from sequencer import prospects, sequences, signal_processing, signals, triggers
 from sequencer.clock import SimulatedClock
 from sequencer.models import Account, Decision, Enrollment, Prospect, Signal
 from sequencer.signals import SignalIn
@@ -167,22 +167,21 @@ def test_import_csv_reports_bad_lines_and_stores_good_ones(
     ]
 
 
-def test_import_csv_without_type_column(session: Session, clock: SimulatedClock, tmp_path: Path) -> None:
+def test_csv_without_type_column(tmp_path: Path) -> None:
     path = tmp_path / "signals.csv"
     path.write_text("kind,email\nform_fill,a@example.com\n")
 
-    stored, _, errors = signals.import_file(session, clock.now(), path)
+    [(line, problem)] = list(signals.read_file(path))
 
-    assert stored == []
-    assert errors == [f"{path}:1: CSV header must include a 'type' column"]
+    assert (line, str(problem)) == (1, "CSV header must include a 'type' column")
 
 
-def test_import_refuses_unknown_file_types(session: Session, clock: SimulatedClock, tmp_path: Path) -> None:
+def test_unknown_file_types_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "signals.xml"
     path.write_text("<signals/>")
 
     with pytest.raises(ValueError, match=r"unknown signal file type '\.xml'"):
-        signals.import_file(session, clock.now(), path)
+        list(signals.read_file(path))
 
 
 # --- acting on signals ----------------------------------------------------------------
@@ -324,57 +323,74 @@ def test_account_signal_for_an_unknown_account_enrolls_nobody(
 
 
 @pytest.mark.parametrize(
-    ("filters", "payload", "enrolled", "reason"),
+    ("field", "spec", "context", "passes"),
     [
-        ("{title: {matches: '(?i)\\bvp\\b'}}", {}, ["dana"],
-         "filters not met: title matches '(?i)\\\\bvp\\\\b' (was 'Head of RevOps')"),
-        ("{account.employees: {between: [300, 5000]}}", {}, [],
-         "filters not met: account.employees between [300, 5000] (was 250)"),
-        ("{signal.form: {in: [demo-request, contact-sales]}}", {"form": "Demo-Request"},
-         ["dana", "lee", "chris"], None),
-        ("{signal.form: {in: [demo-request]}}", {"form": "newsletter"}, [],
-         "filters not met: signal.form in ['demo-request'] (was 'newsletter')"),
-        ("{signal.score: {at_least: 80}}", {"score": "79.5"}, [],
-         "filters not met: signal.score at_least 80 (was '79.5')"),
-        ("{signal.score: {at_least: 80}}", {"score": 80}, ["dana", "lee", "chris"], None),
-        ("{signal.previous_company: {exists: true}}", {}, [],
-         "filters not met: signal.previous_company exists True (was None)"),
-        ("{signal.previous_company: {exists: true}}", {"previous_company": "Acme"},
-         ["dana", "lee", "chris"], None),
-        ("{signal.previous_company: {exists: false}}", {"previous_company": "Acme"}, [],
-         "filters not met: signal.previous_company exists False (was 'Acme')"),
+        ("title", {"matches": r"(?i)\bvp\b"}, {"prospect": {"title": "VP Sales"}}, True),
+        ("title", {"matches": r"(?i)\bvp\b"}, {"prospect": {"title": "Head of RevOps"}}, False),
+        ("account.employees", {"between": [20, 2000]}, {"account": {"employees": 20}}, True),
+        ("account.employees", {"between": [20, 2000]}, {"account": {"employees": 2001}}, False),
+        ("account.employees", {"between": [20, 2000]}, {"account": {}}, False),
+        ("signal.form", {"in": ["demo-request"]}, {"signal": {"form": "Demo-Request"}}, True),
+        ("signal.form", {"in": ["demo-request"]}, {"signal": {"form": "newsletter"}}, False),
+        ("signal.score", {"at_least": 80}, {"signal": {"score": "80"}}, True),
+        ("signal.score", {"at_least": 80}, {"signal": {"score": 79.5}}, False),
+        ("signal.score", {"at_least": 80}, {"signal": {"score": "high"}}, False),
+        ("signal.score", {"at_most": 80}, {"signal": {"score": 12}}, True),
+        ("signal.previous_company", {"exists": True}, {"signal": {"previous_company": "Acme"}}, True),
+        ("signal.previous_company", {"exists": True}, {"signal": {"previous_company": ""}}, False),
+        ("signal.previous_company", {"exists": False}, {"signal": {}}, True),
+        ("account.industry", {"equals": "Software"}, {"account": {"industry": "software"}}, True),
     ],
 )
-def test_filters_decide_and_record_why_not(
-    session: Session, clock: SimulatedClock, tmp_path: Path, northwind: list[Prospect],
-    filters: str, payload: dict, enrolled: list[str], reason: str | None,
-) -> None:
-    write_sequence(tmp_path, "funding", "funding_round", filters=filters)
-    sequences.sync(session, clock.now(), tmp_path)
+def test_filter_operators(field: str, spec: dict, context: dict, passes: bool) -> None:
+    assert triggers.validate_filter(field, spec) == []
 
-    outcome = fire(session, clock.now(), "funding_round", domain="northwind.example", payload=payload)
+    failed = triggers.failed_filters({field: spec}, context)
 
-    assert [e.split("@")[0] for e in enrolled_emails(session, "funding")] == enrolled
-    refused = not_enrolled(session)
-    assert len(refused) == 3 - len(enrolled)
-    assert len(outcome.skipped) == len(refused)
-    if reason is not None:
-        assert reason in [r for _, r in refused]
-        decision = session.exec(select(Decision).where(Decision.kind == "not_enrolled")).first()
-        assert decision.detail == {"sequence": "funding"}
-        assert decision.signal_id == outcome.signal_id
+    assert (failed == []) is passes
 
 
-def test_account_employees_filter_passes_in_range(
+FILTERS = """{
+    title: {matches: '(?i)\\bvp\\b'},
+    account.employees: {between: [100, 500]},
+    signal.form: {in: [demo-request, contact-sales]},
+    signal.score: {at_least: 80},
+    signal.previous_company: {exists: true}}"""
+
+
+def test_failed_filters_are_recorded_as_the_not_enrolled_reason(
     session: Session, clock: SimulatedClock, tmp_path: Path, northwind: list[Prospect]
 ) -> None:
-    write_sequence(tmp_path, "funding", "funding_round", filters="{account.employees: {between: [20, 2000]}}")
+    write_sequence(tmp_path, "funding", "funding_round", filters=FILTERS)
     sequences.sync(session, clock.now(), tmp_path)
 
-    fire(session, clock.now(), "funding_round", domain="northwind.example")
+    outcome = fire(session, clock.now(), "funding_round", domain="northwind.example",
+                   payload={"form": "newsletter", "score": 79})
 
-    assert len(enrolled_emails(session, "funding")) == 3
-    assert session.exec(select(Account)).one().employees == 250
+    assert outcome.enrolled == []
+    refused = dict(not_enrolled(session))
+    assert refused["dana@northwind.example"] == (
+        "filters not met: signal.form in ['demo-request', 'contact-sales'] (was 'newsletter'); "
+        "signal.score at_least 80 (was 79); signal.previous_company exists True (was None)"
+    )
+    assert refused["lee@northwind.example"].startswith(
+        "filters not met: title matches '(?i)\\\\bvp\\\\b' (was 'Head of RevOps'); signal.form in")
+    assert len(refused) == 3 == len(outcome.skipped)
+    decision = session.exec(select(Decision).where(Decision.kind == "not_enrolled")).first()
+    assert (decision.detail, decision.signal_id) == ({"sequence": "funding"}, outcome.signal_id)
+
+
+def test_signal_that_meets_every_filter_enrolls(
+    session: Session, clock: SimulatedClock, tmp_path: Path, northwind: list[Prospect]
+) -> None:
+    write_sequence(tmp_path, "funding", "funding_round", filters=FILTERS)
+    sequences.sync(session, clock.now(), tmp_path)
+
+    fire(session, clock.now(), "funding_round", domain="northwind.example",
+         payload={"form": "Contact-Sales", "score": "91", "previous_company": "Acme"})
+
+    assert enrolled_emails(session, "funding") == ["dana@northwind.example"]
+    assert [email for email, _ in not_enrolled(session)] == ["lee@northwind.example", "chris@northwind.example"]
 
 
 def test_cooldown_prevents_re_enrollment(
