@@ -176,8 +176,9 @@ def _prepare_once(session: Session) -> None:
     """Sync sequence files and mailboxes into the database once per process.
 
     Runs before the first signal or step a process handles, so a fresh deployment never
-    processes a signal against an empty set of sequences. A broken sequence file is
-    refused loudly: the task fails and the next one tries again.
+    processes a signal against an empty set of sequences. As with ``sequencer run``, an
+    edited sequence file takes effect when the workers restart. A broken sequence file
+    is refused loudly: the task fails and the next one tries again.
     """
     if _Process.prepared:
         return

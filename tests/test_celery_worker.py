@@ -32,13 +32,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
 
 from sequencer import mailboxes, prospects, sequences, signal_processing, signals
-from sequencer.celery_app import REFRESH_DOMAINS_TASK, TICK_TASK, submit_signal
+from sequencer.celery_app import INGEST_TASK, REFRESH_DOMAINS_TASK, TICK_TASK, submit_signal
 from sequencer.config import load_settings
 from sequencer.db import make_engine
 from sequencer.db import session as new_session
 from sequencer.local_dns import DNSServer
 from sequencer.local_smtp import LocalSmtpServer, free_port
 from sequencer.models import Enrollment, Signal, Touch
+from sequencer.yaml_source import SourceError
 
 REDIS_URL = os.environ.get("SEQUENCER_TEST_REDIS", "redis://127.0.0.1:6379/9")
 READY_SECONDS = 30
@@ -119,12 +120,12 @@ class Workspace:
 
 @pytest.fixture
 def workspace(
+    redis_url: str,
     tmp_path: Path,
     smtp: LocalSmtpServer,
     dns_server: DNSServer,
     database: Engine,
     pg_database: str,
-    redis_url: str,
 ) -> Iterator[Workspace]:
     """Templates, a config file and the environment a worker host would have."""
     serve_healthy(dns_server)
@@ -306,6 +307,8 @@ def test_a_submitted_signal_is_ingested_by_a_worker_and_a_tick_sends_one_email(
         stored.id,
     )
     assert smtp.messages == []
+    redelivered = workspace.client.send_task(INGEST_TASK, args=[stored.id])
+    assert redelivered.get(timeout=DELIVERY_SECONDS) == "already_processed"
     refreshed = workspace.client.send_task(REFRESH_DOMAINS_TASK).get(timeout=DELIVERY_SECONDS)
     assert refreshed == [f"{DOMAIN}: pass"]  # the beat's domain refresh, ahead of the touch
 
@@ -380,3 +383,24 @@ def test_two_workers_ticking_the_same_due_work_send_one_email_per_prospect(
     ]
     for log in logs:  # the ticks really were shared out between the two workers
         assert f"Task {TICK_TASK}[" in log.read_text(errors="replace")
+
+
+def test_a_worker_refuses_to_act_while_a_sequence_file_is_broken(
+    workspace: Workspace, start_worker: Callable[..., Path], smtp: LocalSmtpServer
+) -> None:
+    sequence_file = Path(workspace.env["SEQUENCER_TEMPLATES"]) / "sequences" / "outbound.yaml"
+    sequence_file.write_text(SEQUENCE.replace("kind: email", "kind: carrier_pigeon", 1))
+    add_prospects(workspace, "kim@contoso.example")
+    with new_session(workspace.engine) as session:
+        incoming = signals.SignalIn("intent_surge", "kim@contoso.example")
+        stored = signals.store(session, datetime.now(UTC), incoming).signal
+    log = start_worker("broken")
+
+    with pytest.raises(SourceError):
+        run_tick(workspace)
+
+    output = log.read_text(errors="replace")
+    assert f"{sequence_file}:9: unknown step kind 'carrier_pigeon'" in output
+    assert "refusing to run with a broken sequence" in output
+    assert signal_row(workspace, stored.id).processed_at is None
+    assert smtp.messages == []
