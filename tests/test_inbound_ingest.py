@@ -31,21 +31,21 @@ def runtime(tmp_path, session, clock, settings):
     sender.close()
 
 
-def test_a_positive_reply_stops_the_whole_account_naming_the_colleague(session, clock, settings, runtime, smtp):
+@pytest.mark.parametrize("sender", [DANA, "cto@us.northwind.example"], ids=["prospect", "colleague-on-subdomain"])
+def test_a_positive_reply_stops_the_whole_account_naming_who_replied(session, clock, settings, runtime, smtp, sender):
     first, _, _, _ = send_first_email(session, clock, runtime, smtp, DANA, "lee@northwind.example",
                                       "kim@emea.northwind.example", "ana@other.example")
 
     result = ingest_raw(session, clock.now(), settings,
-                        reply(first, "Yes, interested - let's talk next week."))
+                        reply(first, "Yes, interested - let's talk next week.", sender=sender))
 
     assert result.message.match_method == "in-reply-to" and result.message.touch_id == first.touch_id
     assert result.message.detail["match"]["evidence"] == f"in-reply-to {first.message_id}"
     dana, lee, kim = (enrollment_of(session, e) for e in (DANA, "lee@northwind.example", "kim@emea.northwind.example"))
     assert {dana.state, lee.state, kim.state} == {"stopped"}
     assert {dana.rule, lee.rule, kim.rule} == {"builtin.reply.positive"}
-    assert dana.reason.startswith("reply ") and DANA in dana.reason
-    assert lee.reason.startswith("colleague at northwind.example: ") and DANA in lee.reason
-    assert kim.reason.startswith("colleague at northwind.example: ")
+    assert dana.reason == f"reply 'Re: {first.subject}' from {sender}"
+    assert lee.reason == kim.reason == f"colleague at northwind.example: {dana.reason}"
     assert enrollment_of(session, "ana@other.example").state == "active"
 
 
