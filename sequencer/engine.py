@@ -250,8 +250,10 @@ def render_touch(ctx: TouchContext, variant: dict, sender: dict[str, Any], threa
     body = render(sources, variant["template"], context) if variant.get("template") else ""
     if variant.get("subject") is not None:
         subject = render(sources, "=" + str(variant["subject"]), context)
-    else:
+    elif thread_subject:
         subject = thread_subject if thread_subject.lower().startswith("re:") else f"Re: {thread_subject}"
+    else:
+        subject = ""
     html = render(sources, ctx.step["html_template"], context) if ctx.step.get("html_template") else ""
     return {"subject": subject, "text": body, "html": html}
 

@@ -158,8 +158,15 @@ def add_business_days(
 
 
 def wait_until(moment: datetime, wait: dict, window: Window, tz: str, country: str) -> datetime:
-    """Apply a wait spec (``{hours: N}``, ``{days: N}`` or ``{business_days: N}``)."""
+    """Apply a wait spec (``{hours: N}``, ``{days: N}`` or ``{business_days: N}``).
+
+    Hours are elapsed time; days are calendar days in the prospect's zone, so a
+    3-day wait keeps the local time of day across a DST change.
+    """
     if "business_days" in wait:
         return add_business_days(moment, int(wait["business_days"]), window, tz, country)
-    hours = float(wait.get("hours", 0)) + 24 * float(wait.get("days", 0))
-    return moment + timedelta(hours=hours)
+    if "days" in wait:
+        local_zone = zone(tz)
+        local = moment.astimezone(local_zone).replace(tzinfo=None) + timedelta(days=float(wait["days"]))
+        return local.replace(tzinfo=local_zone).astimezone(UTC)
+    return moment + timedelta(hours=float(wait.get("hours", 0)))

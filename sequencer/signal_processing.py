@@ -25,7 +25,19 @@ class SignalOutcome:
 def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
     """Enroll and wake for one signal, then mark it processed; one transaction."""
     outcome = SignalOutcome(signal.id)
-    prospects, account = _subjects(session, now, signal)
+    try:
+        prospects, account = _subjects(session, now, signal)
+    except ValueError as exc:
+        # The signal stays stored; it is marked processed so one bad payload cannot
+        # block every later tick, and the reason is in the decision log.
+        session.rollback()
+        decisions.record(session, now, "signal_refused", f"{signal.type} for {signal.email}: {exc}",
+                         signal_id=signal.id)
+        outcome.skipped.append(f"{signal.email}: {exc}")
+        signal.processed_at = now
+        session.add(signal)
+        session.commit()
+        return outcome
     for version in current_versions(session):
         trigger = version.definition["trigger"]
         if signal.type not in trigger["signals"]:

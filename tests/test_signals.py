@@ -471,3 +471,19 @@ def test_signal_wakes_a_waiting_step(session: Session, clock: SimulatedClock, tm
     session.refresh(enrollment)
     assert outcome.woken == [enrollment.id]
     assert (enrollment.waiting_for, enrollment.next_due_at) == ("", clock.now())
+
+
+def test_a_signal_whose_payload_cannot_make_a_prospect_is_refused_not_stuck(
+    session: Session, clock: SimulatedClock
+) -> None:
+    stored = signals.store(
+        session, clock.now(), SignalIn("form_fill", email="a@b.example", payload={"timezone": "Mars/Olympus"})
+    )
+
+    outcome = signal_processing.process(session, clock.now(), stored.signal)
+
+    assert outcome.enrolled == [] and "unknown time zone" in outcome.skipped[0]
+    assert signals.unprocessed(session) == []
+    assert session.exec(select(Prospect)).all() == []
+    refused = session.exec(select(Decision).where(Decision.kind == "signal_refused")).one()
+    assert "Mars/Olympus" in refused.reason
