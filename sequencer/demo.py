@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, select
 
@@ -174,7 +175,7 @@ def _print_new(session: Session, console: Console, smtp: LocalSmtpServer, state:
         when = local(decision.at, prospect.timezone if prospect else "UTC")
         style = STYLE.get(decision.kind, "white")
         rule = f" [dim](rule {decision.rule})[/dim]" if decision.rule else ""
-        console.print(f"{when:22} [{style}]{decision.kind:12}[/{style}] {who:32} {decision.reason}{rule}",
+        console.print(f"{when:22} [{style}]{decision.kind:12}[/{style}] {who:32} {escape(decision.reason)}{rule}",
                       highlight=False, soft_wrap=True)
     while state["mail"] < len(smtp.messages):
         envelope = smtp.messages[state["mail"]]

@@ -12,6 +12,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from sequencer import schedule
+from sequencer.freemail import is_freemail
 from sequencer.models import Account, Prospect
 from suppression.normalize import domain_of, normalize_domain, normalize_email
 
@@ -71,15 +72,16 @@ def upsert_prospect(
     except ValueError as exc:
         raise ValueError(f"domain: {exc}") from None
     prospect_fields, account_fields = clean_prospect_fields(values)
-    account = upsert_account(session, account_domain, account_fields)
+    # A free-mail address names no company: no shared account unless a domain is given.
+    account = None if is_freemail(account_domain) else upsert_account(session, account_domain, account_fields)
     prospect = session.exec(select(Prospect).where(Prospect.email == address)).first()
     if prospect is None:
-        prospect = Prospect(email=address, created_at=now, account_id=account.id, custom={})
+        prospect = Prospect(email=address, created_at=now, custom={})
     custom = {**(prospect.custom or {}), **prospect_fields.pop("custom")}
     for key, value in prospect_fields.items():
         setattr(prospect, key, value)
     prospect.custom = custom
-    prospect.account_id = account.id
+    prospect.account_id = account.id if account else None
     session.add(prospect)
     session.flush()
     return prospect

@@ -16,6 +16,7 @@ from sqlmodel import Session, or_, select
 
 from sequencer import decisions, enrollments, schedule
 from sequencer.config import Settings
+from sequencer.freemail import is_freemail
 from sequencer.models import (
     Account,
     CapCounter,
@@ -133,6 +134,8 @@ def _stop_account(session: Session, now: datetime, rule: ResolvedRule, event: Ev
     if not domain:
         return []
     org = registrable_domain(domain)
+    if is_freemail(org):  # gmail.com users are not colleagues
+        return _stop(session, now, rule, event.enrollment, event.summary, event)
     accounts = session.exec(
         select(Account.id).where(or_(Account.domain == org, Account.domain.like(f"%.{org}")))
     ).all()

@@ -31,8 +31,9 @@ order; an action is a bare name (``stop``) or a one-key mapping with parameters
 ``suppress``           suppress the sender; ``expires_after_days`` (omitted = forever),
                        ``reason`` (default: hard_bounce / complaint / unsubscribed / manual)
 ``pause_mailbox_after`` pause the sending mailbox once it has had ``blocks`` block bounces
-``retry``              retry the touch ``max_attempts`` times, ``backoff_hours`` apart; the
-                       actions after it apply only once the attempts are used up
+``retry``              send the step at most ``max_attempts`` times in all (the first send
+                       included), ``backoff_hours`` apart; the actions after it apply only
+                       once the attempts are used up
 ``enroll``             enroll the new contacts (e.g. a referral) into ``sequence``
 ``ignore``             do nothing (must be the only action)
 =====================  ===================================================================

@@ -177,3 +177,14 @@ def test_clean_prospect_fields_names_the_bad_field(values: dict, message: str) -
         clean_prospect_fields(values)
 
     assert str(raised.value) == message
+
+
+def test_free_mail_prospects_share_no_account(session, clock) -> None:
+    from sequencer.prospects import upsert_prospect
+
+    first = upsert_prospect(session, clock.now(), "a.person@gmail.com", {"first_name": "A"})
+    second = upsert_prospect(session, clock.now(), "b.person@gmail.com", {"first_name": "B"})
+    session.commit()
+
+    assert first.account_id is None and second.account_id is None
+    assert session.exec(select(Account).where(Account.domain == "gmail.com")).first() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sequencer.cli.common import console, fail, open_session
@@ -26,23 +27,25 @@ def explain_command(
             fail(f"no prospect {email!r}")
         prospect = story.prospect
         zone_name = tz or prospect.timezone
-        console.print(f"[bold]{prospect.email}[/bold] {prospect.first_name} {prospect.last_name} "
-                      f"- {prospect.title or 'no title'} - times in {zone_name}")
+        console.print(f"[bold]{escape(prospect.email)}[/bold] {escape(prospect.first_name)} "
+                      f"{escape(prospect.last_name)} - {escape(prospect.title or 'no title')} - times in {zone_name}")
         for decision in story.other:
-            console.print(f"  {local(decision.at, zone_name)}  {decision.kind}: {decision.reason}", highlight=False)
+            console.print(f"  {local(decision.at, zone_name)}  {decision.kind}: {decision.reason}", highlight=False,
+                          markup=False, soft_wrap=True)
         if not story.stories:
             console.print("  not enrolled in any sequence")
         for item in story.stories:
             enrollment = item.enrollment
             state = enrollment.state + (f" ({enrollment.reason})" if enrollment.reason else "")
             rule = f" by rule {enrollment.rule}" if enrollment.rule else ""
-            console.print(f"\n[bold]{item.version.name}[/bold] v{item.version.version} - {state}{rule}")
+            console.print(f"\n[bold]{escape(item.version.name)}[/bold] v{item.version.version} - "
+                          f"{escape(state)}{escape(rule)}")
             table = Table("#", "step", "kind", "status", "detail", show_lines=False)
             for line in item.steps:
-                table.add_row(str(line.index + 1), line.step_id, line.kind, line.status, line.detail)
+                table.add_row(str(line.index + 1), escape(line.step_id), line.kind, line.status, escape(line.detail))
             console.print(table)
             for decision in item.decisions:
                 rule_text = f" [rule {decision.rule}]" if decision.rule else ""
                 step = f"step {decision.step_index + 1}" if decision.step_index is not None else ""
                 console.print(f"  {local(decision.at, zone_name)}  {step:8} {decision.kind}: "
-                              f"{decision.reason}{rule_text}", highlight=False, soft_wrap=True)
+                              f"{decision.reason}{rule_text}", highlight=False, markup=False, soft_wrap=True)
