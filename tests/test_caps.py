@@ -328,12 +328,12 @@ def test_the_recipient_domain_weekly_cap_holds_the_rest_until_next_week(desk, se
     _due(session, clock, [f"{name}@northwind.example" for name in ("ana", "ben", "cy", "dee", "eli")])
 
     sent_by_day = []
-    for day in range(8):  # Monday to the next Monday, at 08:00 in New York
+    for day in (0, 1, 2, 7):  # Monday, Tuesday, Wednesday and the next Monday, 08:00 in New York
         clock.set(NOW if day == 0 else NEXT_WINDOW + timedelta(days=day - 1))
         tick(session, clock, runtime)
         sent_by_day.append(len(smtp.messages))
 
-    assert sent_by_day == [2, 3, 3, 3, 3, 3, 3, 5]  # Sat and Sun are outside the window
+    assert sent_by_day == [2, 3, 3, 5]
     weekly = [d for d in _deferrals(session) if "weekly" in d.reason]
     assert weekly and weekly[0].reason.endswith("recipient domain northwind.example weekly cap (3/week) reached")
 

@@ -7,6 +7,7 @@ every mailbox's reason. Pausing defers, resuming lets the touch go; nothing is d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from email import message_from_bytes, policy
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from engine_support import add_prospect, enrollment_of, fire, prepare, write_templates
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -75,13 +77,26 @@ def _senders(smtp) -> list[str]:
             for m in smtp.messages]
 
 
-# --- choose: the pick itself --------------------------------------------------------------------
+# --- choose: the pick itself (plain queries, so SQLite only) --------------------------------------
 
 
 @pytest.fixture
-def pool(session: Session, clock) -> list[Mailbox]:
-    boxes = [mailboxes.upsert(session, {"address": a, "daily_cap": 40}, clock.now().date()) for a in (SAM, JO)]
-    session.commit()
+def lite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def lite(lite_engine: Engine) -> Iterator[Session]:
+    with new_session(lite_engine) as session:
+        yield session
+
+
+@pytest.fixture
+def pool(lite: Session, clock) -> list[Mailbox]:
+    boxes = [mailboxes.upsert(lite, {"address": a, "daily_cap": 40}, clock.now().date()) for a in (SAM, JO)]
+    lite.commit()
     return boxes
 
 
@@ -89,52 +104,52 @@ def _choose(session: Session, clock, candidates: list[Mailbox], problem: str = "
     return mailboxes.choose(session, clock.now(), Settings(), candidates, "northwind.example", lambda _: problem)
 
 
-def test_choose_takes_the_mailbox_with_the_most_room_not_the_fewest_sends(session, clock, pool):
+def test_choose_takes_the_mailbox_with_the_most_room_not_the_fewest_sends(lite, clock, pool):
     sam, jo = pool
     jo.warmup_start, jo.warmup_increment, jo.warmup_started_on = 5, 5, clock.now().date()  # 5/day today
-    session.commit()
-    _fill(session, Settings(), sam, clock.now(), 3)  # 37 left of 40
-    _fill(session, Settings(), jo, clock.now(), 2)  # 3 left of 5
+    lite.commit()
+    _fill(lite, Settings(), sam, clock.now(), 3)  # 37 left of 40
+    _fill(lite, Settings(), jo, clock.now(), 2)  # 3 left of 5
 
-    chosen, reasons = _choose(session, clock, [sam, jo])
+    chosen, reasons = _choose(lite, clock, [sam, jo])
 
     assert (chosen, reasons) == (sam, [])
 
 
-def test_choose_counts_sends_made_since_it_last_looked(session, clock, pool):
+def test_choose_counts_sends_made_since_it_last_looked(lite, clock, pool):
     sam, jo = pool
-    _fill(session, Settings(), sam, clock.now(), 1)
-    _fill(session, Settings(), jo, clock.now(), 1)
-    assert _choose(session, clock, [sam, jo])[0] == sam
+    _fill(lite, Settings(), sam, clock.now(), 1)
+    _fill(lite, Settings(), jo, clock.now(), 1)
+    assert _choose(lite, clock, [sam, jo])[0] == sam
 
-    _fill(session, Settings(), sam, clock.now(), 2)  # sam has sent 3, jo 1
+    _fill(lite, Settings(), sam, clock.now(), 2)  # sam has sent 3, jo 1
 
-    assert _choose(session, clock, [sam, jo])[0] == jo
+    assert _choose(lite, clock, [sam, jo])[0] == jo
 
 
-def test_choose_sees_a_pause_made_from_another_connection(session, engine, clock, pool):
+def test_choose_sees_a_pause_made_from_another_connection(lite, lite_engine, clock, pool):
     sam = pool[0]
-    assert _choose(session, clock, [sam])[0] == sam
+    assert _choose(lite, clock, [sam])[0] == sam
 
-    with new_session(engine) as cli_session:  # what `sequencer mailboxes pause` does
+    with new_session(lite_engine) as cli_session:  # what `sequencer mailboxes pause` does
         mailboxes.set_paused(cli_session, SAM, True, "spam complaints")
-    chosen, reasons = _choose(session, clock, [sam])
+    chosen, reasons = _choose(lite, clock, [sam])
 
     assert (chosen, reasons) == (None, [f"{SAM}: paused (spam complaints)"])
 
 
-def test_choose_gives_every_mailboxs_reason_when_none_can_send(session, clock, pool):
+def test_choose_gives_every_mailboxs_reason_when_none_can_send(lite, clock, pool):
     sam, jo = pool
     sam.daily_cap = 1
-    session.commit()
-    _fill(session, Settings(), sam, clock.now(), 1)
-    mailboxes.set_paused(session, JO, True)
+    lite.commit()
+    _fill(lite, Settings(), sam, clock.now(), 1)
+    mailboxes.set_paused(lite, JO, True)
 
-    chosen, reasons = _choose(session, clock, [sam, jo])
+    chosen, reasons = _choose(lite, clock, [sam, jo])
 
     assert chosen is None
     assert sorted(reasons) == [f"{JO}: paused (by hand)", f"{SAM}: mailbox {SAM} daily cap (1/day) reached"]
-    assert _choose(session, clock, [])[1] == [
+    assert _choose(lite, clock, [])[1] == [
         "no mailbox configured for this sequence (add one with `sequencer mailboxes add`)"
     ]
 
@@ -336,18 +351,18 @@ def _config(tmp_path: Path, second_mailbox: str) -> Path:
     return path
 
 
-def test_the_config_mailboxes_section_creates_and_updates_mailboxes(tmp_path, session, clock):
+def test_the_config_mailboxes_section_creates_and_updates_mailboxes(tmp_path, lite, clock):
     settings = load_settings(_config(tmp_path, "daily_cap = 12\nowner = 'jo.sdr@acme.example'"), env={})
 
-    mailboxes.sync_from_settings(session, settings, clock.now().date())
+    mailboxes.sync_from_settings(lite, settings, clock.now().date())
     settings.mailboxes[1]["daily_cap"] = 15
-    mailboxes.sync_from_settings(session, settings, clock.now().date())
+    mailboxes.sync_from_settings(lite, settings, clock.now().date())
 
-    sam, jo = _mailbox(session, SAM), _mailbox(session, JO)
+    sam, jo = _mailbox(lite, SAM), _mailbox(lite, JO)
     assert (sam.daily_cap, sam.warmup_started_on) == (30, date(2026, 11, 20))
     assert caps.mailbox_daily_limit(sam, clock.now().date()) == (30, "30/day")  # day 11 of the ramp
     assert (jo.daily_cap, jo.owner, jo.sending_domain) == (15, "jo.sdr@acme.example", "outreach-acme.example")
-    assert len(session.exec(select(Mailbox)).all()) == 2
+    assert len(lite.exec(select(Mailbox)).all()) == 2
 
 
 @pytest.mark.parametrize(
@@ -360,18 +375,18 @@ def test_the_config_mailboxes_section_creates_and_updates_mailboxes(tmp_path, se
     ],
 )
 def test_a_bad_mailbox_in_the_config_names_the_file_and_field_and_stores_nothing(
-    tmp_path, session, clock, field, message
+    tmp_path, lite, clock, field, message
 ):
     path = _config(tmp_path, field)
     settings = load_settings(path, env={})
 
     with pytest.raises(mailboxes.MailboxError) as error:
-        mailboxes.sync_from_settings(session, settings, clock.now().date())
-    session.rollback()
+        mailboxes.sync_from_settings(lite, settings, clock.now().date())
+    lite.rollback()
 
     assert str(error.value).startswith(f"{path}: mailboxes[1]: mailbox {JO}: ")
     assert message in str(error.value)
-    assert session.exec(select(Mailbox)).all() == []
+    assert lite.exec(select(Mailbox)).all() == []
 
 
 def test_sequencer_run_refuses_a_config_with_a_bad_mailbox_and_stores_none(cli, tmp_path):
