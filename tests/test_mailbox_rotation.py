@@ -389,6 +389,19 @@ def test_a_bad_mailbox_in_the_config_names_the_file_and_field_and_stores_nothing
     assert lite.exec(select(Mailbox)).all() == []
 
 
+def test_a_refused_update_leaves_the_mailbox_as_it_was(lite, clock):
+    mailboxes.upsert(lite, {"address": SAM, "daily_cap": 30, "smtp_port": 2525}, clock.now().date())
+    lite.commit()
+
+    with pytest.raises(mailboxes.MailboxError, match="daily_cap must not be negative"):
+        mailboxes.upsert(lite, {"address": SAM, "smtp_port": 587, "daily_cap": -1}, clock.now().date())
+    lite.commit()  # the caller carries on with other work in the same session
+
+    lite.expire_all()
+    sam = _mailbox(lite, SAM)
+    assert (sam.daily_cap, sam.smtp_port) == (30, 2525)
+
+
 def test_sequencer_run_refuses_a_config_with_a_bad_mailbox_and_stores_none(cli, tmp_path):
     path = _config(tmp_path, 'daily_cap = "lots"')
 
