@@ -39,26 +39,30 @@ def upsert(session: Session, values: dict[str, Any], today: date | None = None) 
     except ValueError as exc:
         raise MailboxError(f"address: {exc}") from None
     mailbox = get(session, address) or Mailbox(address=address, sending_domain=domain_of(address))
+    # Check everything before touching the mailbox, so a refused update changes nothing.
+    changes: dict[str, Any] = {}
     for key, value in values.items():
         if key in _IGNORED:
             continue
         if key not in _FIELDS:
             raise MailboxError(f"mailbox {address}: unknown field {key!r}")
         try:
-            setattr(mailbox, key, _FIELDS[key](value))
+            changes[key] = _FIELDS[key](value)
         except (TypeError, ValueError):
             raise MailboxError(f"mailbox {address}: {key} must be {_FIELDS[key].__name__}") from None
-    if mailbox.smtp_security not in ("none", "starttls", "ssl"):
+    if changes.get("smtp_security", mailbox.smtp_security) not in ("none", "starttls", "ssl"):
         raise MailboxError(f"mailbox {address}: smtp_security must be none, starttls or ssl")
     for key in ("daily_cap", "warmup_start", "warmup_increment", "min_gap_seconds", "gap_jitter_seconds"):
-        if getattr(mailbox, key) < 0:
+        if changes.get(key, getattr(mailbox, key)) < 0:
             raise MailboxError(f"mailbox {address}: {key} must not be negative")
     if values.get("warmup_started_on"):
         try:
-            mailbox.warmup_started_on = date.fromisoformat(str(values["warmup_started_on"]))
+            changes["warmup_started_on"] = date.fromisoformat(str(values["warmup_started_on"]))
         except ValueError:
             raise MailboxError(f"mailbox {address}: warmup_started_on must be a date (YYYY-MM-DD)") from None
-    elif mailbox.warmup_start and mailbox.warmup_started_on is None:
+    for key, value in changes.items():
+        setattr(mailbox, key, value)
+    if mailbox.warmup_start and mailbox.warmup_started_on is None:
         mailbox.warmup_started_on = today or date.today()
     session.add(mailbox)
     session.flush()
