@@ -10,7 +10,7 @@ so the caps hold with any number of workers, and Redis is never asked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,6 +54,11 @@ def caps_for(settings: Settings, mailbox: Mailbox, recipient_domain: str, now: d
             f"recipient domain {recipient_domain} weekly cap ({settings.recipient_domain_weekly_cap}/week)",
             week_end),
     ]
+
+
+def frees_at(cap: Cap) -> datetime:
+    """The first moment after ``cap``'s period (UTC midnight after its last day)."""
+    return datetime.combine(cap.expires_on + timedelta(days=1), time(), UTC)
 
 
 def full(session: Session, caps: list[Cap]) -> Cap | None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu.exceptions import OperationalError
 from sqlalchemy import text
@@ -51,11 +51,8 @@ INGEST_TASK = "sequencer.ingest_signal"
 REFRESH_DOMAINS_TASK = "sequencer.refresh_domains"
 TICK_SECONDS = float(os.environ.get("SEQUENCER_TICK_SECONDS", "10"))
 DOMAIN_REFRESH_SECONDS = 15 * 60
-INGEST_RETRIES = 5  # while a tick holds the lock; after that the next tick processes the signal
-INGEST_RETRY_SECONDS = 1.0
 
 # PostgreSQL advisory lock keys (any fixed 64-bit numbers unique to this application).
-ENGINE_LOCK = 0x5E9_0001  # held while signals are processed or due work is advanced
 MIGRATE_LOCK = 0x5E9_0002  # held while the schema is upgraded
 
 settings: Settings = load_settings()
@@ -123,7 +120,7 @@ def _migrate_before_forking(**_: Any) -> None:
     """Upgrade the schema once in the main worker process; many hosts take turns."""
     main_engine = db.make_engine(settings.database_url)
     try:
-        with _exclusive(main_engine, MIGRATE_LOCK, wait=True):
+        with _exclusive(main_engine, MIGRATE_LOCK):
             db.migrate(main_engine)
     finally:
         main_engine.dispose()
@@ -143,33 +140,23 @@ def _close_connections(**_: Any) -> None:
 
 
 @contextmanager
-def _exclusive(bound: Engine, key: int, *, wait: bool) -> Iterator[bool]:
-    """Hold a PostgreSQL advisory lock; yield whether this process got it.
+def _exclusive(bound: Engine, key: int) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock (workers on several hosts take turns migrating).
 
-    Signal processing has no claim of its own (two processes acting on one signal would
-    both enroll), and parallel ticks only race each other over the same due rows, so
-    both run under one cluster-wide lock. The lock lives on its own connection: a
-    worker that dies releases it with the connection. SQLite has no such lock and
-    yields True; a SQLite deployment has a single host anyway.
+    The lock lives on its own connection, so a worker that dies releases it with the
+    connection. SQLite has no such lock; a SQLite deployment has a single host anyway.
     """
     if bound.dialect.name != "postgresql":
-        yield True
+        yield
         return
     with bound.connect() as connection:
-        if wait:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            got = True
-        else:
-            got = bool(
-                connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
-            )
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
         connection.commit()  # a session-level lock outlives the transaction
         try:
-            yield got
+            yield
         finally:
-            if got:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
 
 
 def _prepare_once(session: Session) -> None:
@@ -196,44 +183,31 @@ def _prepare_once(session: Session) -> None:
 
 @app.task(name=TICK_TASK)
 def tick() -> dict[str, Any]:
-    """Run ``engine.tick`` once; a tick already running elsewhere makes this one a no-op."""
-    bound = _engine()
-    with _exclusive(bound, ENGINE_LOCK, wait=False) as mine:
-        if not mine:
-            log.info("another tick holds the engine lock; it covers this one")
-            return {"skipped": True}
-        with db.session(bound) as session:
-            _prepare_once(session)
-            report = engine.tick(session, SystemClock(), _runtime())
+    """Run ``engine.tick`` once. Ticks may overlap across workers: every step is a
+    compare-and-set on its enrollment and a touch is unique per (enrollment, step), so
+    overlapping ticks share the due work instead of doing it twice."""
+    with db.session(_engine()) as session:
+        _prepare_once(session)
+        report = engine.tick(session, SystemClock(), _runtime())
     if report.signals or report.advanced:
         log.info("tick: signals %d, steps %s", report.signals, report.outcomes)
-    return {
-        "skipped": False,
-        "signals": report.signals,
-        "advanced": report.advanced,
-        "outcomes": report.outcomes,
-    }
+    return {"signals": report.signals, "advanced": report.advanced, "outcomes": report.outcomes}
 
 
-@app.task(name=INGEST_TASK, bind=True)
-def ingest_signal(self: Task, signal_id: int) -> str:
+@app.task(name=INGEST_TASK)
+def ingest_signal(signal_id: int) -> str:
     """Act on one stored signal now instead of at the next tick; repeating it is a no-op."""
-    bound = _engine()
-    with _exclusive(bound, ENGINE_LOCK, wait=False) as mine:
-        if not mine:
-            if self.request.retries < INGEST_RETRIES:
-                raise self.retry(countdown=INGEST_RETRY_SECONDS, max_retries=INGEST_RETRIES)
-            log.info("signal %s left to the next tick: the engine lock stayed busy", signal_id)
-            return "left_to_tick"
-        with db.session(bound) as session:
-            signal = session.get(Signal, signal_id)
-            if signal is None:
-                log.warning("signal %s is not in the database; nothing to do", signal_id)
-                return "missing"
-            if signal.processed_at is not None:
-                return "already_processed"
-            _prepare_once(session)
-            outcome = signal_processing.process(session, SystemClock().now(), signal)
+    with db.session(_engine()) as session:
+        signal = session.get(Signal, signal_id)
+        if signal is None:
+            log.warning("signal %s is not in the database; nothing to do", signal_id)
+            return "missing"
+        if signal.processed_at is not None:
+            return "already_processed"
+        _prepare_once(session)
+        outcome = signal_processing.process(session, SystemClock().now(), signal)
+    if outcome.skipped == ["already processed"]:
+        return "already_processed"
     log.info("signal %s: enrolled %s, woke %s", signal_id, outcome.enrolled, outcome.woken)
     return "processed"
 

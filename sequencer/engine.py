@@ -276,12 +276,12 @@ def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext,
         candidates = [session.get(mailboxes.Mailbox, enrollment.mailbox_id)]
     else:
         candidates = mailboxes.pool(session, definition, prospect.owner or definition.get("owner", ""))
-    mailbox, reasons = mailboxes.choose(
+    mailbox, reasons, retry_at = mailboxes.choose(
         session, now, runtime.settings, candidates, recipient_domain,
         lambda domain: runtime.domain_problem(session, now, domain),
     )
     if mailbox is None:
-        until = schedule.next_open(_next_retry(now, reasons), window, prospect.timezone, prospect.country)
+        until = schedule.next_open(retry_at, window, prospect.timezone, prospect.country)
         return _defer(session, now, enrollment, Verdict("defer", "no mailbox can send: " + "; ".join(reasons),
                                                         until, "mailbox"))
     ctx.mailbox = mailbox
@@ -307,7 +307,7 @@ def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext,
                                                         f"{gap:.0f}s between sends", until, "gap"))
     if full is not None:
         session.rollback()
-        until = schedule.next_open(_next_utc_day(now), window, prospect.timezone, prospect.country)
+        until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
         return _defer(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
     touch = existing or _new_touch(enrollment, step, prospect, now)
     message_id = new_message_id(mailbox.sending_domain)
@@ -366,16 +366,6 @@ def _jitter(mailbox: mailboxes.Mailbox, enrollment: Enrollment) -> float:
         return 0.0
     digest = hashlib.sha256(f"{mailbox.id}:{enrollment.id}:{enrollment.current_step}".encode()).digest()
     return digest[0] / 255 * mailbox.gap_jitter_seconds
-
-
-def _next_utc_day(now: datetime) -> datetime:
-    return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _next_retry(now: datetime, reasons: list[str]) -> datetime:
-    if reasons and all("cap" in reason for reason in reasons):
-        return _next_utc_day(now)
-    return now + timedelta(hours=1)
 
 
 def _delivery_failed(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment, touch: Touch,

@@ -9,8 +9,8 @@ are not full; when none qualifies the touch is deferred with every mailbox's rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlmodel import Session, select
 
@@ -18,6 +18,8 @@ from sequencer import caps
 from sequencer.config import Settings
 from sequencer.models import CapCounter, Mailbox
 from suppression.normalize import domain_of, normalize_email
+
+RECHECK = timedelta(hours=1)  # when a paused mailbox or an unhealthy domain is looked at again
 
 _FIELDS = {
     "display_name": str, "owner": str, "smtp_host": str, "smtp_port": int, "smtp_security": str,
@@ -106,11 +108,6 @@ def used_today(session: Session, mailbox: Mailbox, today: date) -> int:
     return row.used if row else 0
 
 
-def room_today(session: Session, mailbox: Mailbox, today: date) -> int:
-    """How many more emails the mailbox may send today under its own (warm-up) cap."""
-    return caps.mailbox_daily_limit(mailbox, today)[0] - used_today(session, mailbox, today)
-
-
 def pool(session: Session, definition: dict, owner: str) -> list[Mailbox]:
     """The mailboxes a sequence may send from: its list, else the owner's, else all."""
     if definition.get("mailboxes"):
@@ -122,6 +119,14 @@ def pool(session: Session, definition: dict, owner: str) -> list[Mailbox]:
     return list(session.exec(select(Mailbox).order_by(Mailbox.id)))
 
 
+class Choice(NamedTuple):
+    """The mailbox to send from, or None with every candidate's reason and when to retry."""
+
+    mailbox: Mailbox | None
+    reasons: list[str]
+    retry_at: datetime | None = None
+
+
 def choose(
     session: Session,
     now: datetime,
@@ -129,33 +134,47 @@ def choose(
     candidates: list[Mailbox],
     recipient_domain: str,
     domain_problem: Callable[[str], str],
-) -> tuple[Mailbox | None, list[str]]:
+) -> Choice:
     """The candidate with most room that can send now, or None and every candidate's reason.
 
     The candidates are re-read first: a pause or a new cap made from another connection
     (the CLI, another worker) counts even if the caller's copies were loaded before it.
+    When none can send, ``retry_at`` is the earliest moment one of them may: a full cap
+    frees up when its period ends, a pause or a domain problem is looked at again in an hour.
     """
-    reasons = []
+    reasons: list[str] = []
+    retry: list[datetime] = []
     today = now.date()
     if candidates:
         session.exec(
             select(Mailbox).where(Mailbox.id.in_([m.id for m in candidates]))
             .execution_options(populate_existing=True)
         ).all()
-    ranked = sorted(candidates, key=lambda m: (-room_today(session, m, today), m.id))
-    for mailbox in ranked:
+    used = dict(session.exec(select(CapCounter.key, CapCounter.used).where(
+        CapCounter.key.in_([f"mailbox:{m.id}:{today}" for m in candidates]))).all())
+
+    def room(mailbox: Mailbox) -> int:
+        return caps.mailbox_daily_limit(mailbox, today)[0] - used.get(f"mailbox:{mailbox.id}:{today}", 0)
+
+    problems: dict[str, str] = {}
+    for mailbox in sorted(candidates, key=lambda m: (-room(m), m.id)):
         if mailbox.paused:
             reasons.append(f"{mailbox.address}: paused ({mailbox.pause_reason or 'by hand'})")
+            retry.append(now + RECHECK)
             continue
-        problem = domain_problem(mailbox.sending_domain)
-        if problem:
-            reasons.append(f"{mailbox.address}: {problem}")
+        if mailbox.sending_domain not in problems:
+            problems[mailbox.sending_domain] = domain_problem(mailbox.sending_domain)
+        if problems[mailbox.sending_domain]:
+            reasons.append(f"{mailbox.address}: {problems[mailbox.sending_domain]}")
+            retry.append(now + RECHECK)
             continue
         full = caps.full(session, caps.caps_for(settings, mailbox, recipient_domain, now))
         if full is not None:
             reasons.append(f"{mailbox.address}: {full.label} reached")
+            retry.append(caps.frees_at(full))
             continue
-        return mailbox, reasons
+        return Choice(mailbox, reasons)
     if not candidates:
         reasons.append("no mailbox configured for this sequence (add one with `sequencer mailboxes add`)")
-    return None, reasons
+        retry.append(now + RECHECK)
+    return Choice(None, reasons, min(retry))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -112,7 +112,15 @@ class Enrollment(SQLModel, table=True):
     (compare-and-set), so two ticks racing on one enrollment cannot both advance it.
     """
 
-    __table_args__ = (Index("ix_enrollment_due", "state", "next_due_at"),)
+    __table_args__ = (
+        Index("ix_enrollment_due", "state", "next_due_at"),
+        # At most one running enrollment per prospect and sequence, whoever races to create it.
+        Index(
+            "uq_enrollment_running", "prospect_id", "sequence_name", unique=True,
+            sqlite_where=text("state IN ('active', 'paused')"),
+            postgresql_where=text("state IN ('active', 'paused')"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     prospect_id: int = Field(foreign_key="prospect.id", index=True)
     sequence_version_id: int = Field(foreign_key="sequenceversion.id", index=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from sequencer.models import SequenceVersion
@@ -51,10 +52,23 @@ def check_files(root: Path) -> tuple[list[dict], list[str]]:
 
 
 def sync(session: Session, now: datetime, root: Path) -> list[SyncResult]:
-    """Store every sequence under ``root`` as a version; refuse all of them if any is broken."""
+    """Store every sequence under ``root`` as a version; refuse all of them if any is broken.
+
+    Two processes syncing the same change at once both try to add the next version; the
+    unique (name, version) key lets one win, and the other re-reads and finds it stored.
+    """
     definitions, errors = check_files(root)
     if errors:
         raise SourceError(errors)
+    try:
+        return _store(session, now, definitions)
+    except IntegrityError:
+        session.rollback()
+        definitions, _ = check_files(root)
+        return _store(session, now, definitions)
+
+
+def _store(session: Session, now: datetime, definitions: list[dict]) -> list[SyncResult]:
     results = []
     for definition in definitions:
         path = Path(definition.pop("source_path"))

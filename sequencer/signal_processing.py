@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from sequencer import decisions, enrollments, triggers
@@ -23,8 +25,32 @@ class SignalOutcome:
 
 
 def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
-    """Enroll and wake for one signal, then mark it processed; one transaction."""
+    """Enroll and wake for one signal, then mark it processed; one transaction.
+
+    Safe to call from several processes at once: the signal is claimed first (only one
+    caller sees it unprocessed), and two different signals racing to enroll the same
+    prospect meet the unique index on running enrollments; the loser retries and then
+    finds the enrollment already there.
+    """
+    try:
+        return _process(session, now, signal)
+    except IntegrityError:
+        session.rollback()
+        return _process(session, now, signal)
+
+
+def _process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
     outcome = SignalOutcome(signal.id)
+    claimed = session.execute(
+        update(Signal)
+        .where(Signal.id == signal.id, Signal.processed_at.is_(None))
+        .values(processed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        session.rollback()
+        outcome.skipped.append("already processed")
+        return outcome
     try:
         prospects, account = _subjects(session, now, signal)
     except ValueError as exc:

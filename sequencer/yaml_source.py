@@ -15,8 +15,11 @@ class SourceError(ValueError):
     """One or more problems in a source file; ``errors`` holds ``file:line: message`` strings."""
 
     def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
+        super().__init__(errors)  # args stay (errors,), so pickling rebuilds it intact
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
 
 
 @dataclass

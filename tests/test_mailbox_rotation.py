@@ -101,7 +101,8 @@ def pool(lite: Session, clock) -> list[Mailbox]:
 
 
 def _choose(session: Session, clock, candidates: list[Mailbox], problem: str = "") -> tuple[Mailbox | None, list[str]]:
-    return mailboxes.choose(session, clock.now(), Settings(), candidates, "northwind.example", lambda _: problem)
+    choice = mailboxes.choose(session, clock.now(), Settings(), candidates, "northwind.example", lambda _: problem)
+    return choice.mailbox, choice.reasons
 
 
 def test_choose_takes_the_mailbox_with_the_most_room_not_the_fewest_sends(lite, clock, pool):
@@ -328,6 +329,18 @@ def test_cli_adds_lists_pauses_and_resumes_a_mailbox(cli):
     assert resumed.exit_code == 0, resumed.output
     stored = _stored(cli.url)["alex@outreach.example"]
     assert (stored.paused, stored.pause_reason) == (False, "")
+
+
+def test_cli_update_changes_only_the_options_given(cli):
+    cli("mailboxes", "add", "alex@outreach.example", "--smtp-host", "smtp.example.net", "--smtp-port", "587",
+        "--smtp-security", "starttls")
+
+    updated = cli("mailboxes", "add", "alex@outreach.example", "--daily-cap", "60")
+
+    assert updated.exit_code == 0, updated.output
+    stored = _stored(cli.url)["alex@outreach.example"]
+    assert (stored.smtp_host, stored.smtp_port, stored.smtp_security, stored.daily_cap) == (
+        "smtp.example.net", 587, "starttls", 60)
 
 
 def test_cli_refuses_an_unknown_mailbox_and_a_bad_field(cli):

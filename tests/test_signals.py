@@ -487,3 +487,42 @@ def test_a_signal_whose_payload_cannot_make_a_prospect_is_refused_not_stuck(
     assert session.exec(select(Prospect)).all() == []
     refused = session.exec(select(Decision).where(Decision.kind == "signal_refused")).one()
     assert "Mars/Olympus" in refused.reason
+
+
+def test_racing_processes_enroll_a_prospect_once(session: Session, clock: SimulatedClock, tmp_path: Path,
+                                                 db_url: str) -> None:
+    import threading
+
+    from sequencer.db import make_engine
+    from sequencer.db import session as new_session
+
+    write_sequence(tmp_path, "racing", "intent_surge")
+    sequences.sync(session, clock.now(), tmp_path)
+    add_prospect(session, clock.now(), "dana@northwind.example")
+    stored = [signals.store(session, clock.now(), SignalIn("intent_surge", email="dana@northwind.example",
+                                                            payload={"n": i})).signal.id for i in range(3)]
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def worker(signal_id: int) -> None:
+        engine = make_engine(db_url)
+        try:
+            with new_session(engine) as own:
+                signal = own.get(Signal, signal_id)
+                barrier.wait()
+                signal_processing.process(own, clock.now(), signal)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=worker, args=(signal_id,)) for signal_id in stored * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    session.expire_all()
+    assert enrolled_emails(session, "racing") == ["dana@northwind.example"]
+    assert signals.unprocessed(session) == []

@@ -16,6 +16,7 @@ from sequencer.cli import (
     serve,
     suppress,
     tasks,
+    worker,
 )
 
 app = typer.Typer(no_args_is_help=True, help="Signal-triggered outbound sequencing engine.")
@@ -32,6 +33,7 @@ app.command("signal")(intake.signal_command)
 app.command("run")(run.run_command)
 app.command("explain")(explain.explain_command)
 app.command("serve")(serve.serve_command)
+app.command("worker")(worker.worker_command)
 
 
 @app.command()

@@ -15,6 +15,7 @@ app = typer.Typer(help="Sending mailboxes: add, list, pause, resume.", no_args_i
 
 @app.command()
 def add(
+    context: typer.Context,
     address: str,
     display_name: str = typer.Option("", help="Name shown in From."),
     owner: str = typer.Option("", help="The SDR who owns it."),
@@ -29,8 +30,11 @@ def add(
     min_gap_seconds: int = 0,
     gap_jitter_seconds: int = 0,
 ) -> None:
-    """Add or update a mailbox."""
-    values = {k: v for k, v in locals().items()}
+    """Add or update a mailbox; on an update only the options given change."""
+    given = {k: v for k, v in locals().items() if k != "context"}
+    # A new mailbox takes the model's defaults (the same as these options' defaults).
+    values = {name: value for name, value in given.items()
+              if name == "address" or context.get_parameter_source(name).name != "DEFAULT"}
     with open_session() as session:
         try:
             mailbox = mailboxes.upsert(session, values, SystemClock().now().date())
@@ -46,6 +50,8 @@ def list_() -> None:
     today = SystemClock().now().date()
     with open_session() as session:
         table = Table("address", "domain", "owner", "today", "cap", "state")
+        for column in table.columns[:2]:
+            column.no_wrap = True
         for mailbox in session.exec(mailboxes.select(Mailbox).order_by(Mailbox.address)):
             _, label = caps.mailbox_daily_limit(mailbox, today)
             state = f"paused: {mailbox.pause_reason}" if mailbox.paused else "active"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 13:58:50.302097
+Create Date: 2026-11-25 14:17:15.414664
 """
 
 from alembic import op
@@ -215,6 +215,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_enrollment_prospect_id'), ['prospect_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_enrollment_sequence_name'), ['sequence_name'], unique=False)
         batch_op.create_index(batch_op.f('ix_enrollment_sequence_version_id'), ['sequence_version_id'], unique=False)
+        batch_op.create_index('uq_enrollment_running', ['prospect_id', 'sequence_name'], unique=True, sqlite_where=sa.text("state IN ('active', 'paused')"), postgresql_where=sa.text("state IN ('active', 'paused')"))
 
     op.create_table('touch',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -315,6 +316,7 @@ def downgrade() -> None:
 
     op.drop_table('touch')
     with op.batch_alter_table('enrollment', schema=None) as batch_op:
+        batch_op.drop_index('uq_enrollment_running', sqlite_where=sa.text("state IN ('active', 'paused')"), postgresql_where=sa.text("state IN ('active', 'paused')"))
         batch_op.drop_index(batch_op.f('ix_enrollment_sequence_version_id'))
         batch_op.drop_index(batch_op.f('ix_enrollment_sequence_name'))
         batch_op.drop_index(batch_op.f('ix_enrollment_prospect_id'))
