@@ -14,8 +14,12 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, make_msgid
 
 from sequencer.models import Mailbox
@@ -46,11 +50,6 @@ class OutgoingEmail:
     date: datetime | None = None
 
 
-# Long unbreakable header values (List-Unsubscribe URLs) must stay plain ASCII rather
-# than be turned into RFC 2047 encoded words, which mail clients do not parse as URLs.
-_POLICY = policy.SMTP.clone(max_line_length=998)
-
-
 def new_message_id(sending_domain: str) -> str:
     """A globally unique Message-ID on our own sending domain, without angle brackets.
 
@@ -66,13 +65,21 @@ def text_to_html(text: str) -> str:
     return "\n".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
 
 
-def build(email: OutgoingEmail) -> EmailMessage:
-    """The MIME message: plain text plus HTML, threading and extra headers."""
-    message = EmailMessage(policy=_POLICY)
+def build(email: OutgoingEmail) -> Message:
+    """The MIME message: plain text plus HTML, threading and extra headers.
+
+    Built with the classic (compat32) MIME classes: they produce the same wire format
+    as ``EmailMessage`` at a fraction of the cost, which matters on the send path.
+    """
+    message = MIMEMultipart("alternative", _subparts=[
+        MIMEText(email.text, "plain", _charset_for(email.text)),
+        MIMEText(email.html or text_to_html(email.text), "html", _charset_for(email.html or email.text)),
+    ])
     mailbox = email.mailbox
-    message["From"] = formataddr((mailbox.display_name, mailbox.address)) if mailbox.display_name else mailbox.address
+    message["From"] = (formataddr((mailbox.display_name, mailbox.address), charset="utf-8")
+                       if mailbox.display_name else mailbox.address)
     message["To"] = email.to
-    message["Subject"] = email.subject
+    message["Subject"] = email.subject if email.subject.isascii() else Header(email.subject, "utf-8")
     message["Message-ID"] = f"<{email.message_id or new_message_id(mailbox.sending_domain)}>"
     if email.date is not None:
         message["Date"] = format_datetime(email.date)
@@ -81,9 +88,20 @@ def build(email: OutgoingEmail) -> EmailMessage:
         message["References"] = " ".join(f"<{ref}>" for ref in email.references or [email.in_reply_to])
     for name, value in email.headers.items():
         message[name] = value
-    message.set_content(email.text)
-    message.add_alternative(email.html or text_to_html(email.text), subtype="html")
     return message
+
+
+def _charset_for(text: str) -> Charset:
+    """us-ascii when it fits; otherwise UTF-8 in quoted-printable (readable, 7-bit safe)."""
+    if text.isascii():
+        return _ASCII
+    return _UTF8_QP
+
+
+_WIRE = compat32.clone(linesep="\r\n", max_line_length=998)  # CRLF for SMTP; no folding of URLs
+_ASCII = Charset("us-ascii")
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 
 
 class SmtpSender:
@@ -97,11 +115,12 @@ class SmtpSender:
     def send(self, email: OutgoingEmail) -> str:
         """Deliver one message; return its Message-ID once the server accepted it."""
         message = build(email)
+        wire = message.as_bytes(policy=_WIRE)
         envelope_from = email.envelope_from or email.mailbox.address
         for attempt in (1, 2):
             connection = self._connection(email.mailbox)
             try:
-                refused = connection.send_message(message, from_addr=envelope_from, to_addrs=[email.to])
+                refused = connection.sendmail(envelope_from, [email.to], wire)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
                 raise DeliveryError(code, _text(text), permanent=code >= 500) from exc

@@ -68,22 +68,28 @@ def full(session: Session, caps: list[Cap]) -> Cap | None:
 
 
 def reserve(session: Session, caps: list[Cap]) -> Cap | None:
-    """Count one send against every cap; return the cap that had no room (then roll back)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for cap in caps:
-        session.execute(
-            insert(CapCounter).values(key=cap.key, used=0, expires_on=cap.expires_on).on_conflict_do_nothing()
-        )
-        result = session.execute(
-            update(CapCounter)
-            .where(CapCounter.key == cap.key, CapCounter.used < cap.limit)
-            .values(used=CapCounter.used + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
-            return cap
-    return None
+    """Count one send against every cap; return the cap that had no room (then roll back).
+
+    One statement for all caps: each counter is inserted at 1, or has 1 added only
+    while it is below its limit; the counters that moved come back. The database locks
+    each row for the conditional update, so racing workers cannot both take the last
+    place. A counter that did not move means its cap is full, and the caller rolls the
+    whole transaction back so the others are not counted either.
+    """
+    blocked = next((cap for cap in caps if cap.limit <= 0), None)
+    if blocked is not None or not caps:
+        return blocked
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(CapCounter).values(
+        [{"key": cap.key, "used": 1, "cap_limit": cap.limit, "expires_on": cap.expires_on} for cap in caps]
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[CapCounter.key],
+        set_={"used": CapCounter.used + 1, "cap_limit": statement.excluded.cap_limit},
+        where=CapCounter.used < statement.excluded.cap_limit,
+    ).returning(CapCounter.key)
+    counted = set(session.execute(statement).scalars())
+    return next((cap for cap in caps if cap.key not in counted), None)
 
 
 def take_gap(session: Session, mailbox: Mailbox, now: datetime, gap_seconds: float) -> bool:

@@ -53,6 +53,7 @@ class Runtime:
     domain_problem: Callable[[Session, datetime, str], str] = lambda session, now, domain: ""
     on_delivery_error: Callable[[Session, datetime, Touch, Enrollment, DeliveryError], None] | None = None
     rules: RuleBook = field(default_factory=lambda: BUILTIN_BOOK)
+    tick_cache: dict[Any, Any] = field(default_factory=dict)  # lookups reused within one tick
 
 
 @dataclass
@@ -68,6 +69,7 @@ class TickReport:
 def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) -> TickReport:
     """Process pending signals, resume expired pauses, then advance every due enrollment."""
     report = TickReport()
+    runtime.tick_cache.clear()
     for signal in signals.unprocessed(session, limit):
         signal_processing.process(session, clock.now(), signal)
         report.signals += 1
@@ -275,7 +277,11 @@ def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext,
     if enrollment.mailbox_id:
         candidates = [session.get(mailboxes.Mailbox, enrollment.mailbox_id)]
     else:
-        candidates = mailboxes.pool(session, definition, prospect.owner or definition.get("owner", ""))
+        owner = prospect.owner or definition.get("owner", "")
+        key = ("pool", tuple(definition.get("mailboxes", ())), owner)
+        if key not in runtime.tick_cache:
+            runtime.tick_cache[key] = mailboxes.pool(session, definition, owner)
+        candidates = runtime.tick_cache[key]
     mailbox, reasons, retry_at = mailboxes.choose(
         session, now, runtime.settings, candidates, recipient_domain,
         lambda domain: runtime.domain_problem(session, now, domain),

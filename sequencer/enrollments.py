@@ -139,25 +139,6 @@ def context_of(prospect: Prospect, account: Account | None, signal: Signal | Non
     return {"prospect": prospect_values, "account": account_values, "signal": signal_values}
 
 
-def active_in(session: Session, prospect_id: int, sequence_name: str) -> Enrollment | None:
-    return session.exec(
-        select(Enrollment).where(
-            Enrollment.prospect_id == prospect_id,
-            Enrollment.sequence_name == sequence_name,
-            Enrollment.state.in_(ACTIVE_STATES),
-        )
-    ).first()
-
-
-def last_enrolled_at(session: Session, prospect_id: int, sequence_name: str) -> datetime | None:
-    row = session.exec(
-        select(Enrollment.enrolled_at)
-        .where(Enrollment.prospect_id == prospect_id, Enrollment.sequence_name == sequence_name)
-        .order_by(Enrollment.enrolled_at.desc())
-    ).first()
-    return row
-
-
 def create(
     session: Session, now: datetime, prospect: Prospect, version: SequenceVersion, signal: Signal | None
 ) -> Enrollment:
@@ -182,10 +163,22 @@ def create(
 
 
 def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: SequenceVersion) -> str:
-    """Why this prospect may not be enrolled again yet, or "" when they may."""
-    if active_in(session, prospect_id, version.name):
+    """Why this prospect may not be enrolled again yet, or "" when they may.
+
+    Only the latest enrollment matters: a running one is always the latest, because
+    no new one can start while it runs.
+    """
+    latest = session.exec(
+        select(Enrollment.state, Enrollment.enrolled_at)
+        .where(Enrollment.prospect_id == prospect_id, Enrollment.sequence_name == version.name)
+        .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        return ""
+    state, last = latest
+    if state in ACTIVE_STATES:
         return f"already in {version.name}"
-    last = last_enrolled_at(session, prospect_id, version.name)
     days = version.definition["trigger"].get("cooldown_days", 0)
     if last is not None and now - last < timedelta(days=days):
         return f"re-enrollment cool-down: last enrolled {last:%Y-%m-%d}, cool-down {days} days"

@@ -137,27 +137,22 @@ def choose(
 ) -> Choice:
     """The candidate with most room that can send now, or None and every candidate's reason.
 
-    The candidates are re-read first: a pause or a new cap made from another connection
-    (the CLI, another worker) counts even if the caller's copies were loaded before it.
+    Each candidate is re-read before it is judged: a pause or a new cap made from another
+    connection (the CLI, another worker) counts even if the caller's copy is older.
     When none can send, ``retry_at`` is the earliest moment one of them may: a full cap
     frees up when its period ends, a pause or a domain problem is looked at again in an hour.
     """
     reasons: list[str] = []
     retry: list[datetime] = []
     today = now.date()
-    if candidates:
-        session.exec(
-            select(Mailbox).where(Mailbox.id.in_([m.id for m in candidates]))
-            .execution_options(populate_existing=True)
-        ).all()
-    used = dict(session.exec(select(CapCounter.key, CapCounter.used).where(
-        CapCounter.key.in_([f"mailbox:{m.id}:{today}" for m in candidates]))).all())
+    used = _counters(session, [f"mailbox:{m.id}:{today}" for m in candidates])
 
     def room(mailbox: Mailbox) -> int:
         return caps.mailbox_daily_limit(mailbox, today)[0] - used.get(f"mailbox:{mailbox.id}:{today}", 0)
 
     problems: dict[str, str] = {}
     for mailbox in sorted(candidates, key=lambda m: (-room(m), m.id)):
+        session.refresh(mailbox)
         if mailbox.paused:
             reasons.append(f"{mailbox.address}: paused ({mailbox.pause_reason or 'by hand'})")
             retry.append(now + RECHECK)
@@ -168,7 +163,9 @@ def choose(
             reasons.append(f"{mailbox.address}: {problems[mailbox.sending_domain]}")
             retry.append(now + RECHECK)
             continue
-        full = caps.full(session, caps.caps_for(settings, mailbox, recipient_domain, now))
+        limits = caps.caps_for(settings, mailbox, recipient_domain, now)
+        used.update(_counters(session, [cap.key for cap in limits if cap.key not in used]))
+        full = next((cap for cap in limits if used.get(cap.key, 0) >= cap.limit), None)
         if full is not None:
             reasons.append(f"{mailbox.address}: {full.label} reached")
             retry.append(caps.frees_at(full))
@@ -178,3 +175,9 @@ def choose(
         reasons.append("no mailbox configured for this sequence (add one with `sequencer mailboxes add`)")
         retry.append(now + RECHECK)
     return Choice(None, reasons, min(retry))
+
+
+def _counters(session: Session, keys: list[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    return dict(session.exec(select(CapCounter.key, CapCounter.used).where(CapCounter.key.in_(keys))).all())

@@ -220,6 +220,7 @@ class CapCounter(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=300)
     used: int = 0
+    cap_limit: int = 0  # the limit in force at the last reservation
     expires_on: date | None = Field(default=None, index=True)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from jinja2 import (
     DictLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     TemplateSyntaxError,
     UndefinedError,
@@ -62,9 +63,8 @@ def environment(sources: dict[str, str]) -> SandboxedEnvironment:
 
 def render(sources: dict[str, str], name: str, context: dict[str, Any]) -> str:
     """Render template ``name`` (or inline source when ``name`` starts with ``=``)."""
-    env = environment(sources)
     try:
-        template = env.from_string(name[1:]) if name.startswith("=") else env.get_template(name)
+        template = _compiled(sources, name)
         wrapped = {k: Fields(k, v) if isinstance(v, dict) else v for k, v in context.items()}
         return template.render(wrapped).strip()
     except TemplateError as exc:
@@ -72,6 +72,27 @@ def render(sources: dict[str, str], name: str, context: dict[str, Any]) -> str:
         line = _template_line(exc) if isinstance(exc, UndefinedError) else None
         where = f"{label}:{line}" if line else label
         raise RenderError(f"{where}: {exc.message or exc}") from exc
+
+
+_COMPILED: dict[tuple, Template] = {}
+_COMPILED_LIMIT = 512
+
+
+def _compiled(sources: dict[str, str], name: str) -> Template:
+    """The compiled template, reused: a sequence version's sources never change.
+
+    Compiling is most of the cost of rendering, and every touch of a version renders
+    the same few templates.
+    """
+    key = (name, tuple(sorted(sources.items())))
+    template = _COMPILED.get(key)
+    if template is None:
+        env = environment(sources)
+        template = env.from_string(name[1:]) if name.startswith("=") else env.get_template(name)
+        if len(_COMPILED) >= _COMPILED_LIMIT:
+            _COMPILED.clear()
+        _COMPILED[key] = template
+    return template
 
 
 def _template_line(exc: BaseException) -> int | None:

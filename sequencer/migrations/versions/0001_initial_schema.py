@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 14:17:15.414664
+Create Date: 2026-11-25 14:28:51.974476
 """
 
 from alembic import op
@@ -35,6 +35,7 @@ def upgrade() -> None:
     op.create_table('capcounter',
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('used', sa.Integer(), nullable=False),
+    sa.Column('cap_limit', sa.Integer(), nullable=False),
     sa.Column('expires_on', sa.Date(), nullable=True),
     sa.PrimaryKeyConstraint('key')
     )
