@@ -2,7 +2,7 @@
 
 The database is the truth and Redis only carries messages. Every task opens a session
 and calls the functions ``sequencer run`` calls (``engine.tick``,
-``signal_processing.process``, ``domain_health.refresh_due``); no task decides anything
+``signal_processing.process``, ``housekeeping.run``); no task decides anything
 itself. A lost or duplicated message therefore costs nothing: ``tick`` re-finds due
 work and unprocessed signals from the database, and every step is claimed there.
 
@@ -30,8 +30,8 @@ from sqlmodel import Session
 from channels.email import SmtpSender
 from sequencer import (
     db,
-    domain_health,
     engine,
+    housekeeping,
     mailboxes,
     runtime,
     sequences,
@@ -214,10 +214,9 @@ def ingest_signal(signal_id: int) -> str:
 
 @app.task(name=REFRESH_DOMAINS_TASK)
 def refresh_domains() -> list[str]:
-    """Refresh expired sending-domain verdicts ahead of the touches that need them."""
+    """Housekeeping: refresh expired sending-domain verdicts, drop old cap counters."""
     with db.session(_engine()) as session:
-        rows = domain_health.refresh_due(session, SystemClock().now(), settings)
-        return [f"{row.domain}: {row.status}" for row in rows]
+        return housekeeping.run(session, SystemClock().now(), settings)
 
 
 def submit_signal(

@@ -21,7 +21,7 @@ from typing import BinaryIO, TextIO
 from sqlmodel import Session, select
 
 from sequencer.models import SuppressionEntry
-from suppression.store import EntrySpec, iter_entries, make_spec, merge
+from suppression.store import EntrySpec, iter_entries, make_spec, merge, new_entry
 
 COLUMNS = ("value", "kind", "reason", "expires_at", "note")
 
@@ -216,7 +216,7 @@ def _write_batch(
         for key, spec in batch.items():
             row = existing.get(key)
             if row is None:
-                session.add(_new_entry(spec, now, added_by))
+                session.add(new_entry(spec, now, added_by))
                 added += 1
             elif merge(row, spec) == "updated":
                 session.add(row)
@@ -234,13 +234,3 @@ def _write_batch(
     report.unchanged += unchanged
 
 
-def _new_entry(spec: EntrySpec, now: datetime, added_by: str) -> SuppressionEntry:
-    return SuppressionEntry(
-        kind=spec.kind,
-        value=spec.value,
-        reason=spec.reason,
-        note=spec.note,
-        added_by=added_by,
-        added_at=now,
-        expires_at=spec.expires_at,
-    )

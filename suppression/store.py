@@ -131,7 +131,15 @@ def stage_entry(
         change = merge(existing, spec)
         session.add(existing)
         return existing, change
-    entry = SuppressionEntry(
+    entry = new_entry(spec, now, added_by)
+    session.add(entry)
+    session.flush()
+    return entry, "added"
+
+
+def new_entry(spec: EntrySpec, now: datetime, added_by: str) -> SuppressionEntry:
+    """A row for ``spec``, not yet added to any session."""
+    return SuppressionEntry(
         kind=spec.kind,
         value=spec.value,
         reason=spec.reason,
@@ -140,9 +148,6 @@ def stage_entry(
         added_at=now,
         expires_at=spec.expires_at,
     )
-    session.add(entry)
-    session.flush()
-    return entry, "added"
 
 
 def get_entry(session: Session, kind: str, value: str) -> SuppressionEntry | None:

@@ -1,17 +1,20 @@
-"""``sequencer run`` (the embedded loop) and ``sequencer tick`` (one pass)."""
+"""``sequencer run``: the embedded loop (ticks, plus housekeeping every 15 minutes)."""
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import typer
 
-from sequencer import mailboxes, runtime
+from sequencer import housekeeping, mailboxes, runtime
 from sequencer.cli.common import console, fail, open_session, settings
 from sequencer.clock import SystemClock
 from sequencer.engine import tick
 from sequencer.sequences import sync
 from sequencer.yaml_source import SourceError
+
+HOUSEKEEPING_EVERY = timedelta(minutes=15)
 
 
 def _prepare(session, config) -> None:
@@ -37,8 +40,13 @@ def run_command(
     clock = SystemClock()
     with open_session(config) as session:
         _prepare(session, config)
+        chores_due = clock.now()
         try:
             while True:
+                if clock.now() >= chores_due:
+                    for line in housekeeping.run(session, clock.now(), config):
+                        console.print(f"{clock.now():%H:%M:%S} {line}", highlight=False)
+                    chores_due = clock.now() + HOUSEKEEPING_EVERY
                 report = tick(session, clock, engine_runtime)
                 if report.advanced or report.signals:
                     console.print(f"{clock.now():%H:%M:%S} signals {report.signals}, steps {report.outcomes}")
