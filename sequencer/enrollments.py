@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from sequencer import decisions, schedule
@@ -29,7 +30,7 @@ def claim(session: Session, enrollment: Enrollment) -> bool:
     )
     if result.rowcount != 1:
         return False
-    enrollment.version += 1
+    set_committed_value(enrollment, "version", enrollment.version + 1)  # already written above
     return True
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from sequencer import decisions, enrollments, triggers
@@ -41,16 +42,6 @@ def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
 
 def _process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
     outcome = SignalOutcome(signal.id)
-    claimed = session.execute(
-        update(Signal)
-        .where(Signal.id == signal.id, Signal.processed_at.is_(None))
-        .values(processed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:
-        session.rollback()
-        outcome.skipped.append("already processed")
-        return outcome
     try:
         prospects, account = _subjects(session, now, signal)
     except ValueError as exc:
@@ -64,6 +55,21 @@ def _process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
         session.add(signal)
         session.commit()
         return outcome
+    # The claim: only one caller sees the signal unprocessed; the others stop here.
+    about = {"prospect_id": prospects[0].id if signal.email else None,
+             "account_id": account.id if account else None}
+    claimed = session.execute(
+        update(Signal)
+        .where(Signal.id == signal.id, Signal.processed_at.is_(None))
+        .values(processed_at=now, **about)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        session.rollback()
+        outcome.skipped.append("already processed")
+        return outcome
+    for name, value in {"processed_at": now, **about}.items():
+        set_committed_value(signal, name, value)
     for version in current_versions(session):
         trigger = version.definition["trigger"]
         if signal.type not in trigger["signals"]:
@@ -86,8 +92,6 @@ def _process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
             outcome.enrolled.append(enrollment.id)
             enrolled_here += 1
     outcome.woken = _wake(session, now, signal, prospects)
-    signal.processed_at = now
-    session.add(signal)
     session.commit()
     return outcome
 
@@ -100,14 +104,11 @@ def _subjects(session: Session, now: datetime, signal: Signal) -> tuple[list[Pro
             prospect = upsert_prospect(session, now, signal.email, dict(signal.payload))
             decisions.record(session, now, "prospect_created", f"from {signal.type} signal",
                              prospect_id=prospect.id, signal_id=signal.id)
-        signal.prospect_id = prospect.id
-        signal.account_id = prospect.account_id
         account = session.get(Account, prospect.account_id) if prospect.account_id else None
         return [prospect], account
     account = session.exec(select(Account).where(Account.domain == signal.domain)).first()
     if account is None:
         return [], None
-    signal.account_id = account.id
     prospects = list(session.exec(select(Prospect).where(Prospect.account_id == account.id).order_by(Prospect.id)))
     return prospects, account
 
