@@ -38,6 +38,11 @@ def mailbox_daily_limit(mailbox: Mailbox, today: date) -> tuple[int, str]:
     return mailbox.daily_cap, f"{mailbox.daily_cap}/day"
 
 
+def mailbox_key(mailbox: Mailbox, day: date) -> str:
+    """The counter key of a mailbox's daily cap."""
+    return f"mailbox:{mailbox.id}:{day}"
+
+
 def caps_for(settings: Settings, mailbox: Mailbox, recipient_domain: str, now: datetime) -> list[Cap]:
     """Every cap one email from ``mailbox`` to ``recipient_domain`` counts against."""
     today = now.date()
@@ -45,7 +50,7 @@ def caps_for(settings: Settings, mailbox: Mailbox, recipient_domain: str, now: d
     week_end = today + timedelta(days=6 - today.weekday())  # Sunday, the week's last day
     limit, label = mailbox_daily_limit(mailbox, today)
     return [
-        Cap(f"mailbox:{mailbox.id}:{today}", limit, f"mailbox {mailbox.address} daily cap ({label})", today),
+        Cap(mailbox_key(mailbox, today), limit, f"mailbox {mailbox.address} daily cap ({label})", today),
         Cap(f"domain:{mailbox.sending_domain}:{today}", settings.domain_daily_cap,
             f"sending domain {mailbox.sending_domain} daily cap ({settings.domain_daily_cap}/day)", today),
         Cap(f"recipient:{recipient_domain}:{today}", settings.recipient_domain_daily_cap,

@@ -299,16 +299,16 @@ def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext,
     recipient_domain = prospect.email.split("@", 1)[1]
     window = enrollments.window_of(definition)
     if enrollment.mailbox_id:
-        candidates = [session.get(mailboxes.Mailbox, enrollment.mailbox_id)]
+        candidates, fresh = [session.get(mailboxes.Mailbox, enrollment.mailbox_id)], False
     else:
         owner = prospect.owner or definition.get("owner", "")
         key = ("pool", tuple(definition.get("mailboxes", ())), owner)
-        if key not in runtime.tick_cache:
-            runtime.tick_cache[key] = mailboxes.pool(session, definition, owner)
-        candidates = runtime.tick_cache[key]
+        if key not in runtime.tick_cache:  # read once a tick, fresh: a pause counts from the next tick
+            runtime.tick_cache[key] = mailboxes.pool(session, definition, owner, fresh=True)
+        candidates, fresh = runtime.tick_cache[key], True
     mailbox, reasons, retry_at = mailboxes.choose(
         session, now, runtime.settings, candidates, recipient_domain,
-        lambda domain: runtime.domain_problem(session, now, domain),
+        lambda domain: runtime.domain_problem(session, now, domain), fresh=fresh,
     )
     if mailbox is None:
         until = schedule.next_open(retry_at, window, prospect.timezone, prospect.country)
@@ -325,7 +325,8 @@ def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext,
         return _block(session, now, enrollment, step, prospect, existing, str(exc), stop=False, guard="render")
 
     # One atomic step: claim the enrollment, count against every cap, take the send slot, record the touch.
-    if not enrollments.claim(session, enrollment):
+    # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
+    if not enrollments.claim(session, enrollment, next_due_at=now + SEND_LEASE):
         session.rollback()
         return "lost_race"
     full = caps.reserve(session, caps.caps_for(runtime.settings, mailbox, recipient_domain, now))
@@ -344,8 +345,6 @@ def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext,
     touch.state, touch.reason, touch.variant = "sending", "", variant["name"]
     touch.mailbox_id, touch.message_id, touch.subject = mailbox.id, message_id, rendered["subject"]
     session.add(touch)
-    enrollment.next_due_at = now + SEND_LEASE  # found again after a crash; see _recover_unknown
-    session.add(enrollment)
     try:
         session.commit()
     except IntegrityError:

@@ -104,19 +104,24 @@ def set_paused(session: Session, address: str, paused: bool, reason: str = "") -
 
 
 def used_today(session: Session, mailbox: Mailbox, today: date) -> int:
-    row = session.get(CapCounter, f"mailbox:{mailbox.id}:{today}")
+    row = session.get(CapCounter, caps.mailbox_key(mailbox, today))
     return row.used if row else 0
 
 
-def pool(session: Session, definition: dict, owner: str) -> list[Mailbox]:
-    """The mailboxes a sequence may send from: its list, else the owner's, else all."""
+def pool(session: Session, definition: dict, owner: str, fresh: bool = False) -> list[Mailbox]:
+    """The mailboxes a sequence may send from: its list, else the owner's, else all.
+
+    ``fresh`` re-reads rows the session already holds, so a pause made elsewhere counts.
+    """
+    options = {"populate_existing": True} if fresh else {}
     if definition.get("mailboxes"):
-        return list(session.exec(select(Mailbox).where(Mailbox.address.in_(definition["mailboxes"]))))
+        query = select(Mailbox).where(Mailbox.address.in_(definition["mailboxes"]))
+        return list(session.exec(query.execution_options(**options)))
     if owner:
-        owned = list(session.exec(select(Mailbox).where(Mailbox.owner == owner)))
+        owned = list(session.exec(select(Mailbox).where(Mailbox.owner == owner).execution_options(**options)))
         if owned:
             return owned
-    return list(session.exec(select(Mailbox).order_by(Mailbox.id)))
+    return list(session.exec(select(Mailbox).order_by(Mailbox.id).execution_options(**options)))
 
 
 class Choice(NamedTuple):
@@ -134,25 +139,32 @@ def choose(
     candidates: list[Mailbox],
     recipient_domain: str,
     domain_problem: Callable[[str], str],
+    fresh: bool = False,
 ) -> Choice:
     """The candidate with most room that can send now, or None and every candidate's reason.
 
-    Each candidate is re-read before it is judged: a pause or a new cap made from another
-    connection (the CLI, another worker) counts even if the caller's copy is older.
-    When none can send, ``retry_at`` is the earliest moment one of them may: a full cap
-    frees up when its period ends, a pause or a domain problem is looked at again in an hour.
+    Each candidate is re-read before it is judged (unless the caller says its copies are
+    ``fresh``, read this tick): a pause or a new cap made from another connection (the
+    CLI, another worker) counts even if the caller's copy is older. When none can send,
+    ``retry_at`` is the earliest moment one of them may: a full cap frees up when its
+    period ends, a pause or a domain problem is looked at again in an hour.
     """
     reasons: list[str] = []
     retry: list[datetime] = []
     today = now.date()
-    used = _counters(session, [f"mailbox:{m.id}:{today}" for m in candidates])
+    # One read for every counter the choice may look at: each mailbox's own, and the
+    # shared ones (sending domain, recipient domain) through one mailbox per domain.
+    one_per_domain = {m.sending_domain: m for m in candidates}.values()
+    shared = [cap.key for m in one_per_domain for cap in caps.caps_for(settings, m, recipient_domain, now)]
+    used = _counters(session, [caps.mailbox_key(m, today) for m in candidates] + shared)
 
     def room(mailbox: Mailbox) -> int:
-        return caps.mailbox_daily_limit(mailbox, today)[0] - used.get(f"mailbox:{mailbox.id}:{today}", 0)
+        return caps.mailbox_daily_limit(mailbox, today)[0] - used.get(caps.mailbox_key(mailbox, today), 0)
 
     problems: dict[str, str] = {}
     for mailbox in sorted(candidates, key=lambda m: (-room(m), m.id)):
-        session.refresh(mailbox)
+        if not fresh:
+            session.refresh(mailbox)
         if mailbox.paused:
             reasons.append(f"{mailbox.address}: paused ({mailbox.pause_reason or 'by hand'})")
             retry.append(now + RECHECK)
@@ -164,7 +176,6 @@ def choose(
             retry.append(now + RECHECK)
             continue
         limits = caps.caps_for(settings, mailbox, recipient_domain, now)
-        used.update(_counters(session, [cap.key for cap in limits if cap.key not in used]))
         full = next((cap for cap in limits if used.get(cap.key, 0) >= cap.limit), None)
         if full is not None:
             reasons.append(f"{mailbox.address}: {full.label} reached")

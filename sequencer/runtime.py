@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -16,17 +16,30 @@ from sequencer.rule_actions import Event, apply, rulebook
 from sequencer.window_guard import window_guard
 from suppression.guard import suppression_guard
 
+DOMAIN_MEMORY = timedelta(minutes=1)
+
 
 def build(settings: Settings, sender: object | None = None, check_domains: bool = True) -> Runtime:
     """The production wiring; ``check_domains=False`` only for a workspace with no DNS at all."""
 
+    remembered: dict[str, tuple[datetime, str]] = {}
+
     def domain_problem(session: Session, now: datetime, domain: str) -> str:
+        """Why ``domain`` may not send ("" when it may), remembered for up to a minute.
+
+        The verdict row is itself cached until its DNS TTL; remembering it in the process
+        saves a read per touch, and a re-check made elsewhere counts within a minute.
+        """
         if not check_domains:
             return ""
-        health = health_of(verdict_for(session, now, settings, domain))
-        if health.may_send:
-            return ""
-        return f"sending domain {domain} health {health.status}: {health.explanation}"
+        if domain in remembered and remembered[domain][0] > now:
+            return remembered[domain][1]
+        row = verdict_for(session, now, settings, domain)
+        health = health_of(row)
+        problem = "" if health.may_send else (
+            f"sending domain {domain} health {health.status}: {health.explanation}")
+        remembered[domain] = (min(row.expires_at, now + DOMAIN_MEMORY), problem)
+        return problem
 
     rules = rulebook(settings)
 

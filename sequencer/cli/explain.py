@@ -41,6 +41,9 @@ def explain_command(
             console.print(f"\n[bold]{escape(item.version.name)}[/bold] v{item.version.version} - "
                           f"{escape(state)}{escape(rule)}")
             table = Table("#", "step", "kind", "status", "detail", show_lines=False)
+            for column in table.columns[:4]:
+                column.no_wrap = True
+            table.columns[4].ratio = 1
             for line in item.steps:
                 table.add_row(str(line.index + 1), escape(line.step_id), line.kind, line.status, escape(line.detail))
             console.print(table)
