@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 
-from sqlalchemy import delete, update
+from sqlalchemy import Insert, bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -84,17 +85,28 @@ def reserve(session: Session, caps: list[Cap]) -> Cap | None:
     blocked = next((cap for cap in caps if cap.limit <= 0), None)
     if blocked is not None or not caps:
         return blocked
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(CapCounter).values(
-        [{"key": cap.key, "used": 1, "cap_limit": cap.limit, "expires_on": cap.expires_on} for cap in caps]
-    )
-    statement = statement.on_conflict_do_update(
+    params: dict[str, object] = {}
+    for index, cap in enumerate(caps):
+        params.update({f"key{index}": cap.key, f"limit{index}": cap.limit, f"ends{index}": cap.expires_on})
+    statement = _reserve_statement(session.get_bind().dialect.name, len(caps))
+    counted = set(session.connection().execute(statement, params).scalars())
+    return next((cap for cap in caps if cap.key not in counted), None)
+
+
+@lru_cache(maxsize=16)
+def _reserve_statement(dialect: str, count: int) -> Insert:
+    """Built once per dialect and number of caps: it runs on every send."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(CapCounter).values([
+        {"key": bindparam(f"key{i}"), "used": 1, "cap_limit": bindparam(f"limit{i}"),
+         "expires_on": bindparam(f"ends{i}")}
+        for i in range(count)
+    ])
+    return statement.on_conflict_do_update(
         index_elements=[CapCounter.key],
         set_={"used": CapCounter.used + 1, "cap_limit": statement.excluded.cap_limit},
         where=CapCounter.used < statement.excluded.cap_limit,
     ).returning(CapCounter.key)
-    counted = set(session.execute(statement).scalars())
-    return next((cap for cap in caps if cap.key not in counted), None)
 
 
 def take_gap(session: Session, mailbox: Mailbox, now: datetime, gap_seconds: float) -> bool:
