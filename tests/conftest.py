@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from peers import missing_peer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
@@ -43,9 +44,7 @@ def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, migrated once."""
     problem = _pg_available()
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required under CI: {problem}")
-        pytest.skip(f"PostgreSQL not reachable: {problem}")
+        missing_peer(f"PostgreSQL not reachable: {problem}")
     name = f"sequencer_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

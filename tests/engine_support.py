@@ -51,6 +51,26 @@ TEMPLATES = {
 }
 
 
+def pooled_sequence(pool: list[str], follow_up: bool = False) -> str:
+    """A one-email sequence (two emails with ``follow_up``) sending from ``pool``."""
+    text = f"""\
+name: outbound
+owner: sam.sdr@acme.example
+trigger:
+  signals: [intent_surge]
+window: {{days: mon-fri, start: "08:00", end: "17:00"}}
+mailboxes: [{", ".join(pool)}]
+steps:
+  - id: first
+    kind: email
+    subject: "Hello {{{{ prospect.first_name }}}}"
+    template: first.j2
+"""
+    if follow_up:
+        text += "  - kind: wait\n    business_days: 2\n  - id: second\n    kind: email\n    template: second.j2\n"
+    return text
+
+
 def write_templates(root: Path, sequence: str = SEQUENCE, templates: dict[str, str] | None = None) -> Path:
     (root / "sequences").mkdir(parents=True, exist_ok=True)
     (root / "steps").mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from peers import missing_peer
 
 INSTALL_HINT = "apt-get install -y dovecot-imapd"
 PRECREATED_USERS = 50
@@ -209,10 +210,7 @@ def require_dovecot() -> str:
     """The binary, or fail (under ``CI=true``: a green run must not hide it) or skip."""
     binary = find_dovecot()
     if binary is None:
-        message = f"dovecot is not installed; install it with: {INSTALL_HINT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_peer(f"dovecot is not installed; install it with: {INSTALL_HINT}")
     return binary
 
 

@@ -11,7 +11,14 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from engine_support import add_prospect, enrollment_of, fire, prepare, write_templates
+from engine_support import (
+    add_prospect,
+    enrollment_of,
+    fire,
+    pooled_sequence,
+    prepare,
+    write_templates,
+)
 from sqlmodel import select
 
 from channels.email import SmtpSender
@@ -200,19 +207,6 @@ def test_purge_drops_counters_whose_period_has_ended_and_keeps_the_rest(session)
 
 # --- the engine: a capped touch is deferred to the next window, never dropped ------------------
 
-ONE_EMAIL = """\
-name: outbound
-owner: sam.sdr@acme.example
-trigger:
-  signals: [intent_surge]
-window: {days: mon-fri, start: "08:00", end: "17:00"}
-mailboxes: POOL
-steps:
-  - id: first
-    kind: email
-    subject: "Hello {{ prospect.first_name }}"
-    template: first.j2
-"""
 SAM = "sam@outreach-acme.example"
 JO = "jo@outreach-acme.example"
 
@@ -224,7 +218,7 @@ def desk(tmp_path, session, clock, smtp, settings):
 
     def start(pool: list[str], boxes: list[dict], **caps_settings: object) -> Runtime:
         configured = replace(settings, mailboxes=boxes, **caps_settings)
-        root = write_templates(tmp_path / "templates", ONE_EMAIL.replace("POOL", "[" + ", ".join(pool) + "]"))
+        root = write_templates(tmp_path / "templates", pooled_sequence(pool))
         prepare(session, clock.now(), configured, root)
         senders.append(SmtpSender(timeout=5))
         return Runtime(settings=configured, sender=senders[-1])

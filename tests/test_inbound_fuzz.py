@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sequencer.inbound import classify
+from sequencer.inbound.classify import Kind
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "inbound").glob("*.eml"))
-KINDS = {
-    "reply",
-    "auto_reply",
-    "out_of_office",
-    "bounce",
-    "complaint",
-    "unsubscribe_request",
-    "left_company",
-    "unparseable",
-}
+KINDS = set(get_args(Kind))
 
 
 @settings(max_examples=200, deadline=1000)

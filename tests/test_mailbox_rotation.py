@@ -14,7 +14,14 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from engine_support import add_prospect, enrollment_of, fire, prepare, write_templates
+from engine_support import (
+    add_prospect,
+    enrollment_of,
+    fire,
+    pooled_sequence,
+    prepare,
+    write_templates,
+)
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -31,24 +38,6 @@ from sequencer.models import Decision, Mailbox
 SAM = "sam@outreach-acme.example"
 JO = "jo@outreach-acme.example"
 MAX = "max@outreach-beta.example"
-TWO_EMAILS = """\
-name: outbound
-owner: sam.sdr@acme.example
-trigger:
-  signals: [intent_surge]
-window: {days: mon-fri, start: "08:00", end: "17:00"}
-mailboxes: POOL
-steps:
-  - id: first
-    kind: email
-    subject: "Hello {{ prospect.first_name }}"
-    template: first.j2
-  - kind: wait
-    business_days: 2
-  - id: second
-    kind: email
-    template: second.j2
-"""
 
 
 def _box(smtp, address: str, **fields: object) -> dict:
@@ -165,7 +154,7 @@ def desk(tmp_path, session, clock, smtp, settings):
 
     def start(pool: list[str], boxes: list[dict], domain_problem=None) -> Runtime:
         configured = replace(settings, mailboxes=boxes)
-        root = write_templates(tmp_path / "templates", TWO_EMAILS.replace("POOL", "[" + ", ".join(pool) + "]"))
+        root = write_templates(tmp_path / "templates", pooled_sequence(pool, follow_up=True))
         prepare(session, clock.now(), configured, root)
         senders.append(SmtpSender(timeout=5))
         runtime = Runtime(settings=configured, sender=senders[-1])
