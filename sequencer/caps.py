@@ -69,8 +69,19 @@ def frees_at(cap: Cap) -> datetime:
 
 def full(session: Session, caps: list[Cap]) -> Cap | None:
     """The first cap with no room left (a read-only check; ``reserve`` is the real test)."""
-    rows = dict(session.exec(select(CapCounter.key, CapCounter.used).where(CapCounter.key.in_([c.key for c in caps]))).all())
-    return next((cap for cap in caps if rows.get(cap.key, 0) >= cap.limit), None)
+    return first_full(caps, counters(session, [cap.key for cap in caps]))
+
+
+def first_full(caps: list[Cap], used: dict[str, int]) -> Cap | None:
+    """The first of ``caps`` whose counter in ``used`` has reached its limit."""
+    return next((cap for cap in caps if used.get(cap.key, 0) >= cap.limit), None)
+
+
+def counters(session: Session, keys: list[str]) -> dict[str, int]:
+    """The current value of each counter in ``keys`` that exists."""
+    if not keys:
+        return {}
+    return dict(session.exec(select(CapCounter.key, CapCounter.used).where(CapCounter.key.in_(keys))).all())
 
 
 def reserve(session: Session, caps: list[Cap]) -> Cap | None:

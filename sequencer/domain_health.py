@@ -126,6 +126,18 @@ def _problems(report: DomainReport) -> list[str]:
     return [f"{check.name}: {check.reason}" for check in shown]
 
 
+def sending_problem(session: Session, now: datetime, settings: Settings, domain: str) -> str:
+    """Why ``domain`` may not send now, or "" when it may (a warning does not stop it)."""
+    try:
+        row = verdict_for(session, now, settings, domain)
+    except ValueError as exc:  # a malformed domain or resolver setting: nothing was checked
+        return f"sending domain {domain!r} cannot be checked: {exc}"
+    health = health_of(row)
+    if health.may_send:
+        return ""
+    return f"sending domain {row.domain} health {health.status}: {health.explanation}"
+
+
 def domain_health_guard(ctx: TouchContext) -> Verdict:
     """Defer email from a domain that failed, or that was never verified and DNS is down.
 
@@ -135,16 +147,16 @@ def domain_health_guard(ctx: TouchContext) -> Verdict:
     if ctx.mailbox is None or not ctx.mailbox.sending_domain:
         return GO
     now = as_utc(ctx.now)
-    try:
-        row = verdict_for(ctx.session, now, ctx.settings, ctx.mailbox.sending_domain)
-    except ValueError as exc:  # a malformed domain or resolver setting: nothing was checked
-        reason = f"sending domain {ctx.mailbox.sending_domain!r} cannot be checked: {exc}"
-        return defer(GUARD, now + DEFER_FOR, reason)
-    health = health_of(row)
-    if health.may_send:
+    reason = sending_problem(ctx.session, now, ctx.settings, ctx.mailbox.sending_domain)
+    if not reason:
         return GO
+    try:
+        row = ctx.session.get(DomainCheck, normalise_domain(ctx.mailbox.sending_domain))
+    except ValueError:
+        row = None
+    if row is None:  # the check itself could not run
+        return defer(GUARD, now + DEFER_FOR, reason)
     until = max(min(now + DEFER_FOR, as_utc(row.expires_at)), now + TTL_FLOOR)
-    reason = f"sending domain {row.domain} health {health.status}: {health.explanation}"
     return defer(GUARD, until, reason)
 
 

@@ -156,7 +156,7 @@ def choose(
     # shared ones (sending domain, recipient domain) through one mailbox per domain.
     one_per_domain = {m.sending_domain: m for m in candidates}.values()
     shared = [cap.key for m in one_per_domain for cap in caps.caps_for(settings, m, recipient_domain, now)]
-    used = _counters(session, [caps.mailbox_key(m, today) for m in candidates] + shared)
+    used = caps.counters(session, [caps.mailbox_key(m, today) for m in candidates] + shared)
 
     def room(mailbox: Mailbox) -> int:
         return caps.mailbox_daily_limit(mailbox, today)[0] - used.get(caps.mailbox_key(mailbox, today), 0)
@@ -176,7 +176,7 @@ def choose(
             retry.append(now + RECHECK)
             continue
         limits = caps.caps_for(settings, mailbox, recipient_domain, now)
-        full = next((cap for cap in limits if used.get(cap.key, 0) >= cap.limit), None)
+        full = caps.first_full(limits, used)
         if full is not None:
             reasons.append(f"{mailbox.address}: {full.label} reached")
             retry.append(caps.frees_at(full))
@@ -187,8 +187,3 @@ def choose(
         retry.append(now + RECHECK)
     return Choice(None, reasons, min(retry))
 
-
-def _counters(session: Session, keys: list[str]) -> dict[str, int]:
-    if not keys:
-        return {}
-    return dict(session.exec(select(CapCounter.key, CapCounter.used).where(CapCounter.key.in_(keys))).all())

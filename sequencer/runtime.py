@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from channels.email import DeliveryError, SmtpSender
 from sequencer.config import Settings
-from sequencer.domain_health import health_of, verdict_for
+from sequencer.domain_health import sending_problem
 from sequencer.engine import Runtime
 from sequencer.inbound.bounces import classify_smtp_response
 from sequencer.models import Decision, Enrollment, Touch
@@ -27,18 +27,16 @@ def build(settings: Settings, sender: object | None = None, check_domains: bool 
     def domain_problem(session: Session, now: datetime, domain: str) -> str:
         """Why ``domain`` may not send ("" when it may), remembered for up to a minute.
 
-        The verdict row is itself cached until its DNS TTL; remembering it in the process
-        saves a read per touch, and a re-check made elsewhere counts within a minute.
+        The verdict row is itself cached until its DNS TTL (at least five minutes);
+        remembering the answer in the process saves a read per touch, and a re-check made
+        elsewhere counts within a minute.
         """
         if not check_domains:
             return ""
         if domain in remembered and remembered[domain][0] > now:
             return remembered[domain][1]
-        row = verdict_for(session, now, settings, domain)
-        health = health_of(row)
-        problem = "" if health.may_send else (
-            f"sending domain {domain} health {health.status}: {health.explanation}")
-        remembered[domain] = (min(row.expires_at, now + DOMAIN_MEMORY), problem)
+        problem = sending_problem(session, now, settings, domain)
+        remembered[domain] = (now + DOMAIN_MEMORY, problem)
         return problem
 
     rules = rulebook(settings)

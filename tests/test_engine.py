@@ -326,3 +326,22 @@ def test_enrollments_keep_their_sequence_version_after_an_edit(workspace, sessio
     assert "Edited copy for Li." in bodies["li@other.example"]
     versions = {e.sequence_version_id for e in session.exec(select(Enrollment))}
     assert len(versions) == 2
+
+
+def test_a_resolver_setting_that_cannot_work_defers_instead_of_crashing_the_tick(
+    workspace, session, clock, smtp, settings
+):
+    from dataclasses import replace
+
+    from sequencer import runtime as production
+
+    broken = replace(settings, dns_nameservers=["not a resolver:port"])
+    add_prospect(session, clock.now(), "dana@northwind.example")
+    fire(session, clock.now(), "intent_surge", email="dana@northwind.example", score=80)
+
+    report = tick(session, clock, production.build(broken, sender=SmtpSender(timeout=5)))
+
+    assert report.outcomes == {"deferred": 1}
+    assert smtp.messages == []
+    decision = session.exec(select(Decision).where(Decision.kind == "deferred")).one()
+    assert "cannot be checked" in decision.reason
