@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from sequencer.models import Decision, Enrollment
+
+# Written on every step of every enrollment, never read back by the writer: a plain
+# INSERT in the caller's transaction costs a tenth of building and flushing an ORM row.
+_INSERT = insert(Decision)
 
 
 def record(
@@ -23,19 +28,17 @@ def record(
     signal_id: int | None = None,
     rule: str = "",
     **detail: Any,
-) -> Decision:
-    """Add one decision to the session; it is committed with the caller's transaction."""
-    decision = Decision(
-        at=now,
-        kind=kind,
-        reason=reason,
-        rule=rule,
-        prospect_id=prospect_id if prospect_id is not None else getattr(enrollment, "prospect_id", None),
-        enrollment_id=getattr(enrollment, "id", None),
-        touch_id=touch_id,
-        step_index=step_index if step_index is not None else getattr(enrollment, "current_step", None),
-        signal_id=signal_id,
-        detail=detail,
-    )
-    session.add(decision)
-    return decision
+) -> None:
+    """Write one decision in the caller's transaction (it commits or rolls back with it)."""
+    session.connection().execute(_INSERT, {
+        "at": now,
+        "kind": kind,
+        "reason": reason,
+        "rule": rule,
+        "prospect_id": prospect_id if prospect_id is not None else getattr(enrollment, "prospect_id", None),
+        "enrollment_id": getattr(enrollment, "id", None),
+        "touch_id": touch_id,
+        "step_index": step_index if step_index is not None else getattr(enrollment, "current_step", None),
+        "signal_id": signal_id,
+        "detail": detail,
+    })
