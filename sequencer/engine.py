@@ -72,9 +72,7 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
     runtime.tick_cache.clear()
     pending = signals.unprocessed(session, limit)
     runtime.tick_cache["signals"] = pending  # kept referenced: touches read them back for templates
-    for signal in pending:
-        signal_processing.process(session, clock.now(), signal)
-        report.signals += 1
+    report.signals = len(signal_processing.process_batch(session, clock.now(), pending))
     resume_expired_pauses(session, clock.now())
     due = _load_due(session, clock.now(), runtime, limit)
     for enrollment in due:

@@ -190,7 +190,11 @@ def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: 
     ).first()
     if latest is None:
         return ""
-    state, last = latest
+    return cooldown_reason(now, version, *latest)
+
+
+def cooldown_reason(now: datetime, version: SequenceVersion, state: str, last: datetime | None) -> str:
+    """Why a prospect whose latest enrollment in ``version``'s sequence is (state, last) must wait."""
     if state in ACTIVE_STATES:
         return f"already in {version.name}"
     days = version.definition["trigger"].get("cooldown_days", 0)

@@ -13,7 +13,7 @@ from quietly re-opening someone who opted out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -193,29 +193,45 @@ def find_suppression(
     the explanation names the entry a person would expect. Raises ``ValueError`` for a
     garbage address.
     """
-    keys = lookup_keys(email, account_id)
-    if not keys:
-        return None
-    rank = {key: position for position, key in enumerate(keys)}
-    rows = [row for row in _active_matches(session, now, keys) if (row.kind, row.value) in rank]
-    return min(rows, key=lambda row: rank[(row.kind, row.value)], default=None)
+    lookup_keys(email, account_id)  # a garbage address raises here, not in the batch
+    return find_suppressions(session, now, [(email, account_id)]).get((email, account_id))
 
 
-def _active_matches(
-    session: Session, now: datetime, keys: list[tuple[str, str]]
-) -> list[SuppressionEntry]:
-    return list(session.exec(lookup_query(now, keys)))
+Subject = tuple[str | None, int | None]  # (email, account id), as ``find_suppression`` takes them
+
+_CHUNK = 500  # values per query: well under every driver's parameter limit
 
 
-def lookup_query(now: datetime, keys: list[tuple[str, str]]) -> Select:
+def find_suppressions(session: Session, now: datetime, subjects: Iterable[Subject]) -> dict[Subject, SuppressionEntry | None]:
+    """``find_suppression`` for many subjects with one query per 500 lookup values.
+
+    Subjects with a garbage address are left out of the answer (``find_suppression``
+    on one of them raises, with the reason).
+    """
+    keys_of: dict[Subject, list[tuple[str, str]]] = {}
+    for subject in subjects:
+        try:
+            keys_of[subject] = lookup_keys(*subject)
+        except ValueError:
+            continue
+    values = sorted({value for keys in keys_of.values() for _, value in keys})
+    found: dict[tuple[str, str], SuppressionEntry] = {}
+    for start in range(0, len(values), _CHUNK):
+        for row in session.exec(lookup_query(now, values[start:start + _CHUNK])):
+            found[(row.kind, row.value)] = row
+    return {subject: next((found[key] for key in keys if key in found), None)
+            for subject, keys in keys_of.items()}
+
+
+def lookup_query(now: datetime, values: Iterable[str]) -> Select:
     """The hot-path query, exposed so a test can assert its plan uses only the index.
 
     It asks by value alone (``value IN (...)``, one cached statement whatever the
-    number of keys) and the caller keeps the rows whose kind matches too: building a
+    number of values) and the caller keeps the rows whose kind matches too: building a
     fresh OR of (kind, value) pairs for every send cost more than the lookup itself.
     """
     return select(SuppressionEntry).where(
-        SuppressionEntry.value.in_(sorted({value for _, value in keys})),
+        SuppressionEntry.value.in_(sorted(set(values))),
         or_(SuppressionEntry.expires_at.is_(None), SuppressionEntry.expires_at > now),
     )
 
