@@ -85,13 +85,13 @@ def counters(session: Session, keys: list[str]) -> dict[str, int]:
 
 
 def reserve(session: Session, caps: list[Cap]) -> Cap | None:
-    """Count one send against every cap; return the cap that had no room (then roll back).
+    """Count one send against every cap, or against none; return the cap that had no room.
 
     One statement for all caps: each counter is inserted at 1, or has 1 added only
     while it is below its limit; the counters that moved come back. The database locks
     each row for the conditional update, so racing workers cannot both take the last
-    place. A counter that did not move means its cap is full, and the caller rolls the
-    whole transaction back so the others are not counted either.
+    place. When a counter did not move its cap is full, and the ones that did move are
+    given back in the same transaction, so a batch of sends can go on with the next.
     """
     blocked = next((cap for cap in caps if cap.limit <= 0), None)
     if blocked is not None or not caps:
@@ -101,7 +101,46 @@ def reserve(session: Session, caps: list[Cap]) -> Cap | None:
         params.update({f"key{index}": cap.key, f"limit{index}": cap.limit, f"ends{index}": cap.expires_on})
     statement = _reserve_statement(session.get_bind().dialect.name, len(caps))
     counted = set(session.connection().execute(statement, params).scalars())
-    return next((cap for cap in caps if cap.key not in counted), None)
+    full = next((cap for cap in caps if cap.key not in counted), None)
+    if full is not None and counted:
+        release(session, [cap for cap in caps if cap.key in counted])
+    return full
+
+
+def release(session: Session, caps: list[Cap]) -> None:
+    """Give back one send counted against each of ``caps`` (a reservation not used)."""
+    session.connection().execute(_RELEASE, {"keys": sorted(cap.key for cap in caps)})
+
+
+_RELEASE = (
+    update(CapCounter).where(CapCounter.key.in_(bindparam("keys", expanding=True)))
+    .values(used=CapCounter.used - 1).execution_options(synchronize_session=False)
+)
+
+
+class Tally:
+    """Counter values as one tick sees them: read once, then kept up to date by its own sends.
+
+    The mailbox choice for a batch of sends reads it instead of the database, so the
+    sends planned earlier in the batch count; ``reserve`` stays the real test.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.values: dict[str, int] = {}
+
+    def read(self, keys: list[str]) -> dict[str, int]:
+        """The value of every counter in ``keys`` (0 for one that does not exist yet)."""
+        missing = sorted({key for key in keys if key not in self.values})
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            found = counters(self.session, chunk)
+            self.values.update({key: found.get(key, 0) for key in chunk})
+        return self.values
+
+    def count(self, caps: list[Cap]) -> None:
+        for cap in caps:
+            self.values[cap.key] = self.values.get(cap.key, 0) + 1
 
 
 @lru_cache(maxsize=16)

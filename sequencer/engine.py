@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from channels import tasks as task_channel
@@ -34,6 +36,7 @@ from sequencer.rule_actions import apply as apply_rule
 from sequencer.stop_rules import RuleBook, load_rules
 from sequencer.window_guard import window_guard
 from suppression.guard import suppression_guard
+from suppression.store import find_suppressions
 from suppression.tokens import unsubscribe_headers, unsubscribe_url
 
 BUILTIN_BOOK = load_rules(None)
@@ -41,6 +44,7 @@ SEND_LEASE = timedelta(minutes=10)
 RETRY_BACKOFF = timedelta(minutes=15)
 MAX_SEND_ATTEMPTS = 5
 MAX_STEPS_PER_TICK = 20
+SEND_BATCH = 200  # planned emails claimed, sent and recorded together
 
 
 @dataclass
@@ -67,7 +71,12 @@ class TickReport:
 
 
 def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) -> TickReport:
-    """Process pending signals, resume expired pauses, then advance every due enrollment."""
+    """Process pending signals, resume expired pauses, then advance every due enrollment.
+
+    Email touches that pass their guards are planned as the due enrollments are walked
+    and sent in batches of ``SEND_BATCH`` (see ``send_planned``); every other step
+    happens as it is reached.
+    """
     report = TickReport()
     runtime.tick_cache.clear()
     pending = signals.unprocessed(session, limit)
@@ -75,16 +84,23 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
     report.signals = len(signal_processing.process_batch(session, clock.now(), pending))
     resume_expired_pauses(session, clock.now())
     due = _load_due(session, clock.now(), runtime, limit)
+    outbox: list[PlannedEmail] = []
     for enrollment in due:
         report.advanced += 1
         # A wait that ends makes the next step due at once; take it in the same tick. A
         # touch ends the enrollment's turn, so two touches never go out in one instant.
         for _ in range(MAX_STEPS_PER_TICK):
-            outcome = advance(session, clock.now(), runtime, enrollment)
-            if outcome != "not_due":
+            outcome = _advance(session, clock.now(), runtime, enrollment, outbox)
+            if outcome not in ("not_due", "planned"):
                 report.count(outcome)
             if outcome not in ("waited", "repaired", "unknown"):
                 break
+        if len(outbox) >= SEND_BATCH:
+            for outcome in send_planned(session, clock.now(), runtime, outbox):
+                report.count(outcome)
+            outbox = []
+    for outcome in send_planned(session, clock.now(), runtime, outbox):
+        report.count(outcome)
     return report
 
 
@@ -103,7 +119,8 @@ def resume_expired_pauses(session: Session, now: datetime) -> int:
 def _load_due(session: Session, now: datetime, runtime: Runtime, limit: int) -> list[Enrollment]:
     """The due enrollments, freshly read, with their prospects, accounts and versions.
 
-    Four queries for the whole batch instead of four per enrollment. The loaded rows
+    One query per kind for the whole batch instead of several per enrollment; the
+    touches they already have and their suppression verdicts are read too. The loaded rows
     are kept referenced for the tick so the session's identity map (which holds rows
     weakly) answers later lookups without asking the database again. A row another
     worker changes after this read is caught by the compare-and-set in ``claim``.
@@ -121,6 +138,10 @@ def _load_due(session: Session, now: datetime, runtime: Runtime, limit: int) -> 
     keep.extend(prospects)
     keep.extend(_by_id(session, Account, {p.account_id for p in prospects if p.account_id}))
     keep.extend(_by_id(session, SequenceVersion, {e.sequence_version_id for e in due}))
+    cache = runtime.tick_cache
+    cache["touches"] = {(t.enrollment_id, t.step_index): t for t in session.exec(
+        select(Touch).where(Touch.enrollment_id.in_([e.id for e in due]))).all()} if due else {}
+    cache["suppressed"] = find_suppressions(session, now, [(p.email, p.account_id) for p in prospects])
     return due
 
 
@@ -132,6 +153,15 @@ def _by_id(session: Session, model: type, ids: set[int]) -> list:
 
 def advance(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment) -> str:
     """Advance one enrollment by one step if it is still due; return what happened."""
+    runtime.tick_cache.clear()
+    outbox: list[PlannedEmail] = []
+    outcome = _advance(session, now, runtime, enrollment, outbox)
+    return send_planned(session, now, runtime, outbox)[0] if outbox else outcome
+
+
+def _advance(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment,
+             outbox: list[PlannedEmail]) -> str:
+    """One step of ``enrollment``; an email that may go is added to ``outbox`` ("planned")."""
     if enrollment.state != "active" or enrollment.next_due_at is None or enrollment.next_due_at > now:
         return "not_due"
     version = session.get(SequenceVersion, enrollment.sequence_version_id)
@@ -146,7 +176,7 @@ def advance(session: Session, now: datetime, runtime: Runtime, enrollment: Enrol
     step = steps[enrollment.current_step]
     if step["kind"] in ("wait", "wait_for_signal"):
         return _end_wait(session, now, enrollment, step, definition, prospect)
-    return _touch(session, now, runtime, enrollment, step, definition, prospect)
+    return _touch(session, now, runtime, enrollment, step, definition, prospect, outbox)
 
 
 def _end_wait(session: Session, now: datetime, enrollment: Enrollment, step: dict, definition: dict,
@@ -163,18 +193,22 @@ def _end_wait(session: Session, now: datetime, enrollment: Enrollment, step: dic
 
 
 def _touch(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment, step: dict,
-           definition: dict, prospect: Prospect) -> str:
+           definition: dict, prospect: Prospect, outbox: list[PlannedEmail]) -> str:
     account = session.get(Account, prospect.account_id) if prospect.account_id else None
-    existing = session.exec(
-        select(Touch).where(Touch.enrollment_id == enrollment.id, Touch.step_index == step["index"])
-    ).first()
+    known = runtime.tick_cache.get("touches")  # read with the due enrollments this tick
+    if known is not None:
+        existing = known.get((enrollment.id, step["index"]))
+    else:
+        existing = session.exec(
+            select(Touch).where(Touch.enrollment_id == enrollment.id, Touch.step_index == step["index"])
+        ).first()
     if existing is not None and existing.state in ("sending", "claimed"):
         return _recover_unknown(session, now, enrollment, existing, definition, prospect)
     if existing is not None and existing.state in ("sent", "queued", "skipped"):
         return _repair_position(session, now, enrollment, definition, prospect)
     ctx = TouchContext(session=session, now=now, settings=runtime.settings, enrollment=enrollment,
                        prospect=prospect, account=account, step=step, channel=step["kind"],
-                       extra={"definition": definition})
+                       extra={"definition": definition}, cache=runtime.tick_cache)
     verdict = run_guards(runtime.guards, ctx)
     if verdict.action == "defer":
         return _defer(session, now, enrollment, verdict)
@@ -182,7 +216,7 @@ def _touch(session: Session, now: datetime, runtime: Runtime, enrollment: Enroll
         return _block(session, now, enrollment, step, prospect, existing, verdict.reason, stop=True,
                       guard=verdict.guard)
     if step["kind"] == "email":
-        return _email(session, now, runtime, ctx, existing)
+        return _plan_email(session, now, runtime, ctx, existing, outbox)
     return _task(session, now, ctx, existing)
 
 
@@ -190,11 +224,17 @@ def _defer(session: Session, now: datetime, enrollment: Enrollment, verdict: Ver
     if not enrollments.claim(session, enrollment):
         session.rollback()
         return "lost_race"
+    _deferred(session, now, enrollment, verdict)
+    session.commit()
+    return "deferred"
+
+
+def _deferred(session: Session, now: datetime, enrollment: Enrollment, verdict: Verdict) -> str:
+    """Record a deferral of a claimed enrollment (the caller commits)."""
     enrollment.next_due_at = verdict.until
     session.add(enrollment)
     decisions.record(session, now, "deferred", verdict.reason, enrollment=enrollment, guard=verdict.guard,
                      until=verdict.until.isoformat() if verdict.until else None)
-    session.commit()
     return "deferred"
 
 
@@ -291,11 +331,28 @@ def _signal_context(session: Session, enrollment: Enrollment) -> dict[str, Any]:
     return {"type": signal.type, **(signal.payload or {})} if signal else {}
 
 
-def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext, existing: Touch | None) -> str:
+@dataclass
+class PlannedEmail:
+    """An email touch that passed its guards, with its mailbox and text; sent with its batch."""
+
+    ctx: TouchContext
+    existing: Touch | None
+    mailbox: mailboxes.Mailbox
+    variant: dict
+    rendered: dict[str, str]
+    new_thread: bool
+    version: int  # the enrollment's version when the email was planned: the claim expects it
+    touch_id: int = 0
+    message_id: str = ""
+    error: DeliveryError | None = None
+
+
+def _plan_email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext, existing: Touch | None,
+                outbox: list[PlannedEmail]) -> str:
+    """Choose the mailbox and render the email; add it to ``outbox``, or defer or block it."""
     enrollment, prospect, step = ctx.enrollment, ctx.prospect, ctx.step
     definition = ctx.extra["definition"]
     recipient_domain = prospect.email.split("@", 1)[1]
-    window = enrollments.window_of(definition)
     if enrollment.mailbox_id:
         candidates, fresh = [session.get(mailboxes.Mailbox, enrollment.mailbox_id)], False
     else:
@@ -304,11 +361,13 @@ def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext,
         if key not in runtime.tick_cache:  # read once a tick, fresh: a pause counts from the next tick
             runtime.tick_cache[key] = mailboxes.pool(session, definition, owner, fresh=True)
         candidates, fresh = runtime.tick_cache[key], True
+    tally = runtime.tick_cache.setdefault("tally", caps.Tally(session))
     mailbox, reasons, retry_at = mailboxes.choose(
         session, now, runtime.settings, candidates, recipient_domain,
-        lambda domain: runtime.domain_problem(session, now, domain), fresh=fresh,
+        lambda domain: runtime.domain_problem(session, now, domain), fresh=fresh, tally=tally,
     )
     if mailbox is None:
+        window = enrollments.window_of(definition)
         until = schedule.next_open(retry_at, window, prospect.timezone, prospect.country)
         return _defer(session, now, enrollment, Verdict("defer", "no mailbox can send: " + "; ".join(reasons),
                                                         until, "mailbox"))
@@ -316,62 +375,122 @@ def _email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext,
     ctx.extra["signal_context"] = _signal_context(session, enrollment)
     sender = {"name": mailbox.display_name, "email": mailbox.address, "owner": mailbox.owner}
     variant = choose_variant(step, prospect)
-    new_thread = step.get("new_thread") or not enrollment.thread_message_id
     try:
         rendered = render_touch(ctx, variant, sender, enrollment.thread_subject)
     except RenderError as exc:
         return _block(session, now, enrollment, step, prospect, existing, str(exc), stop=False, guard="render")
+    tally.count(caps.caps_for(runtime.settings, mailbox, recipient_domain, now))
+    outbox.append(PlannedEmail(ctx, existing, mailbox, variant, rendered,
+                               new_thread=bool(step.get("new_thread") or not enrollment.thread_message_id),
+                               version=enrollment.version))
+    return "planned"
 
-    # One atomic step: claim the enrollment, count against every cap, take the send slot, record the touch.
-    # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
-    if not enrollments.claim(session, enrollment, next_due_at=now + SEND_LEASE):
-        session.rollback()
-        return "lost_race"
-    full = caps.reserve(session, caps.caps_for(runtime.settings, mailbox, recipient_domain, now))
-    gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
-    if full is None and gap and not caps.take_gap(session, mailbox, now, gap):
-        session.rollback()
-        until = (mailbox.last_sent_at or now) + timedelta(seconds=gap)
-        return _defer(session, now, enrollment, Verdict("defer", f"mailbox {mailbox.address}: minimum gap "
-                                                        f"{gap:.0f}s between sends", until, "gap"))
-    if full is not None:
-        session.rollback()
-        until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
-        return _defer(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
-    touch = existing or _new_touch(enrollment, step, prospect, now)
-    message_id = new_message_id(mailbox.sending_domain)
-    touch.state, touch.reason, touch.variant = "sending", "", variant["name"]
-    touch.mailbox_id, touch.message_id, touch.subject = mailbox.id, message_id, rendered["subject"]
-    session.add(touch)
+
+def send_planned(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
+    """Send a batch of planned emails; return each one's outcome, in order.
+
+    Three steps. One transaction claims every enrollment (with a send lease), counts
+    each send against its caps and minimum gap, and records each touch as "sending".
+    Then the emails go out. Then one transaction records each as sent (or hands the
+    refusal to the stop rules) and moves its enrollment on. A crash between the two
+    leaves touches "sending", which the next tick records as "unknown", never resent.
+    """
+    outcomes = _claim_all(session, now, runtime, planned)
+    for item, outcome in zip(planned, outcomes, strict=True):
+        if outcome == "claimed":
+            item.error = _deliver(now, runtime, item)
+    for index, item in enumerate(planned):
+        if outcomes[index] == "claimed":
+            outcomes[index] = (_record_sent(session, now, item) if item.error is None else
+                               _delivery_failed(session, now, runtime, item))
+    session.commit()
+    return outcomes
+
+
+def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
     try:
+        outcomes = [_claim(session, now, runtime, item) for item in planned]
         session.commit()
-    except IntegrityError:
+    except IntegrityError:  # another worker wrote one of these touches: leave the whole batch to it
         session.rollback()
-        return "lost_race"
+        return ["lost_race"] * len(planned)
+    return outcomes
 
-    references = [] if new_thread else [enrollment.thread_message_id]
+
+def _claim(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
+    """Claim, count and record one planned email as "sending"; or defer it (caller commits)."""
+    enrollment, prospect, mailbox = item.ctx.enrollment, item.ctx.prospect, item.mailbox
+    # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
+    if not enrollments.claim(session, enrollment, item.version, next_due_at=now + SEND_LEASE):
+        return "lost_race"
+    window = enrollments.window_of(item.ctx.extra["definition"])
+    limits = caps.caps_for(runtime.settings, mailbox, prospect.email.split("@", 1)[1], now)
+    full = caps.reserve(session, limits)
+    if full is not None:
+        until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
+        return _deferred(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
+    gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
+    if gap and not caps.take_gap(session, mailbox, now, gap):
+        caps.release(session, limits)
+        until = (mailbox.last_sent_at or now) + timedelta(seconds=gap)
+        return _deferred(session, now, enrollment, Verdict(
+            "defer", f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", until, "gap"))
+    item.message_id = new_message_id(mailbox.sending_domain)
+    values = {"state": "sending", "reason": "", "variant": item.variant["name"], "mailbox_id": mailbox.id,
+              "message_id": item.message_id, "subject": item.rendered["subject"]}
+    if item.existing is not None:
+        for name, value in values.items():
+            setattr(item.existing, name, value)
+        session.add(item.existing)
+        session.flush()
+        item.touch_id = item.existing.id
+    else:
+        step = item.ctx.step
+        item.touch_id = session.connection().execute(_INSERT_TOUCH, {
+            "enrollment_id": enrollment.id, "prospect_id": prospect.id, "step_index": step["index"],
+            "step_id": step["id"], "channel": step["kind"], "recipient": prospect.email, "created_at": now,
+            "sent_at": None, **values}).scalar_one()
+    return "claimed"
+
+
+_INSERT_TOUCH = insert(Touch).returning(Touch.id)
+_MARK_SENT = (update(Touch).where(Touch.id == bindparam("touch_id"))
+              .values(state="sent", sent_at=bindparam("sent_at")).execution_options(synchronize_session=False))
+
+
+def _deliver(now: datetime, runtime: Runtime, item: PlannedEmail) -> DeliveryError | None:
+    ctx, mailbox, enrollment = item.ctx, item.mailbox, item.ctx.enrollment
     email = OutgoingEmail(
-        mailbox=mailbox, to=prospect.email, subject=rendered["subject"],
-        text=_with_footer(rendered["text"], ctx), html=rendered["html"], message_id=message_id,
-        in_reply_to="" if new_thread else enrollment.thread_message_id, references=references,
-        headers=unsubscribe_headers(runtime.settings, prospect.email), date=now,
-        envelope_from=_verp(mailbox.address, touch.id),
+        mailbox=mailbox, to=ctx.prospect.email, subject=item.rendered["subject"],
+        text=_with_footer(item.rendered["text"], ctx), html=item.rendered["html"], message_id=item.message_id,
+        in_reply_to="" if item.new_thread else enrollment.thread_message_id,
+        references=[] if item.new_thread else [enrollment.thread_message_id],
+        headers=unsubscribe_headers(runtime.settings, ctx.prospect.email), date=now,
+        envelope_from=_verp(mailbox.address, item.touch_id),
     )
     try:
         runtime.sender.send(email)
     except DeliveryError as exc:
-        return _delivery_failed(session, now, runtime, enrollment, touch, exc, definition, prospect)
-    touch.state, touch.sent_at = "sent", now
-    session.add(touch)
-    decisions.record(session, now, "sent", f"email {rendered['subject']!r} from {mailbox.address}",
-                     enrollment=enrollment, touch_id=touch.id, variant=variant["name"], message_id=message_id)
+        return exc
+    return None
+
+
+def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> str:
+    enrollment, mailbox, subject = item.ctx.enrollment, item.mailbox, item.rendered["subject"]
+    session.connection().execute(_MARK_SENT, {"touch_id": item.touch_id, "sent_at": now})
+    if item.existing is not None:
+        set_committed_value(item.existing, "state", "sent")
+        set_committed_value(item.existing, "sent_at", now)
+    decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}",
+                     enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
+                     message_id=item.message_id)
     if enrollments.claim(session, enrollment):
-        if new_thread:
-            enrollment.thread_message_id = message_id
-            enrollment.thread_subject = rendered["subject"]
+        if item.new_thread:
+            enrollment.thread_message_id = item.message_id
+            enrollment.thread_subject = subject
         enrollment.mailbox_id = mailbox.id
-        enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1, definition, prospect)
-    session.commit()
+        enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1,
+                               item.ctx.extra["definition"], item.ctx.prospect)
     return "sent"
 
 
@@ -395,9 +514,10 @@ def _jitter(mailbox: mailboxes.Mailbox, enrollment: Enrollment) -> float:
     return digest[0] / 255 * mailbox.gap_jitter_seconds
 
 
-def _delivery_failed(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment, touch: Touch,
-                     exc: DeliveryError, definition: dict, prospect: Prospect) -> str:
-    """The server refused: retry later when it may pass, else hand it to the stop rules."""
+def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
+    """The server refused: retry later when it may pass, else hand it to the stop rules (caller commits)."""
+    exc, enrollment = item.error, item.ctx.enrollment
+    touch = item.existing or session.get(Touch, item.touch_id)
     attempts = 1 + len(session.exec(
         select(Decision.id).where(Decision.touch_id == touch.id, Decision.kind == "send_failed")
     ).all())
@@ -406,7 +526,6 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, enrollme
     touch.state, touch.reason = "failed", str(exc)
     session.add(touch)
     if not enrollments.claim(session, enrollment):
-        session.commit()
         return "failed"
     if exc.permanent and runtime.on_delivery_error is not None:
         runtime.on_delivery_error(session, now, touch, enrollment, exc)
@@ -423,7 +542,6 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, enrollme
         enrollments.stop(session, now, enrollment, f"gave up after {attempts} attempts: {exc}", rule="delivery")
     session.add(touch)
     session.add(enrollment)
-    session.commit()
     return outcome
 
 

@@ -21,17 +21,19 @@ from sequencer.models import Account, Enrollment, Prospect, SequenceVersion, Sig
 ACTIVE_STATES = ("active", "paused")
 
 
-def claim(session: Session, enrollment: Enrollment, **values: Any) -> bool:
+def claim(session: Session, enrollment: Enrollment, expected: int | None = None, **values: Any) -> bool:
     """Take the right to change ``enrollment`` in the current transaction, or return False.
 
-    ``values`` are written in the same statement (saving a round trip on the send path).
+    ``expected`` is the version the caller decided on (default: the one it holds now);
+    pass it when the decision was made earlier, since a rollback in between reloads the
+    row. ``values`` are written in the same statement (saving a round trip on the send path).
     """
-    params = {"claim_id": enrollment.id, "claim_version": enrollment.version,
-              "claim_next": enrollment.version + 1, **values}
+    seen = enrollment.version if expected is None else expected
+    params = {"claim_id": enrollment.id, "claim_version": seen, "claim_next": seen + 1, **values}
     result = session.connection().execute(_claim_statement(tuple(sorted(values))), params)
     if result.rowcount != 1:
         return False
-    for name, value in {"version": enrollment.version + 1, **values}.items():
+    for name, value in {"version": seen + 1, **values}.items():
         set_committed_value(enrollment, name, value)  # already written above
     return True
 

@@ -32,6 +32,7 @@ class TouchContext:
     channel: str
     mailbox: Mailbox | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)  # the tick's lookups, read for all its touches
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ def choose(
     recipient_domain: str,
     domain_problem: Callable[[str], str],
     fresh: bool = False,
+    tally: caps.Tally | None = None,
 ) -> Choice:
     """The candidate with most room that can send now, or None and every candidate's reason.
 
@@ -147,7 +148,8 @@ def choose(
     ``fresh``, read this tick): a pause or a new cap made from another connection (the
     CLI, another worker) counts even if the caller's copy is older. When none can send,
     ``retry_at`` is the earliest moment one of them may: a full cap frees up when its
-    period ends, a pause or a domain problem is looked at again in an hour.
+    period ends, a pause or a domain problem is looked at again in an hour. A ``tally``
+    shared by a batch of choices makes the sends chosen before this one count.
     """
     reasons: list[str] = []
     retry: list[datetime] = []
@@ -156,10 +158,11 @@ def choose(
     # shared ones (sending domain, recipient domain) through one mailbox per domain.
     one_per_domain = {m.sending_domain: m for m in candidates}.values()
     shared = [cap.key for m in one_per_domain for cap in caps.caps_for(settings, m, recipient_domain, now)]
-    used = caps.counters(session, [caps.mailbox_key(m, today) for m in candidates] + shared)
+    own = {m.id: caps.mailbox_key(m, today) for m in candidates}
+    used = (tally or caps.Tally(session)).read(list(own.values()) + shared)
 
     def room(mailbox: Mailbox) -> int:
-        return caps.mailbox_daily_limit(mailbox, today)[0] - used.get(caps.mailbox_key(mailbox, today), 0)
+        return caps.mailbox_daily_limit(mailbox, today)[0] - used.get(own[mailbox.id], 0)
 
     problems: dict[str, str] = {}
     for mailbox in sorted(candidates, key=lambda m: (-room(m), m.id)):

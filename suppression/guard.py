@@ -22,8 +22,10 @@ def suppression_guard(ctx: TouchContext) -> Verdict:
     """
     account_id = ctx.account.id if ctx.account is not None else ctx.prospect.account_id
     email = ctx.prospect.email
+    read = ctx.cache.get("suppressed", {})  # the tick read the list for all its touches at once
     try:
-        entry = find_suppression(ctx.session, ctx.now, email, account_id)
+        entry = read[(email, account_id)] if (email, account_id) in read else find_suppression(
+            ctx.session, ctx.now, email, account_id)
     except ValueError as exc:
         if ctx.channel == "email":
             return block(GUARD, f"unusable address: {exc}")

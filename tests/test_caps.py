@@ -140,7 +140,7 @@ def test_reserve_counts_one_send_against_every_cap(session):
     assert row.expires_on == date(2026, 12, 6)
 
 
-def test_reserve_reports_the_full_cap_and_a_rollback_leaves_every_counter_as_it_was(session):
+def test_reserve_reports_the_full_cap_and_counts_none_of_them(session):
     roomy = caps.Cap("mailbox:1:2026-11-30", 10, "mailbox cap", TODAY)
     tight = caps.Cap("recipient:northwind.example:2026-11-30", 1, "recipient cap (1/day)", TODAY)
     after = caps.Cap("recipient-week:northwind.example:2026-W49", 10, "weekly cap", TODAY)
@@ -148,7 +148,7 @@ def test_reserve_reports_the_full_cap_and_a_rollback_leaves_every_counter_as_it_
     session.commit()
 
     full = caps.reserve(session, [roomy, tight, after])
-    session.rollback()
+    session.commit()
 
     assert full == tight
     assert _counters(session) == {roomy.key: 1, tight.key: 1, after.key: 1}
