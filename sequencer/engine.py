@@ -120,7 +120,8 @@ def _load_due(session: Session, now: datetime, runtime: Runtime, limit: int) -> 
     """The due enrollments, freshly read, with their prospects, accounts and versions.
 
     One query per kind for the whole batch instead of several per enrollment; the
-    touches they already have and their suppression verdicts are read too. The loaded rows
+    touches they already have, their suppression verdicts and their recipient domains' cap
+    counters are read too. The loaded rows
     are kept referenced for the tick so the session's identity map (which holds rows
     weakly) answers later lookups without asking the database again. A row another
     worker changes after this read is caught by the compare-and-set in ``claim``.
@@ -142,6 +143,9 @@ def _load_due(session: Session, now: datetime, runtime: Runtime, limit: int) -> 
     cache["touches"] = {(t.enrollment_id, t.step_index): t for t in session.exec(
         select(Touch).where(Touch.enrollment_id.in_([e.id for e in due]))).all()} if due else {}
     cache["suppressed"] = find_suppressions(session, now, [(p.email, p.account_id) for p in prospects])
+    cache["tally"] = tally = caps.Tally(session)
+    tally.read([cap.key for p in prospects
+                for cap in caps.recipient_caps(runtime.settings, p.email.rpartition("@")[2], now)])
     return due
 
 

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, update
+from sqlalchemy import Update, bindparam, insert, update
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -57,31 +58,35 @@ def enter_step(
     session: Session, now: datetime, enrollment: Enrollment, index: int, definition: dict, prospect: Prospect
 ) -> None:
     """Move to step ``index`` and set when it is due; past the last step, finish."""
+    for kind, reason, detail in _position(now, enrollment, index, definition, prospect):
+        decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
+    session.add(enrollment)
+
+
+def _position(
+    now: datetime, enrollment: Enrollment, index: int, definition: dict, prospect: Prospect
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Set the columns of being at step ``index``; return the decisions that go with it."""
     steps = definition["steps"]
     enrollment.waiting_for = ""
     enrollment.wait_timeout_at = None
+    enrollment.current_step = index
     if index >= len(steps):
-        enrollment.current_step = index
-        finish(session, now, enrollment)
-        return
+        return [_finished(now, enrollment)]
     step = steps[index]
     window = window_of(definition)
-    enrollment.current_step = index
     enrollment.step_started_at = now
     if step["kind"] == "wait":
         enrollment.next_due_at = schedule.wait_until(now, step["wait"], window, prospect.timezone, prospect.country)
-        decisions.record(session, now, "waiting", f"wait {_describe_wait(step['wait'])}", enrollment=enrollment,
-                         until=enrollment.next_due_at.isoformat())
-    elif step["kind"] == "wait_for_signal":
+        return [("waiting", f"wait {_describe_wait(step['wait'])}", {"until": enrollment.next_due_at.isoformat()})]
+    if step["kind"] == "wait_for_signal":
         timeout = schedule.wait_until(now, step["timeout"], window, prospect.timezone, prospect.country)
         enrollment.waiting_for = step["signal"]
         enrollment.wait_timeout_at = timeout
         enrollment.next_due_at = timeout
-        decisions.record(session, now, "waiting", f"waiting for signal {step['signal']!r}", enrollment=enrollment,
-                         until=timeout.isoformat())
-    else:
-        enrollment.next_due_at = schedule.next_open(now, window, prospect.timezone, prospect.country)
-    session.add(enrollment)
+        return [("waiting", f"waiting for signal {step['signal']!r}", {"until": timeout.isoformat()})]
+    enrollment.next_due_at = schedule.next_open(now, window, prospect.timezone, prospect.country)
+    return []
 
 
 def _describe_wait(wait: dict) -> str:
@@ -90,11 +95,16 @@ def _describe_wait(wait: dict) -> str:
 
 
 def finish(session: Session, now: datetime, enrollment: Enrollment) -> None:
+    kind, reason, detail = _finished(now, enrollment)
+    session.add(enrollment)
+    decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
+
+
+def _finished(now: datetime, enrollment: Enrollment) -> tuple[str, str, dict[str, Any]]:
     enrollment.state = "finished"
     enrollment.next_due_at = None
     enrollment.finished_at = now
-    session.add(enrollment)
-    decisions.record(session, now, "finished", "all steps done", enrollment=enrollment)
+    return "finished", "all steps done", {}
 
 
 def stop(session: Session, now: datetime, enrollment: Enrollment, reason: str, rule: str = "", **detail: Any) -> None:
@@ -158,7 +168,12 @@ def context_of(prospect: Prospect, account: Account | None, signal: Signal | Non
 def create(
     session: Session, now: datetime, prospect: Prospect, version: SequenceVersion, signal: Signal | None
 ) -> Enrollment:
-    """A new active enrollment on ``version``, positioned at its first step."""
+    """A new active enrollment on ``version``, positioned at its first step.
+
+    Written with one INSERT of the finished row (enrollments are created by the
+    thousand when a signal burst arrives); the ORM object is then attached to the
+    session as it stands in the database, with nothing left to flush.
+    """
     enrollment = Enrollment(
         prospect_id=prospect.id,
         sequence_version_id=version.id,
@@ -166,16 +181,24 @@ def create(
         enrolled_at=now,
         signal_id=signal.id if signal else None,
     )
+    first = _position(now, enrollment, 0, version.definition, prospect)
+    values = {column.name: getattr(enrollment, column.name) for column in _COLUMNS}
+    enrollment.id = session.connection().execute(_INSERT, values).scalar_one()
+    make_transient_to_detached(enrollment)
     session.add(enrollment)
-    session.flush()
     decisions.record(
         session, now, "enrolled",
         f"{signal.type} signal" if signal else "enrolled by hand",
-        enrollment=enrollment, signal_id=signal.id if signal else None,
+        enrollment=enrollment, step_index=0, signal_id=signal.id if signal else None,
         sequence=version.name, version=version.version,
     )
-    enter_step(session, now, enrollment, 0, version.definition, prospect)
+    for kind, reason, detail in first:
+        decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
     return enrollment
+
+
+_COLUMNS = [column for column in Enrollment.__table__.columns if column.name != "id"]
+_INSERT = insert(Enrollment).returning(Enrollment.id)
 
 
 def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: SequenceVersion) -> str:

@@ -1,0 +1,48 @@
+"""The SMTP wire policy writes exactly what compat32 would, only faster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.policy import compat32
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from channels.email import _WIRE, OutgoingEmail, build
+from sequencer.models import Mailbox
+
+COMPAT32_WIRE = compat32.clone(linesep="\r\n", max_line_length=998)
+ASCII_VALUES = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126) | st.sampled_from("\t "),
+                       max_size=1100)
+
+
+@settings(max_examples=500, deadline=None)
+@given(name=st.sampled_from(["Subject", "To", "X-Long-Header-Name", "List-Unsubscribe"]), value=ASCII_VALUES)
+def test_an_ascii_header_is_folded_as_compat32_folds_it(name, value):
+    assert _WIRE.fold_binary(name, value) == COMPAT32_WIRE.fold_binary(name, value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.sampled_from(["Subject", "X-Note"]), value=st.text(max_size=200))
+def test_any_header_text_is_folded_as_compat32_folds_it(name, value):
+    assert _WIRE.fold_binary(name, value) == COMPAT32_WIRE.fold_binary(name, value)
+
+
+def test_whole_messages_are_byte_for_byte_what_compat32_writes():
+    mailbox = Mailbox(id=1, address="alex@mail.example", display_name="Zoë Müller", sending_domain="mail.example")
+    cases = [
+        ("Quick question", "Hi Dana,\n\nplain ascii text."),
+        ("Grüße aus Köln — kurze Frage", "Hallo Jürgen,\n\nein Text mit Umlauten."),
+        ("x" * 1200, "long subject, folded"),
+        ("tabs\tand  double  spaces ", "body"),
+    ]
+    for subject, text in cases:
+        email = OutgoingEmail(
+            mailbox=mailbox, to="dana@prospect.example", subject=subject, text=text, html="",
+            message_id="abc@mail.example", in_reply_to="first@mail.example", references=["first@mail.example"],
+            headers={"List-Unsubscribe": "<https://example.test/u/" + "t" * 120 + ">",
+                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+            date=datetime(2026, 11, 30, 15, 0, tzinfo=UTC), envelope_from="alex+t1@mail.example",
+        )
+        message = build(email)
+        assert message.as_bytes(policy=_WIRE) == message.as_bytes(policy=COMPAT32_WIRE), subject
