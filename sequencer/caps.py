@@ -43,13 +43,18 @@ def mailbox_key(mailbox: Mailbox, day: date) -> str:
     return f"mailbox:{mailbox.id}:{day}"
 
 
+def domain_key(sending_domain: str, day: date) -> str:
+    """The counter key of a sending domain's daily cap."""
+    return f"domain:{sending_domain}:{day}"
+
+
 def caps_for(settings: Settings, mailbox: Mailbox, recipient_domain: str, now: datetime) -> list[Cap]:
     """Every cap one email from ``mailbox`` to ``recipient_domain`` counts against."""
     today = now.date()
     limit, label = mailbox_daily_limit(mailbox, today)
     return [
         Cap(mailbox_key(mailbox, today), limit, f"mailbox {mailbox.address} daily cap ({label})", today),
-        Cap(f"domain:{mailbox.sending_domain}:{today}", settings.domain_daily_cap,
+        Cap(domain_key(mailbox.sending_domain, today), settings.domain_daily_cap,
             f"sending domain {mailbox.sending_domain} daily cap ({settings.domain_daily_cap}/day)", today),
         *recipient_caps(settings, recipient_domain, now),
     ]

@@ -488,13 +488,9 @@ def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> str:
     decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}",
                      enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
                      message_id=item.message_id)
-    if enrollments.claim(session, enrollment):
-        if item.new_thread:
-            enrollment.thread_message_id = item.message_id
-            enrollment.thread_subject = subject
-        enrollment.mailbox_id = mailbox.id
-        enrollments.enter_step(session, now, enrollment, enrollment.current_step + 1,
-                               item.ctx.extra["definition"], item.ctx.prospect)
+    thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}
+    enrollments.step_on(session, now, enrollment, item.ctx.extra["definition"], item.ctx.prospect,
+                        mailbox_id=mailbox.id, **thread)
     return "sent"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Update, bindparam, insert, update
@@ -61,6 +62,22 @@ def enter_step(
     for kind, reason, detail in _position(now, enrollment, index, definition, prospect):
         decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
     session.add(enrollment)
+
+
+def step_on(
+    session: Session, now: datetime, enrollment: Enrollment, definition: dict, prospect: Prospect, **values: Any
+) -> bool:
+    """Claim ``enrollment`` and move it to its next step in one UPDATE (with ``values``).
+
+    False when another worker changed it first; then nothing is written.
+    """
+    position = SimpleNamespace()
+    pending = _position(now, position, enrollment.current_step + 1, definition, prospect)  # type: ignore[arg-type]
+    if not claim(session, enrollment, **vars(position), **values):
+        return False
+    for kind, reason, detail in pending:
+        decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
+    return True
 
 
 def _position(

@@ -154,15 +154,16 @@ def choose(
     reasons: list[str] = []
     retry: list[datetime] = []
     today = now.date()
-    # One read for every counter the choice may look at: each mailbox's own, and the
-    # shared ones (sending domain, recipient domain) through one mailbox per domain.
-    one_per_domain = {m.sending_domain: m for m in candidates}.values()
-    shared = [cap.key for m in one_per_domain for cap in caps.caps_for(settings, m, recipient_domain, now)]
+    # One read for every counter the choice may look at: each mailbox's own, each
+    # sending domain's, and the recipient domain's.
     own = {m.id: caps.mailbox_key(m, today) for m in candidates}
+    limits = {m.id: caps.mailbox_daily_limit(m, today)[0] for m in candidates}
+    shared = [caps.domain_key(domain, today) for domain in {m.sending_domain for m in candidates}]
+    shared += [cap.key for cap in caps.recipient_caps(settings, recipient_domain, now)]
     used = (tally or caps.Tally(session)).read(list(own.values()) + shared)
 
     def room(mailbox: Mailbox) -> int:
-        return caps.mailbox_daily_limit(mailbox, today)[0] - used.get(own[mailbox.id], 0)
+        return limits[mailbox.id] - used.get(own[mailbox.id], 0)
 
     problems: dict[str, str] = {}
     for mailbox in sorted(candidates, key=lambda m: (-room(m), m.id)):
