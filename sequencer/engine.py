@@ -363,7 +363,8 @@ def _plan_email(session: Session, now: datetime, runtime: Runtime, ctx: TouchCon
         owner = prospect.owner or definition.get("owner", "")
         key = ("pool", tuple(definition.get("mailboxes", ())), owner)
         if key not in runtime.tick_cache:  # read once a tick, fresh: a pause counts from the next tick
-            runtime.tick_cache[key] = mailboxes.pool(session, definition, owner, fresh=True)
+            runtime.tick_cache[key] = mailboxes.Roster(mailboxes.pool(session, definition, owner, fresh=True),
+                                                       now.date())
         candidates, fresh = runtime.tick_cache[key], True
     tally = runtime.tick_cache.setdefault("tally", caps.Tally(session))
     mailbox, reasons, retry_at = mailboxes.choose(

@@ -52,7 +52,15 @@ def _claim_statement(names: tuple[str, ...]) -> Update:
 
 
 def window_of(definition: dict) -> schedule.Window:
-    return schedule.Window.parse(definition.get("window"))
+    """The sending window of a sequence definition (parsed once per distinct window)."""
+    raw = definition.get("window")
+    key = repr(raw)
+    if key not in _WINDOWS:
+        _WINDOWS[key] = schedule.Window.parse(raw)
+    return _WINDOWS[key]
+
+
+_WINDOWS: dict[str, schedule.Window] = {}
 
 
 def enter_step(

@@ -132,11 +132,27 @@ class Choice(NamedTuple):
     retry_at: datetime | None = None
 
 
+class Roster:
+    """Candidate mailboxes with each one's counter key and daily limit on one day.
+
+    Built once a tick for a sequence's pool, so choosing a mailbox for each of its
+    emails does not walk every mailbox's settings again.
+    """
+
+    def __init__(self, candidates: list[Mailbox], today: date) -> None:
+        self.mailboxes = candidates
+        self.today = today
+        self.entries = [(m.id, caps.mailbox_key(m, today), caps.mailbox_daily_limit(m, today)[0], m)
+                        for m in candidates]
+        self.keys = [key for _, key, _, _ in self.entries]
+        self.keys += sorted({caps.domain_key(m.sending_domain, today) for m in candidates})
+
+
 def choose(
     session: Session,
     now: datetime,
     settings: Settings,
-    candidates: list[Mailbox],
+    candidates: list[Mailbox] | Roster,
     recipient_domain: str,
     domain_problem: Callable[[str], str],
     fresh: bool = False,
@@ -154,19 +170,14 @@ def choose(
     reasons: list[str] = []
     retry: list[datetime] = []
     today = now.date()
+    roster = candidates if isinstance(candidates, Roster) and candidates.today == today else Roster(
+        list(getattr(candidates, "mailboxes", candidates)), today)
     # One read for every counter the choice may look at: each mailbox's own, each
     # sending domain's, and the recipient domain's.
-    own = {m.id: caps.mailbox_key(m, today) for m in candidates}
-    limits = {m.id: caps.mailbox_daily_limit(m, today)[0] for m in candidates}
-    shared = [caps.domain_key(domain, today) for domain in {m.sending_domain for m in candidates}]
-    shared += [cap.key for cap in caps.recipient_caps(settings, recipient_domain, now)]
-    used = (tally or caps.Tally(session)).read(list(own.values()) + shared)
-
-    def room(mailbox: Mailbox) -> int:
-        return limits[mailbox.id] - used.get(own[mailbox.id], 0)
-
+    recipient = [cap.key for cap in caps.recipient_caps(settings, recipient_domain, now)]
+    used = (tally or caps.Tally(session)).read(roster.keys + recipient)
     problems: dict[str, str] = {}
-    for mailbox in sorted(candidates, key=lambda m: (-room(m), m.id)):
+    for _, _, _, mailbox in sorted(roster.entries, key=lambda entry: (used.get(entry[1], 0) - entry[2], entry[0])):
         if not fresh:
             session.refresh(mailbox)
         if mailbox.paused:
@@ -179,15 +190,13 @@ def choose(
             reasons.append(f"{mailbox.address}: {problems[mailbox.sending_domain]}")
             retry.append(now + RECHECK)
             continue
-        limits = caps.caps_for(settings, mailbox, recipient_domain, now)
-        full = caps.first_full(limits, used)
+        full = caps.first_full(caps.caps_for(settings, mailbox, recipient_domain, now), used)
         if full is not None:
             reasons.append(f"{mailbox.address}: {full.label} reached")
             retry.append(caps.frees_at(full))
             continue
         return Choice(mailbox, reasons)
-    if not candidates:
+    if not roster.mailboxes:
         reasons.append("no mailbox configured for this sequence (add one with `sequencer mailboxes add`)")
         retry.append(now + RECHECK)
     return Choice(None, reasons, min(retry))
-

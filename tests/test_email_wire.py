@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email import message_from_bytes
 from email.policy import compat32
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.email import _WIRE, OutgoingEmail, build
+from channels.email import _WIRE, OutgoingEmail, _boundary, build
 from sequencer.models import Mailbox
 
 COMPAT32_WIRE = compat32.clone(linesep="\r\n", max_line_length=998)
@@ -46,3 +47,20 @@ def test_whole_messages_are_byte_for_byte_what_compat32_writes():
         )
         message = build(email)
         assert message.as_bytes(policy=_WIRE) == message.as_bytes(policy=COMPAT32_WIRE), subject
+
+
+def test_the_boundary_is_never_in_a_part(monkeypatch):
+    tokens = iter(["aa", "bb"])
+    monkeypatch.setattr("channels.email.secrets.token_hex", lambda _n: next(tokens))
+    assert _boundary("a text that mentions =_aa on purpose", "<p>html</p>") == "=_bb"
+
+
+def test_a_built_message_parses_back_into_its_two_parts():
+    mailbox = Mailbox(id=1, address="alex@mail.example", display_name="Alex", sending_domain="mail.example")
+    email = OutgoingEmail(mailbox=mailbox, to="dana@prospect.example", subject="Hi", text="Grüße,\n\nDana",
+                          html="", message_id="m1@mail.example", date=datetime(2026, 11, 30, tzinfo=UTC))
+    parsed = message_from_bytes(build(email).as_bytes(policy=_WIRE))
+    parts = [part for part in parsed.walk() if not part.is_multipart()]
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert parts[0].get_payload(decode=True).decode("utf-8") == "Grüße,\r\n\r\nDana"  # CRLF on the wire
+    assert "Dana" in parts[1].get_payload(decode=True).decode("utf-8")
