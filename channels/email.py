@@ -14,6 +14,7 @@ import re
 import secrets
 import smtplib
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.charset import QP, Charset
@@ -141,12 +142,46 @@ _UTF8_QP.body_encoding = QP
 
 
 class SmtpSender:
-    """Delivers messages over SMTP, reusing one connection per mailbox."""
+    """Delivers messages over SMTP, reusing one connection per mailbox.
 
-    def __init__(self, timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
+    ``send_many`` sends for several mailboxes at once, one thread per mailbox (at most
+    ``threads``), each over its own connection: while one waits for its server's reply
+    another builds its next message.
+    """
+
+    def __init__(self, timeout: float = 30.0, env: dict[str, str] | None = None, threads: int = 8) -> None:
         self.timeout = timeout
         self.env = os.environ if env is None else env
+        self.threads = threads
         self._connections: dict[int, smtplib.SMTP] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def send_many(self, emails: list[OutgoingEmail]) -> list[DeliveryError | None]:
+        """Deliver every message; return, in order, each one's refusal or None when accepted.
+
+        Messages from one mailbox go out in their order over its one connection.
+        """
+        errors: list[DeliveryError | None] = [None] * len(emails)
+        groups: dict[int, list[int]] = {}
+        for index, email in enumerate(emails):
+            groups.setdefault(email.mailbox.id, []).append(index)
+
+        def deliver(indexes: list[int]) -> None:
+            for index in indexes:
+                try:
+                    self.send(emails[index])
+                except DeliveryError as exc:
+                    errors[index] = exc
+
+        if len(groups) <= 1 or self.threads <= 1:
+            for indexes in groups.values():
+                deliver(indexes)
+            return errors
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="smtp")
+        for done in [self._pool.submit(deliver, indexes) for indexes in groups.values()]:
+            done.result()  # an unexpected error is raised here, after every thread has finished
+        return errors
 
     def send(self, email: OutgoingEmail) -> str:
         """Deliver one message; return its Message-ID once the server accepted it."""
@@ -207,6 +242,9 @@ class SmtpSender:
                 pass
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         for mailbox_id in list(self._connections):
             connection = self._connections.pop(mailbox_id)
             try:

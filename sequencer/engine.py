@@ -52,7 +52,7 @@ class Runtime:
     """What the engine needs from outside: settings, a way to send email, the guards."""
 
     settings: Settings
-    sender: Any  # has send(OutgoingEmail) -> message id, raises DeliveryError
+    sender: Any  # has send_many(list[OutgoingEmail]) -> each one's DeliveryError or None (SmtpSender)
     guards: list[Guard] = field(default_factory=lambda: [suppression_guard, window_guard])
     domain_problem: Callable[[Session, datetime, str], str] = lambda session, now, domain: ""
     on_delivery_error: Callable[[Session, datetime, Touch, Enrollment, DeliveryError], None] | None = None
@@ -401,9 +401,10 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     leaves touches "sending", which the next tick records as "unknown", never resent.
     """
     outcomes = _claim_all(session, now, runtime, planned)
-    for item, outcome in zip(planned, outcomes, strict=True):
-        if outcome == "claimed":
-            item.error = _deliver(now, runtime, item)
+    claimed = [item for item, outcome in zip(planned, outcomes, strict=True) if outcome == "claimed"]
+    errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
+    for item, error in zip(claimed, errors, strict=True):
+        item.error = error
     for index, item in enumerate(planned):
         if outcomes[index] == "claimed":
             outcomes[index] = (_record_sent(session, now, item) if item.error is None else
@@ -463,9 +464,9 @@ _MARK_SENT = (update(Touch).where(Touch.id == bindparam("touch_id"))
               .values(state="sent", sent_at=bindparam("sent_at")).execution_options(synchronize_session=False))
 
 
-def _deliver(now: datetime, runtime: Runtime, item: PlannedEmail) -> DeliveryError | None:
+def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEmail:
     ctx, mailbox, enrollment = item.ctx, item.mailbox, item.ctx.enrollment
-    email = OutgoingEmail(
+    return OutgoingEmail(
         mailbox=mailbox, to=ctx.prospect.email, subject=item.rendered["subject"],
         text=_with_footer(item.rendered["text"], ctx), html=item.rendered["html"], message_id=item.message_id,
         in_reply_to="" if item.new_thread else enrollment.thread_message_id,
@@ -473,11 +474,6 @@ def _deliver(now: datetime, runtime: Runtime, item: PlannedEmail) -> DeliveryErr
         headers=unsubscribe_headers(runtime.settings, ctx.prospect.email), date=now,
         envelope_from=_verp(mailbox.address, item.touch_id),
     )
-    try:
-        runtime.sender.send(email)
-    except DeliveryError as exc:
-        return exc
-    return None
 
 
 def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> str:

@@ -9,7 +9,7 @@ from email.policy import compat32
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.email import _WIRE, OutgoingEmail, _boundary, build
+from channels.email import _WIRE, OutgoingEmail, SmtpSender, _boundary, build
 from sequencer.models import Mailbox
 
 COMPAT32_WIRE = compat32.clone(linesep="\r\n", max_line_length=998)
@@ -64,3 +64,25 @@ def test_a_built_message_parses_back_into_its_two_parts():
     assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
     assert parts[0].get_payload(decode=True).decode("utf-8") == "Grüße,\r\n\r\nDana"  # CRLF on the wire
     assert "Dana" in parts[1].get_payload(decode=True).decode("utf-8")
+
+
+def test_send_many_delivers_per_mailbox_in_order_and_reports_each_refusal(smtp):
+    """Several mailboxes at once over a real SMTP server; a refusal is that message's own result."""
+    boxes = [Mailbox(id=i, address=f"sdr{i}@mail.example", sending_domain="mail.example", smtp_host=smtp.host,
+                     smtp_port=smtp.port) for i in (1, 2, 3)]
+    smtp.refuse("nobody@prospect.example", "550 5.1.1 no such user")
+    emails = [OutgoingEmail(mailbox=boxes[i % 3], to="nobody@prospect.example" if i == 4 else f"p{i}@prospect.example",
+                            subject=f"n{i}", text="hi", message_id=f"m{i}@mail.example") for i in range(9)]
+    sender = SmtpSender(timeout=5, threads=3)
+    try:
+        errors = sender.send_many(emails)
+    finally:
+        sender.close()
+
+    assert [i for i, error in enumerate(errors) if error is not None] == [4]
+    assert errors[4].code == 550 and errors[4].permanent
+    received = {(m.mail_from, m.rcpt_tos[0]) for m in smtp.messages}
+    assert received == {(e.mailbox.address, e.to) for i, e in enumerate(emails) if i != 4}
+    for box in boxes:  # each mailbox's messages arrive in the order they were given
+        mine = [m.rcpt_tos[0] for m in smtp.messages if m.mail_from == box.address]
+        assert mine == [e.to for i, e in enumerate(emails) if e.mailbox is box and i != 4]
