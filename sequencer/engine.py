@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, select
 
 from channels import tasks as task_channel
@@ -81,7 +82,8 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
     runtime.tick_cache.clear()
     pending = signals.unprocessed(session, limit)
     runtime.tick_cache["signals"] = pending  # kept referenced: touches read them back for templates
-    report.signals = len(signal_processing.process_batch(session, clock.now(), pending))
+    keep = runtime.tick_cache.setdefault("rows", [])
+    report.signals = len(signal_processing.process_batch(session, clock.now(), pending, keep))
     resume_expired_pauses(session, clock.now())
     due = _load_due(session, clock.now(), runtime, limit)
     outbox: list[PlannedEmail] = []
@@ -150,9 +152,12 @@ def _load_due(session: Session, now: datetime, runtime: Runtime, limit: int) -> 
 
 
 def _by_id(session: Session, model: type, ids: set[int]) -> list:
-    if not ids:
-        return []
-    return list(session.exec(select(model).where(model.id.in_(ids))).all())
+    """The rows with these ids; those the session holds already (read this tick) are not read again."""
+    held = [row for row in (session.identity_map.get(identity_key(model, id_)) for id_ in ids) if row is not None]
+    missing = ids - {row.id for row in held}
+    if missing:
+        held.extend(session.exec(select(model).where(model.id.in_(missing))).all())
+    return held
 
 
 def advance(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment) -> str:

@@ -53,8 +53,13 @@ def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
         return _process_single(session, now, signal)
 
 
-def process_batch(session: Session, now: datetime, batch: list[Signal]) -> list[SignalOutcome]:
-    """``process`` for every signal of ``batch``, in order, in one transaction when it can be."""
+def process_batch(session: Session, now: datetime, batch: list[Signal],
+                  keep: list | None = None) -> list[SignalOutcome]:
+    """``process`` for every signal of ``batch``, in order, in one transaction when it can be.
+
+    ``keep`` receives the rows read and created, so a caller that goes on with them (the
+    tick) finds them in the session instead of loading them again.
+    """
     if len(batch) <= 1:
         return [process(session, now, signal) for signal in batch]
     try:
@@ -62,6 +67,8 @@ def process_batch(session: Session, now: datetime, batch: list[Signal]) -> list[
             context = _Context.read(session, now, batch)
         outcomes = [_process(session, now, signal, context, in_batch=True) for signal in batch]
         session.commit()
+        if keep is not None:
+            keep.extend([*context.prospects.values(), *context.accounts.values(), *context.created])
         return outcomes
     except (_OneByOne, IntegrityError):
         session.rollback()
@@ -85,6 +92,7 @@ class _Context:
     latest: dict[tuple[int, str], tuple[str, datetime | None]]  # (prospect, sequence) -> state, enrolled at
     waiting: dict[int, list[Enrollment]]  # prospect -> enrollments waiting for a signal
     known: set[int]  # prospects whose ``latest`` and ``waiting`` are read
+    created: list[Enrollment] = field(default_factory=list)
 
     @classmethod
     def read(cls, session: Session, now: datetime, batch: list[Signal]) -> _Context:
@@ -122,6 +130,7 @@ class _Context:
         return self.suppressed[key]
 
     def enrolled(self, now: datetime, enrollment: Enrollment) -> None:
+        self.created.append(enrollment)
         self.latest[(enrollment.prospect_id, enrollment.sequence_name)] = (enrollment.state, now)
         if enrollment.state == "active" and enrollment.waiting_for:
             self.waiting.setdefault(enrollment.prospect_id, []).append(enrollment)
