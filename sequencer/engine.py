@@ -410,10 +410,11 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
     for item, error in zip(claimed, errors, strict=True):
         item.error = error
-    for index, item in enumerate(planned):
-        if outcomes[index] == "claimed":
-            outcomes[index] = (_record_sent(session, now, item) if item.error is None else
-                               _delivery_failed(session, now, runtime, item))
+    with decisions.batched(session):
+        for index, item in enumerate(planned):
+            if outcomes[index] == "claimed":
+                outcomes[index] = (_record_sent(session, now, item) if item.error is None else
+                                   _delivery_failed(session, now, runtime, item))
     session.commit()
     return outcomes
 
@@ -525,6 +526,7 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: Pl
     ).all())
     decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id,
                      code=exc.code, attempt=attempts)
+    decisions.flush(session)  # the stop rules count earlier refusals from the decision log
     touch.state, touch.reason = "failed", str(exc)
     session.add(touch)
     if not enrollments.claim(session, enrollment):

@@ -65,7 +65,8 @@ def process_batch(session: Session, now: datetime, batch: list[Signal],
     try:
         with session.no_autoflush:
             context = _Context.read(session, now, batch)
-        outcomes = [_process(session, now, signal, context, in_batch=True) for signal in batch]
+        with decisions.batched(session):
+            outcomes = [_process(session, now, signal, context, in_batch=True) for signal in batch]
         session.commit()
         if keep is not None:
             keep.extend([*context.prospects.values(), *context.accounts.values(), *context.created])
