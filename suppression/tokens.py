@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from functools import lru_cache
 from urllib.parse import quote
 
 from sequencer.config import Settings
@@ -29,6 +30,7 @@ class InvalidToken(ValueError):
     """The token was not made by us with this secret: forged, altered or truncated."""
 
 
+@lru_cache(maxsize=4096)  # a pure function, asked three times per email sent (body, header, template)
 def make_token(secret: str, email: str) -> str:
     """An opaque, URL-safe token for ``email`` (normalised first), signed with ``secret``."""
     if not secret:
