@@ -15,22 +15,28 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, select
 
 from channels import tasks as task_channel
-from channels.email import DeliveryError, OutgoingEmail, new_message_id
-from sequencer import caps, decisions, enrollments, mailboxes, schedule, signal_processing, signals
+from channels.email import DeliveryError
+from sequencer import (
+    caps,
+    decisions,
+    enrollments,
+    mailboxes,
+    schedule,
+    sending,
+    signal_processing,
+    signals,
+)
 from sequencer.clock import Clock
 from sequencer.config import Settings
 from sequencer.guards import Guard, TouchContext, Verdict, run_guards
-from sequencer.models import Account, Decision, Enrollment, Prospect, SequenceVersion, Touch
+from sequencer.models import Account, Enrollment, Prospect, SequenceVersion, Touch
 from sequencer.rendering import RenderError, present, render
 from sequencer.rule_actions import Event
 from sequencer.rule_actions import apply as apply_rule
@@ -38,12 +44,9 @@ from sequencer.stop_rules import RuleBook, load_rules
 from sequencer.window_guard import window_guard
 from suppression.guard import suppression_guard
 from suppression.store import find_suppressions
-from suppression.tokens import unsubscribe_headers, unsubscribe_url
+from suppression.tokens import unsubscribe_url
 
 BUILTIN_BOOK = load_rules(None)
-SEND_LEASE = timedelta(minutes=10)
-RETRY_BACKOFF = timedelta(minutes=15)
-MAX_SEND_ATTEMPTS = 5
 MAX_STEPS_PER_TICK = 20
 SEND_BATCH = 200  # planned emails claimed, sent and recorded together
 
@@ -75,7 +78,7 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
     """Process pending signals, resume expired pauses, then advance every due enrollment.
 
     Email touches that pass their guards are planned as the due enrollments are walked
-    and sent in batches of ``SEND_BATCH`` (see ``send_planned``); every other step
+    and sent in batches of ``SEND_BATCH`` (see ``sending.send_planned``); every other step
     happens as it is reached.
     """
     report = TickReport()
@@ -86,7 +89,7 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
     report.signals = len(signal_processing.process_batch(session, clock.now(), pending, keep))
     resume_expired_pauses(session, clock.now())
     due = _load_due(session, clock.now(), runtime, limit)
-    outbox: list[PlannedEmail] = []
+    outbox: list[sending.PlannedEmail] = []
     for enrollment in due:
         report.advanced += 1
         # A wait that ends makes the next step due at once; take it in the same tick. A
@@ -98,10 +101,10 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
             if outcome not in ("waited", "repaired", "unknown"):
                 break
         if len(outbox) >= SEND_BATCH:
-            for outcome in send_planned(session, clock.now(), runtime, outbox):
+            for outcome in sending.send_planned(session, clock.now(), runtime, outbox):
                 report.count(outcome)
             outbox = []
-    for outcome in send_planned(session, clock.now(), runtime, outbox):
+    for outcome in sending.send_planned(session, clock.now(), runtime, outbox):
         report.count(outcome)
     return report
 
@@ -163,13 +166,13 @@ def _by_id(session: Session, model: type, ids: set[int]) -> list:
 def advance(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment) -> str:
     """Advance one enrollment by one step if it is still due; return what happened."""
     runtime.tick_cache.clear()
-    outbox: list[PlannedEmail] = []
+    outbox: list[sending.PlannedEmail] = []
     outcome = _advance(session, now, runtime, enrollment, outbox)
-    return send_planned(session, now, runtime, outbox)[0] if outbox else outcome
+    return sending.send_planned(session, now, runtime, outbox)[0] if outbox else outcome
 
 
 def _advance(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment,
-             outbox: list[PlannedEmail]) -> str:
+             outbox: list[sending.PlannedEmail]) -> str:
     """One step of ``enrollment``; an email that may go is added to ``outbox`` ("planned")."""
     if enrollment.state != "active" or enrollment.next_due_at is None or enrollment.next_due_at > now:
         return "not_due"
@@ -202,7 +205,7 @@ def _end_wait(session: Session, now: datetime, enrollment: Enrollment, step: dic
 
 
 def _touch(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment, step: dict,
-           definition: dict, prospect: Prospect, outbox: list[PlannedEmail]) -> str:
+           definition: dict, prospect: Prospect, outbox: list[sending.PlannedEmail]) -> str:
     account = session.get(Account, prospect.account_id) if prospect.account_id else None
     known = runtime.tick_cache.get("touches")  # read with the due enrollments this tick
     if known is not None:
@@ -233,17 +236,8 @@ def _defer(session: Session, now: datetime, enrollment: Enrollment, verdict: Ver
     if not enrollments.claim(session, enrollment):
         session.rollback()
         return "lost_race"
-    _deferred(session, now, enrollment, verdict)
+    sending.record_deferral(session, now, enrollment, verdict)
     session.commit()
-    return "deferred"
-
-
-def _deferred(session: Session, now: datetime, enrollment: Enrollment, verdict: Verdict) -> str:
-    """Record a deferral of a claimed enrollment (the caller commits)."""
-    enrollment.next_due_at = verdict.until
-    session.add(enrollment)
-    decisions.record(session, now, "deferred", verdict.reason, enrollment=enrollment, guard=verdict.guard,
-                     until=verdict.until.isoformat() if verdict.until else None)
     return "deferred"
 
 
@@ -340,24 +334,8 @@ def _signal_context(session: Session, enrollment: Enrollment) -> dict[str, Any]:
     return {"type": signal.type, **(signal.payload or {})} if signal else {}
 
 
-@dataclass
-class PlannedEmail:
-    """An email touch that passed its guards, with its mailbox and text; sent with its batch."""
-
-    ctx: TouchContext
-    existing: Touch | None
-    mailbox: mailboxes.Mailbox
-    variant: dict
-    rendered: dict[str, str]
-    new_thread: bool
-    version: int  # the enrollment's version when the email was planned: the claim expects it
-    touch_id: int = 0
-    message_id: str = ""
-    error: DeliveryError | None = None
-
-
 def _plan_email(session: Session, now: datetime, runtime: Runtime, ctx: TouchContext, existing: Touch | None,
-                outbox: list[PlannedEmail]) -> str:
+                outbox: list[sending.PlannedEmail]) -> str:
     """Choose the mailbox and render the email; add it to ``outbox``, or defer or block it."""
     enrollment, prospect, step = ctx.enrollment, ctx.prospect, ctx.step
     definition = ctx.extra["definition"]
@@ -390,163 +368,10 @@ def _plan_email(session: Session, now: datetime, runtime: Runtime, ctx: TouchCon
     except RenderError as exc:
         return _block(session, now, enrollment, step, prospect, existing, str(exc), stop=False, guard="render")
     tally.count(caps.caps_for(runtime.settings, mailbox, recipient_domain, now))
-    outbox.append(PlannedEmail(ctx, existing, mailbox, variant, rendered,
+    outbox.append(sending.PlannedEmail(ctx, existing, mailbox, variant, rendered,
                                new_thread=bool(step.get("new_thread") or not enrollment.thread_message_id),
                                version=enrollment.version))
     return "planned"
-
-
-def send_planned(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
-    """Send a batch of planned emails; return each one's outcome, in order.
-
-    Three steps. One transaction claims every enrollment (with a send lease), counts
-    each send against its caps and minimum gap, and records each touch as "sending".
-    Then the emails go out. Then one transaction records each as sent (or hands the
-    refusal to the stop rules) and moves its enrollment on. A crash between the two
-    leaves touches "sending", which the next tick records as "unknown", never resent.
-    """
-    outcomes = _claim_all(session, now, runtime, planned)
-    claimed = [item for item, outcome in zip(planned, outcomes, strict=True) if outcome == "claimed"]
-    errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
-    for item, error in zip(claimed, errors, strict=True):
-        item.error = error
-    with decisions.batched(session):
-        for index, item in enumerate(planned):
-            if outcomes[index] == "claimed":
-                outcomes[index] = (_record_sent(session, now, item) if item.error is None else
-                                   _delivery_failed(session, now, runtime, item))
-    session.commit()
-    return outcomes
-
-
-def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
-    try:
-        outcomes = [_claim(session, now, runtime, item) for item in planned]
-        session.commit()
-    except IntegrityError:  # another worker wrote one of these touches: leave the whole batch to it
-        session.rollback()
-        return ["lost_race"] * len(planned)
-    return outcomes
-
-
-def _claim(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
-    """Claim, count and record one planned email as "sending"; or defer it (caller commits)."""
-    enrollment, prospect, mailbox = item.ctx.enrollment, item.ctx.prospect, item.mailbox
-    # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
-    if not enrollments.claim(session, enrollment, item.version, next_due_at=now + SEND_LEASE):
-        return "lost_race"
-    window = enrollments.window_of(item.ctx.extra["definition"])
-    limits = caps.caps_for(runtime.settings, mailbox, prospect.email.split("@", 1)[1], now)
-    full = caps.reserve(session, limits)
-    if full is not None:
-        until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
-        return _deferred(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
-    gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
-    if gap and not caps.take_gap(session, mailbox, now, gap):
-        caps.release(session, limits)
-        until = (mailbox.last_sent_at or now) + timedelta(seconds=gap)
-        return _deferred(session, now, enrollment, Verdict(
-            "defer", f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", until, "gap"))
-    item.message_id = new_message_id(mailbox.sending_domain)
-    values = {"state": "sending", "reason": "", "variant": item.variant["name"], "mailbox_id": mailbox.id,
-              "message_id": item.message_id, "subject": item.rendered["subject"]}
-    if item.existing is not None:
-        for name, value in values.items():
-            setattr(item.existing, name, value)
-        session.add(item.existing)
-        session.flush()
-        item.touch_id = item.existing.id
-    else:
-        step = item.ctx.step
-        item.touch_id = session.connection().execute(_INSERT_TOUCH, {
-            "enrollment_id": enrollment.id, "prospect_id": prospect.id, "step_index": step["index"],
-            "step_id": step["id"], "channel": step["kind"], "recipient": prospect.email, "created_at": now,
-            "sent_at": None, **values}).scalar_one()
-    return "claimed"
-
-
-_INSERT_TOUCH = insert(Touch).returning(Touch.id)
-_MARK_SENT = (update(Touch).where(Touch.id == bindparam("touch_id"))
-              .values(state="sent", sent_at=bindparam("sent_at")).execution_options(synchronize_session=False))
-
-
-def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEmail:
-    ctx, mailbox, enrollment = item.ctx, item.mailbox, item.ctx.enrollment
-    return OutgoingEmail(
-        mailbox=mailbox, to=ctx.prospect.email, subject=item.rendered["subject"],
-        text=_with_footer(item.rendered["text"], ctx), html=item.rendered["html"], message_id=item.message_id,
-        in_reply_to="" if item.new_thread else enrollment.thread_message_id,
-        references=[] if item.new_thread else [enrollment.thread_message_id],
-        headers=unsubscribe_headers(runtime.settings, ctx.prospect.email), date=now,
-        envelope_from=_verp(mailbox.address, item.touch_id),
-    )
-
-
-def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> str:
-    enrollment, mailbox, subject = item.ctx.enrollment, item.mailbox, item.rendered["subject"]
-    session.connection().execute(_MARK_SENT, {"touch_id": item.touch_id, "sent_at": now})
-    if item.existing is not None:
-        set_committed_value(item.existing, "state", "sent")
-        set_committed_value(item.existing, "sent_at", now)
-    decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}",
-                     enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
-                     message_id=item.message_id)
-    thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}
-    enrollments.step_on(session, now, enrollment, item.ctx.extra["definition"], item.ctx.prospect,
-                        mailbox_id=mailbox.id, **thread)
-    return "sent"
-
-
-def _with_footer(text: str, ctx: TouchContext) -> str:
-    link = unsubscribe_url(ctx.settings, ctx.prospect.email)
-    if link in text:
-        return text
-    return f"{text}\n\n--\nNot the right time? Unsubscribe with one click: {link}"
-
-
-def _verp(address: str, touch_id: int) -> str:
-    """Envelope sender carrying the touch id, so a bounce names the touch it is about."""
-    local, domain = address.split("@", 1)
-    return f"{local}+t{touch_id}@{domain}"
-
-
-def _jitter(mailbox: mailboxes.Mailbox, enrollment: Enrollment) -> float:
-    if not mailbox.gap_jitter_seconds:
-        return 0.0
-    digest = hashlib.sha256(f"{mailbox.id}:{enrollment.id}:{enrollment.current_step}".encode()).digest()
-    return digest[0] / 255 * mailbox.gap_jitter_seconds
-
-
-def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
-    """The server refused: retry later when it may pass, else hand it to the stop rules (caller commits)."""
-    exc, enrollment = item.error, item.ctx.enrollment
-    touch = item.existing or session.get(Touch, item.touch_id)
-    attempts = 1 + len(session.exec(
-        select(Decision.id).where(Decision.touch_id == touch.id, Decision.kind == "send_failed")
-    ).all())
-    decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id,
-                     code=exc.code, attempt=attempts)
-    decisions.flush(session)  # the stop rules count earlier refusals from the decision log
-    touch.state, touch.reason = "failed", str(exc)
-    session.add(touch)
-    if not enrollments.claim(session, enrollment):
-        return "failed"
-    if exc.permanent and runtime.on_delivery_error is not None:
-        runtime.on_delivery_error(session, now, touch, enrollment, exc)
-    elif exc.permanent:
-        enrollments.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
-    outcome = "failed"
-    still_here = enrollment.state == "active" and enrollment.current_step == touch.step_index
-    if still_here and attempts < MAX_SEND_ATTEMPTS:
-        if touch.state == "failed":  # the stop rules did not reschedule it themselves
-            touch.state = "retry"
-            enrollment.next_due_at = now + RETRY_BACKOFF * 2 ** (attempts - 1)
-        outcome = "retry"
-    elif still_here:
-        enrollments.stop(session, now, enrollment, f"gave up after {attempts} attempts: {exc}", rule="delivery")
-    session.add(touch)
-    session.add(enrollment)
-    return outcome
 
 
 def _task(session: Session, now: datetime, ctx: TouchContext, existing: Touch | None) -> str:

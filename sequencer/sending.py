@@ -1,0 +1,213 @@
+"""Sending a batch of planned emails: claim them together, send them, record them together.
+
+The tick plans each email as it walks the due enrollments (``engine._plan_email``: guards,
+mailbox, text); this module does the rest. One transaction claims every enrollment with a
+send lease, counts each send against its caps and minimum gap, and records each touch as
+"sending". Then the emails go out. Then one transaction records each one as sent (or hands
+the refusal to the stop rules) and moves its enrollment on. A crash between the two
+transactions leaves touches "sending", which the next tick records as "unknown" and never
+sends again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, select
+
+from channels.email import DeliveryError, OutgoingEmail, new_message_id
+from sequencer import caps, decisions, enrollments, mailboxes, schedule
+from sequencer.guards import TouchContext, Verdict
+from sequencer.models import Decision, Enrollment, Touch
+from suppression.tokens import unsubscribe_headers, unsubscribe_url
+
+if TYPE_CHECKING:
+    from sequencer.engine import Runtime
+
+SEND_LEASE = timedelta(minutes=10)
+RETRY_BACKOFF = timedelta(minutes=15)
+MAX_SEND_ATTEMPTS = 5
+
+
+@dataclass
+class PlannedEmail:
+    """An email touch that passed its guards, with its mailbox and text; sent with its batch."""
+
+    ctx: TouchContext
+    existing: Touch | None
+    mailbox: mailboxes.Mailbox
+    variant: dict
+    rendered: dict[str, str]
+    new_thread: bool
+    version: int  # the enrollment's version when the email was planned: the claim expects it
+    touch_id: int = 0
+    message_id: str = ""
+    error: DeliveryError | None = None
+
+
+def send_planned(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
+    """Send a batch of planned emails; return each one's outcome, in order.
+
+    Three steps. One transaction claims every enrollment (with a send lease), counts
+    each send against its caps and minimum gap, and records each touch as "sending".
+    Then the emails go out. Then one transaction records each as sent (or hands the
+    refusal to the stop rules) and moves its enrollment on. A crash between the two
+    leaves touches "sending", which the next tick records as "unknown", never resent.
+    """
+    outcomes = _claim_all(session, now, runtime, planned)
+    claimed = [item for item, outcome in zip(planned, outcomes, strict=True) if outcome == "claimed"]
+    errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
+    for item, error in zip(claimed, errors, strict=True):
+        item.error = error
+    with decisions.batched(session):
+        for index, item in enumerate(planned):
+            if outcomes[index] == "claimed":
+                outcomes[index] = (_record_sent(session, now, item) if item.error is None else
+                                   _delivery_failed(session, now, runtime, item))
+    session.commit()
+    return outcomes
+
+
+def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
+    try:
+        outcomes = [_claim(session, now, runtime, item) for item in planned]
+        session.commit()
+    except IntegrityError:  # another worker wrote one of these touches: leave the whole batch to it
+        session.rollback()
+        return ["lost_race"] * len(planned)
+    return outcomes
+
+
+def _claim(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
+    """Claim, count and record one planned email as "sending"; or defer it (caller commits)."""
+    enrollment, prospect, mailbox = item.ctx.enrollment, item.ctx.prospect, item.mailbox
+    # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
+    if not enrollments.claim(session, enrollment, item.version, next_due_at=now + SEND_LEASE):
+        return "lost_race"
+    window = enrollments.window_of(item.ctx.extra["definition"])
+    limits = caps.caps_for(runtime.settings, mailbox, prospect.email.split("@", 1)[1], now)
+    full = caps.reserve(session, limits)
+    if full is not None:
+        until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
+        return record_deferral(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
+    gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
+    if gap and not caps.take_gap(session, mailbox, now, gap):
+        caps.release(session, limits)
+        until = (mailbox.last_sent_at or now) + timedelta(seconds=gap)
+        return record_deferral(session, now, enrollment, Verdict(
+            "defer", f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", until, "gap"))
+    item.message_id = new_message_id(mailbox.sending_domain)
+    values = {"state": "sending", "reason": "", "variant": item.variant["name"], "mailbox_id": mailbox.id,
+              "message_id": item.message_id, "subject": item.rendered["subject"]}
+    if item.existing is not None:
+        for name, value in values.items():
+            setattr(item.existing, name, value)
+        session.add(item.existing)
+        session.flush()
+        item.touch_id = item.existing.id
+    else:
+        step = item.ctx.step
+        item.touch_id = session.connection().execute(_INSERT_TOUCH, {
+            "enrollment_id": enrollment.id, "prospect_id": prospect.id, "step_index": step["index"],
+            "step_id": step["id"], "channel": step["kind"], "recipient": prospect.email, "created_at": now,
+            "sent_at": None, **values}).scalar_one()
+    return "claimed"
+
+
+_INSERT_TOUCH = insert(Touch).returning(Touch.id)
+_MARK_SENT = (update(Touch).where(Touch.id == bindparam("touch_id"))
+              .values(state="sent", sent_at=bindparam("sent_at")).execution_options(synchronize_session=False))
+
+
+def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEmail:
+    ctx, mailbox, enrollment = item.ctx, item.mailbox, item.ctx.enrollment
+    return OutgoingEmail(
+        mailbox=mailbox, to=ctx.prospect.email, subject=item.rendered["subject"],
+        text=_with_footer(item.rendered["text"], ctx), html=item.rendered["html"], message_id=item.message_id,
+        in_reply_to="" if item.new_thread else enrollment.thread_message_id,
+        references=[] if item.new_thread else [enrollment.thread_message_id],
+        headers=unsubscribe_headers(runtime.settings, ctx.prospect.email), date=now,
+        envelope_from=_verp(mailbox.address, item.touch_id),
+    )
+
+
+def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> str:
+    enrollment, mailbox, subject = item.ctx.enrollment, item.mailbox, item.rendered["subject"]
+    session.connection().execute(_MARK_SENT, {"touch_id": item.touch_id, "sent_at": now})
+    if item.existing is not None:
+        set_committed_value(item.existing, "state", "sent")
+        set_committed_value(item.existing, "sent_at", now)
+    decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}",
+                     enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
+                     message_id=item.message_id)
+    thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}
+    enrollments.step_on(session, now, enrollment, item.ctx.extra["definition"], item.ctx.prospect,
+                        mailbox_id=mailbox.id, **thread)
+    return "sent"
+
+
+def _with_footer(text: str, ctx: TouchContext) -> str:
+    link = unsubscribe_url(ctx.settings, ctx.prospect.email)
+    if link in text:
+        return text
+    return f"{text}\n\n--\nNot the right time? Unsubscribe with one click: {link}"
+
+
+def _verp(address: str, touch_id: int) -> str:
+    """Envelope sender carrying the touch id, so a bounce names the touch it is about."""
+    local, domain = address.split("@", 1)
+    return f"{local}+t{touch_id}@{domain}"
+
+
+def _jitter(mailbox: mailboxes.Mailbox, enrollment: Enrollment) -> float:
+    if not mailbox.gap_jitter_seconds:
+        return 0.0
+    digest = hashlib.sha256(f"{mailbox.id}:{enrollment.id}:{enrollment.current_step}".encode()).digest()
+    return digest[0] / 255 * mailbox.gap_jitter_seconds
+
+
+def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
+    """The server refused: retry later when it may pass, else hand it to the stop rules (caller commits)."""
+    exc, enrollment = item.error, item.ctx.enrollment
+    touch = item.existing or session.get(Touch, item.touch_id)
+    attempts = 1 + len(session.exec(
+        select(Decision.id).where(Decision.touch_id == touch.id, Decision.kind == "send_failed")
+    ).all())
+    decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id,
+                     code=exc.code, attempt=attempts)
+    decisions.flush(session)  # the stop rules count earlier refusals from the decision log
+    touch.state, touch.reason = "failed", str(exc)
+    session.add(touch)
+    if not enrollments.claim(session, enrollment):
+        return "failed"
+    if exc.permanent and runtime.on_delivery_error is not None:
+        runtime.on_delivery_error(session, now, touch, enrollment, exc)
+    elif exc.permanent:
+        enrollments.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
+    outcome = "failed"
+    still_here = enrollment.state == "active" and enrollment.current_step == touch.step_index
+    if still_here and attempts < MAX_SEND_ATTEMPTS:
+        if touch.state == "failed":  # the stop rules did not reschedule it themselves
+            touch.state = "retry"
+            enrollment.next_due_at = now + RETRY_BACKOFF * 2 ** (attempts - 1)
+        outcome = "retry"
+    elif still_here:
+        enrollments.stop(session, now, enrollment, f"gave up after {attempts} attempts: {exc}", rule="delivery")
+    session.add(touch)
+    session.add(enrollment)
+    return outcome
+
+
+def record_deferral(session: Session, now: datetime, enrollment: Enrollment, verdict: Verdict) -> str:
+    """Record a deferral of a claimed enrollment (the caller commits)."""
+    enrollment.next_due_at = verdict.until
+    session.add(enrollment)
+    decisions.record(session, now, "deferred", verdict.reason, enrollment=enrollment, guard=verdict.guard,
+                     until=verdict.until.isoformat() if verdict.until else None)
+    return "deferred"
