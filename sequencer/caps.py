@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
 from sqlalchemy import Date, TextClause, bindparam, delete, text, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from sequencer.config import Settings
@@ -181,7 +182,10 @@ def take_gap(session: Session, mailbox: Mailbox, now: datetime, gap_seconds: flo
         .values(last_sent_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    set_committed_value(mailbox, "last_sent_at", now)  # the next send of this batch waits from here
+    return True
 
 
 def purge_expired(session: Session, today: date) -> int:

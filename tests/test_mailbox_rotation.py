@@ -185,6 +185,21 @@ def test_first_emails_rotate_over_the_pool(desk, session, clock, smtp):
     assert sorted(_senders(smtp)) == [JO] * 3 + [SAM] * 3
 
 
+def test_the_minimum_gap_lets_one_email_of_a_batch_go_and_defers_the_next_by_the_gap(desk, session, clock, smtp):
+    runtime = desk([SAM], [_box(smtp, SAM, min_gap_seconds=120)])
+    _mailbox(session, SAM).last_sent_at = clock.now() - timedelta(days=1)  # its last send, yesterday
+    session.commit()
+    _due(session, clock, ["p0@company0.example", "p1@company1.example"])
+
+    assert tick(session, clock, runtime).outcomes == {"sent": 1, "deferred": 1}
+
+    deferral = _deferrals(session)[-1]
+    assert deferral.reason == f"mailbox {SAM}: minimum gap 120s between sends"
+    assert deferral.detail["until"] == (clock.now() + timedelta(seconds=120)).isoformat()
+    clock.advance(timedelta(seconds=120))
+    assert tick(session, clock, runtime).outcomes == {"sent": 1}
+
+
 def test_a_follow_up_stays_on_the_threads_mailbox_even_when_another_has_more_room(
     desk, session, clock, smtp, settings
 ):
