@@ -32,16 +32,16 @@ from sqlalchemy import event
 from sqlalchemy.sql import compiler
 
 import channels.email as email_channel
-from sequencer import caps, db, decisions, enrollments, mailboxes, signal_processing
+from sequencer import caps, db, decisions, enrollments, mailboxes, sending, signal_processing
 from sequencer import engine as engine_module
 from sequencer.clock import SystemClock
 
 PHASES = [
     (signal_processing, "process_batch"), (enrollments, "create"), (engine_module, "_load_due"),
     (engine_module, "_touch"), (engine_module, "_plan_email"), (mailboxes, "choose"),
-    (engine_module, "render_touch"), (engine_module, "send_planned"), (engine_module, "_claim"),
+    (engine_module, "render_touch"), (sending, "send_planned"), (sending, "_claim"),
     (caps, "reserve"), (email_channel.SmtpSender, "send_many"), (email_channel, "build"),
-    (engine_module, "_record_sent"), (decisions, "record"), (enrollments, "claim"),
+    (sending, "_record_sent"), (decisions, "record"), (enrollments, "claim"),
 ]
 
 
