@@ -47,6 +47,7 @@ class PlannedEmail:
     new_thread: bool
     version: int  # the enrollment's version when the email was planned: the claim expects it
     touch_id: int = 0
+    touch_row: dict | None = None  # a new touch's columns, until the batch inserts it
     message_id: str = ""
     error: DeliveryError | None = None
 
@@ -65,6 +66,9 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
     for item, error in zip(claimed, errors, strict=True):
         item.error = error
+    sent = [item.touch_id for item in claimed if item.error is None]
+    if sent:
+        session.connection().execute(_MARK_SENT, {"ids": sent, "at": now})
     with decisions.batched(session):
         for index, item in enumerate(planned):
             if outcomes[index] == "claimed":
@@ -77,6 +81,12 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
 def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
     try:
         outcomes = [_claim(session, now, runtime, item) for item in planned]
+        new = [item for item, outcome in zip(planned, outcomes, strict=True)
+               if outcome == "claimed" and item.existing is None]
+        if new:  # one multi-row INSERT for the batch's new touches, their ids in order
+            rows = session.connection().execute(_INSERT_TOUCH, [item.touch_row for item in new]).scalars()
+            for item, touch_id in zip(new, rows, strict=True):
+                item.touch_id = touch_id
         session.commit()
     except IntegrityError:  # another worker wrote one of these touches: leave the whole batch to it
         session.rollback()
@@ -111,18 +121,18 @@ def _claim(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail
         session.add(item.existing)
         session.flush()
         item.touch_id = item.existing.id
-    else:
+    else:  # inserted with the batch's other new touches (see _claim_all)
         step = item.ctx.step
-        item.touch_id = session.connection().execute(_INSERT_TOUCH, {
+        item.touch_row = {
             "enrollment_id": enrollment.id, "prospect_id": prospect.id, "step_index": step["index"],
             "step_id": step["id"], "channel": step["kind"], "recipient": prospect.email, "created_at": now,
-            "sent_at": None, **values}).scalar_one()
+            "sent_at": None, **values}
     return "claimed"
 
 
-_INSERT_TOUCH = insert(Touch).returning(Touch.id)
-_MARK_SENT = (update(Touch).where(Touch.id == bindparam("touch_id"))
-              .values(state="sent", sent_at=bindparam("sent_at")).execution_options(synchronize_session=False))
+_INSERT_TOUCH = insert(Touch).returning(Touch.id, sort_by_parameter_order=True)
+_MARK_SENT = (update(Touch).where(Touch.id.in_(bindparam("ids", expanding=True)))
+              .values(state="sent", sent_at=bindparam("at")).execution_options(synchronize_session=False))
 
 
 def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEmail:
@@ -139,7 +149,6 @@ def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEm
 
 def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> str:
     enrollment, mailbox, subject = item.ctx.enrollment, item.mailbox, item.rendered["subject"]
-    session.connection().execute(_MARK_SENT, {"touch_id": item.touch_id, "sent_at": now})
     if item.existing is not None:
         set_committed_value(item.existing, "state", "sent")
         set_committed_value(item.existing, "sent_at", now)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sequencer import schedule
+from sequencer import enrollments, schedule
 from sequencer.guards import GO, TouchContext, Verdict, defer
 
 
 def window_guard(ctx: TouchContext) -> Verdict:
-    window = schedule.Window.parse(ctx.extra["definition"].get("window"))
+    window = enrollments.window_of(ctx.extra["definition"])
     tz, country = ctx.prospect.timezone, ctx.prospect.country
     opens = schedule.next_open(ctx.now, window, tz, country)
     if opens <= ctx.now:

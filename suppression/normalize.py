@@ -129,7 +129,6 @@ def domain_of(address: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-@lru_cache(maxsize=65536)
 def registrable_domain(domain: str) -> str:
     """The domain a company registers (``example.co.uk`` for ``mail.example.co.uk``).
 

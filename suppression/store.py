@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import delete, or_
@@ -169,7 +170,8 @@ def remove_entry(session: Session, kind: str, value: str) -> bool:
     return bool(result.rowcount)
 
 
-def lookup_keys(email: str | None, account_id: int | None = None) -> list[tuple[str, str]]:
+@lru_cache(maxsize=65536)  # asked at enrollment and again before each touch
+def lookup_keys(email: str | None, account_id: int | None = None) -> tuple[tuple[str, str], ...]:
     """Every ``(kind, value)`` that would suppress this address, most specific first."""
     keys: list[tuple[str, str]] = []
     if email:
@@ -178,7 +180,7 @@ def lookup_keys(email: str | None, account_id: int | None = None) -> list[tuple[
         keys.extend(("domain", domain) for domain in parent_domains(domain_of(address)))
     if account_id is not None:
         keys.append(("account", str(account_id)))
-    return keys
+    return tuple(keys)
 
 
 def find_suppression(
@@ -208,7 +210,7 @@ def find_suppressions(session: Session, now: datetime, subjects: Iterable[Subjec
     Subjects with a garbage address are left out of the answer (``find_suppression``
     on one of them raises, with the reason).
     """
-    keys_of: dict[Subject, list[tuple[str, str]]] = {}
+    keys_of: dict[Subject, tuple[tuple[str, str], ...]] = {}
     for subject in subjects:
         try:
             keys_of[subject] = lookup_keys(*subject)
