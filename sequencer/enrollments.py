@@ -12,8 +12,9 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, update
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy import Update, bindparam, event, insert, update
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -211,6 +212,7 @@ def create(
     enrollment.id = session.connection().execute(_INSERT, values).scalar_one()
     make_transient_to_detached(enrollment)
     session.add(enrollment)
+    session.info.setdefault(_CREATED, []).append(enrollment)
     decisions.record(
         session, now, "enrolled",
         f"{signal.type} signal" if signal else "enrolled by hand",
@@ -224,6 +226,26 @@ def create(
 
 _COLUMNS = [column for column in Enrollment.__table__.columns if column.name != "id"]
 _INSERT = insert(Enrollment).returning(Enrollment.id)
+_CREATED = "sequencer.enrollments.created"  # session.info: rows ``create`` wrote in the open transaction
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_rolled_back(session: OrmSession, previous_transaction: SessionTransaction) -> None:
+    """An enrollment ``create`` wrote in a transaction that rolled back never existed.
+
+    The session received it as an already stored row, so a rollback would otherwise
+    keep it (expired) under an id the database hands out again.
+    """
+    if previous_transaction.nested:
+        return
+    for enrollment in session.info.pop(_CREATED, ()):
+        if enrollment in session:
+            session.expunge(enrollment)
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _keep_committed(session: OrmSession) -> None:
+    session.info.pop(_CREATED, None)
 
 
 def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: SequenceVersion) -> str:

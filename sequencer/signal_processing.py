@@ -67,6 +67,9 @@ def process_batch(session: Session, now: datetime, batch: list[Signal],
             context = _Context.read(session, now, batch)
         with decisions.batched(session):
             outcomes = [_process(session, now, signal, context, in_batch=True) for signal in batch]
+        if context.claims and session.connection().execute(
+                _claim_statement(), context.claims).rowcount != len(context.claims):
+            raise _OneByOne  # another worker processed one of them first
         session.commit()
         if keep is not None:
             keep.extend([*context.prospects.values(), *context.accounts.values(), *context.created])
@@ -94,6 +97,7 @@ class _Context:
     waiting: dict[int, list[Enrollment]]  # prospect -> enrollments waiting for a signal
     known: set[int]  # prospects whose ``latest`` and ``waiting`` are read
     created: list[Enrollment] = field(default_factory=list)
+    claims: list[dict] = field(default_factory=list)  # the batch's signal claims, made at its end
 
     @classmethod
     def read(cls, session: Session, now: datetime, batch: list[Signal]) -> _Context:
@@ -160,13 +164,14 @@ def _process(session: Session, now: datetime, signal: Signal, context: _Context,
         session.add(signal)
         return outcome
     context.learn(session, now, prospects)
-    # The claim: only one caller sees the signal unprocessed; the others stop here.
+    # The claim: only one caller sees the signal unprocessed; the others stop here. A
+    # batch claims all its signals with one statement at its end (see process_batch).
     about = {"prospect_id": prospects[0].id if signal.email else None,
              "account_id": account.id if account else None}
-    claimed = session.connection().execute(_claim_statement(), {"claim_id": signal.id, "processed_at": now, **about})
-    if claimed.rowcount != 1:
-        if in_batch:
-            raise _OneByOne
+    claim = {"claim_id": signal.id, "processed_at": now, **about}
+    if in_batch:
+        context.claims.append(claim)
+    elif session.connection().execute(_claim_statement(), claim).rowcount != 1:
         session.rollback()
         outcome.skipped.append("already processed")
         return outcome

@@ -526,3 +526,65 @@ def test_racing_processes_enroll_a_prospect_once(session: Session, clock: Simula
     session.expire_all()
     assert enrolled_emails(session, "racing") == ["dana@northwind.example"]
     assert signals.unprocessed(session) == []
+
+
+def test_a_batch_processes_its_signals_in_order_in_one_go(session: Session, clock: SimulatedClock,
+                                                          tmp_path: Path) -> None:
+    write_sequence(tmp_path, "batch", "intent_surge")
+    sequences.sync(session, clock.now(), tmp_path)
+    for name in ("ann", "bob"):
+        add_prospect(session, clock.now(), f"{name}@northwind.example")
+    emails = ["ann@northwind.example", "bob@northwind.example", "ann@northwind.example", "cy@else.example"]
+    batch = [signals.store(session, clock.now(), SignalIn("intent_surge", email=email, payload={"n": i})).signal
+             for i, email in enumerate(emails)]
+
+    outcomes = signal_processing.process_batch(session, clock.now(), batch)
+
+    assert [len(o.enrolled) for o in outcomes] == [1, 1, 0, 1]
+    assert outcomes[2].skipped == ["ann@northwind.example / batch: already in batch"]  # the first one counts
+    assert enrolled_emails(session, "batch") == ["ann@northwind.example", "bob@northwind.example",
+                                                 "cy@else.example"]
+    assert signals.unprocessed(session) == []
+
+
+def test_a_batch_with_a_signal_processed_elsewhere_is_redone_one_by_one(
+    session: Session, clock: SimulatedClock, tmp_path: Path, db_url: str
+) -> None:
+    from sequencer.db import make_engine
+    from sequencer.db import session as new_session
+
+    write_sequence(tmp_path, "batch", "intent_surge")
+    sequences.sync(session, clock.now(), tmp_path)
+    for name in ("ann", "bob"):
+        add_prospect(session, clock.now(), f"{name}@northwind.example")
+    batch = [signals.store(session, clock.now(), SignalIn("intent_surge", email=f"{name}@northwind.example")).signal
+             for name in ("ann", "bob")]
+    other = make_engine(db_url)  # another worker takes bob's signal after this batch read it
+    with new_session(other) as elsewhere:
+        signal_processing.process(elsewhere, clock.now(), elsewhere.get(Signal, batch[1].id))
+    other.dispose()
+
+    outcomes = signal_processing.process_batch(session, clock.now(), batch)
+
+    assert outcomes[0].enrolled and outcomes[1].skipped == ["already processed"]
+    session.expire_all()
+    assert sorted(enrolled_emails(session, "batch")) == ["ann@northwind.example", "bob@northwind.example"]
+    assert len(session.exec(select(Enrollment)).all()) == 2  # bob once, by the other worker
+
+
+def test_an_enrollment_created_in_a_rolled_back_transaction_is_forgotten(
+    session: Session, clock: SimulatedClock, tmp_path: Path
+) -> None:
+    from sequencer import enrollments
+
+    write_sequence(tmp_path, "solo", "intent_surge")
+    sequences.sync(session, clock.now(), tmp_path)
+    prospect = add_prospect(session, clock.now(), "ann@northwind.example")
+    version = sequences.current_versions(session)[0]
+    first = enrollments.create(session, clock.now(), prospect, version, None)
+    session.rollback()
+
+    assert first not in session
+    again = enrollments.create(session, clock.now(), prospect, version, None)  # the database may reuse the id
+    session.commit()
+    assert [e.id for e in session.exec(select(Enrollment)).all()] == [again.id]
