@@ -2,7 +2,7 @@
 
 Builds the same workspace as ``bench_send.py``, wraps the engine's phase functions
 with timers, and drives N first touches through one runtime. Prints milliseconds per
-touch for each phase (nested phases are included in their callers; ``build``, the MIME
+touch for each phase (nested phases are included in their callers; ``wire``, the MIME
 message, runs in the sending threads and is summed over them), SQL statements
 per touch by verb, commits per touch, and any statement SQLAlchemy had to compile
 during the run (a statement compiled per send is a performance bug).
@@ -40,7 +40,7 @@ PHASES = [
     (signal_processing, "process_batch"), (enrollments, "create"), (engine_module, "_load_due"),
     (engine_module, "_touch"), (engine_module, "_plan_email"), (mailboxes, "choose"),
     (engine_module, "render_touch"), (sending, "send_planned"), (sending, "_claim"),
-    (caps, "reserve"), (email_channel.SmtpSender, "send_many"), (email_channel, "build"),
+    (caps, "reserve"), (email_channel.SmtpSender, "send_many"), (email_channel, "wire"),
     (sending, "_record_sent"), (decisions, "record"), (enrollments, "claim"),
 ]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import compat32
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.email import _WIRE, OutgoingEmail, SmtpSender, _boundary, build
+from channels.email import _WIRE, OutgoingEmail, SmtpSender, _boundary, build, wire
 from sequencer.models import Mailbox
 
 COMPAT32_WIRE = compat32.clone(linesep="\r\n", max_line_length=998)
@@ -86,3 +87,23 @@ def test_send_many_delivers_per_mailbox_in_order_and_reports_each_refusal(smtp):
     for box in boxes:  # each mailbox's messages arrive in the order they were given
         mine = [m.rcpt_tos[0] for m in smtp.messages if m.mail_from == box.address]
         assert mine == [e.to for i, e in enumerate(emails) if e.mailbox is box and i != 4]
+
+
+TEXTS = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126) | st.sampled_from("\r\n\t"), max_size=400)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXTS | st.text(max_size=100), html=TEXTS | st.just(""), subject=st.text(max_size=120), name=st.text(max_size=40),
+       reply=st.booleans())
+def test_wire_writes_exactly_what_the_email_package_writes(text, html, subject, name, reply):
+    """The direct writer and the MIME classes agree byte for byte, ASCII or not."""
+    mailbox = Mailbox(id=1, address="alex@mail.example", display_name=name, sending_domain="mail.example")
+    email = OutgoingEmail(
+        mailbox=mailbox, to="dana@prospect.example", subject=subject, text=text, html=html,
+        message_id="abc@mail.example", in_reply_to="first@mail.example" if reply else "",
+        references=["first@mail.example"] if reply else [],
+        headers={"List-Unsubscribe": "<https://example.test/u/tok>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        date=datetime(2026, 11, 30, 15, 0, tzinfo=UTC),
+    )
+    with mock.patch("channels.email._boundary", lambda *_texts: "=_fixed"):
+        assert wire(email) == build(email).as_bytes(policy=COMPAT32_WIRE)
