@@ -351,7 +351,8 @@ def timed(label: str, action: Callable[[], object]) -> None:
 
 
 def median_run(runs: list[Run]) -> Run:
-    return sorted(runs, key=lambda run: run.rate)[len(runs) // 2]
+    """The median round by rate; of an even number, the lower middle one (never flattering)."""
+    return sorted(runs, key=lambda run: run.rate)[(len(runs) - 1) // 2]
 
 
 def report(args: argparse.Namespace, dialect: str, message: bytes, baselines: list[float],
