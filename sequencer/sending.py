@@ -83,10 +83,10 @@ def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[
         outcomes = [_claim(session, now, runtime, item) for item in planned]
         new = [item for item, outcome in zip(planned, outcomes, strict=True)
                if outcome == "claimed" and item.existing is None]
-        if new:  # one multi-row INSERT for the batch's new touches, their ids in order
-            rows = session.connection().execute(_INSERT_TOUCH, [item.touch_row for item in new]).scalars()
-            for item, touch_id in zip(new, rows, strict=True):
-                item.touch_id = touch_id
+        if new:  # multi-row INSERTs for the batch's new touches; each id comes back with its enrollment
+            ids = dict(session.connection().execute(_INSERT_TOUCH, [item.touch_row for item in new]).all())
+            for item in new:
+                item.touch_id = ids[item.ctx.enrollment.id]
         session.commit()
     except IntegrityError:  # another worker wrote one of these touches: leave the whole batch to it
         session.rollback()
@@ -130,7 +130,9 @@ def _claim(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail
     return "claimed"
 
 
-_INSERT_TOUCH = insert(Touch).returning(Touch.id, sort_by_parameter_order=True)
+# Not sorted by parameter order: SQLite would then insert row by row. A batch holds one
+# touch per enrollment, so the enrollment id tells which id is whose.
+_INSERT_TOUCH = insert(Touch).returning(Touch.enrollment_id, Touch.id)
 _MARK_SENT = (update(Touch).where(Touch.id.in_(bindparam("ids", expanding=True)))
               .values(state="sent", sent_at=bindparam("at")).execution_options(synchronize_session=False))
 
