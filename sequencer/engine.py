@@ -59,7 +59,7 @@ class Runtime:
     sender: Any  # has send_many(list[OutgoingEmail]) -> each one's DeliveryError or None (SmtpSender)
     guards: list[Guard] = field(default_factory=lambda: [suppression_guard, window_guard])
     domain_problem: Callable[[Session, datetime, str], str] = lambda session, now, domain: ""
-    on_delivery_error: Callable[[Session, datetime, Touch, Enrollment, DeliveryError], None] | None = None
+    on_delivery_error: Callable[[Session, datetime, Touch, Enrollment, DeliveryError, int], None] | None = None
     rules: RuleBook = field(default_factory=lambda: BUILTIN_BOOK)
     tick_cache: dict[Any, Any] = field(default_factory=dict)  # lookups reused within one tick
 

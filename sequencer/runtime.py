@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from channels.email import DeliveryError, SmtpSender
 from sequencer.config import Settings
 from sequencer.domain_health import sending_problem
 from sequencer.engine import Runtime
 from sequencer.inbound.bounces import classify_smtp_response
-from sequencer.models import Decision, Enrollment, Touch
+from sequencer.models import Enrollment, Touch
 from sequencer.rule_actions import Event, apply, rulebook
 from sequencer.window_guard import window_guard
 from suppression.guard import suppression_guard
@@ -42,16 +42,18 @@ def build(settings: Settings, sender: object | None = None, check_domains: bool 
     rules = rulebook(settings)
 
     def delivery_error(session: Session, now: datetime, touch: Touch, enrollment: Enrollment,
-                       exc: DeliveryError) -> None:
-        """A refusal at send time is a bounce like any other: the same classes, the same rules."""
+                       exc: DeliveryError, attempt: int) -> None:
+        """A refusal at send time is a bounce like any other: the same classes, the same rules.
+
+        ``attempt`` counts this send of the touch (1 for the first), so the soft bounces
+        before it are ``attempt - 1``.
+        """
         verdict = classify_smtp_response(exc.code, exc.message)
-        earlier = session.exec(select(Decision.id).where(
-            Decision.touch_id == touch.id, Decision.kind == "send_failed")).all()
         event = Event(name="bounce", bounce_type=verdict.bounce_type, address=touch.recipient,
                       summary=f"{verdict.bounce_type} refusal at send time: {exc}", touch=touch,
                       enrollment=enrollment,
                       detail={"matched_by": "smtp", "status": verdict.status_code or "",
-                              "previous_soft_bounces": max(len(earlier) - 1, 0)})
+                              "previous_soft_bounces": max(attempt - 1, 0)})
         apply(session, now, rules, event)
 
     return Runtime(

@@ -192,13 +192,12 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: Pl
     ).all())
     decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id,
                      code=exc.code, attempt=attempts)
-    decisions.flush(session)  # the stop rules count earlier refusals from the decision log
     touch.state, touch.reason = "failed", str(exc)
     session.add(touch)
     if not enrollments.claim(session, enrollment):
         return "failed"
     if exc.permanent and runtime.on_delivery_error is not None:
-        runtime.on_delivery_error(session, now, touch, enrollment, exc)
+        runtime.on_delivery_error(session, now, touch, enrollment, exc, attempts)
     elif exc.permanent:
         enrollments.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
     outcome = "failed"

@@ -292,6 +292,25 @@ def test_an_smtp_mailbox_full_refusal_is_retried_later(session, clock, smtp, pro
     assert session.exec(select(Touch)).one().state == "sent"
 
 
+def test_smtp_mailbox_full_refusals_count_as_soft_bounces_and_the_third_gives_up(
+        session, clock, smtp, production_runtime):
+    smtp.refuse(DANA, "552 5.2.2 mailbox full")
+    add_prospect(session, clock.now(), DANA)
+    fire(session, clock.now(), "intent_surge", email=DANA, score=80)
+
+    for _ in range(3):
+        tick(session, clock, production_runtime)
+        clock.advance(timedelta(hours=24))
+    tick(session, clock, production_runtime)
+
+    failures = session.exec(select(Decision).where(Decision.kind == "send_failed")).all()
+    assert [f.detail["attempt"] for f in failures] == [1, 2, 3]
+    assert session.exec(select(Decision).where(Decision.kind == "retry_exhausted")).one()
+    enrollment = enrollment_of(session, DANA)
+    assert enrollment.state == "stopped" and enrollment.rule == "builtin.bounce.soft"
+    assert smtp.messages == []
+
+
 @sqlite_only
 def test_an_smtp_block_refusal_is_counted_against_the_mailbox_not_the_person(
         session, clock, smtp, production_runtime):
