@@ -47,6 +47,7 @@ class PlannedEmail:
     new_thread: bool
     version: int  # the enrollment's version when the email was planned: the claim expects it
     touch_id: int = 0
+    limits: list[caps.Cap] | None = None  # the caps the claim counted this send against
     touch_row: dict | None = None  # a new touch's columns, until the batch inserts it
     message_id: str = ""
     error: DeliveryError | None = None
@@ -106,6 +107,7 @@ def _claim(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail
     if full is not None:
         until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
         return record_deferral(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
+    item.limits = limits
     gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
     if gap and not caps.take_gap(session, mailbox, now, gap):
         caps.release(session, limits)
@@ -194,6 +196,8 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: Pl
                      code=exc.code, attempt=attempts)
     touch.state, touch.reason = "failed", str(exc)
     session.add(touch)
+    if not exc.permanent and item.limits:  # not taken this time; the retry counts it again
+        caps.release(session, item.limits)
     if not enrollments.claim(session, enrollment):
         return "failed"
     if exc.permanent and runtime.on_delivery_error is not None:

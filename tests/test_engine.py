@@ -268,6 +268,37 @@ def test_an_unreachable_smtp_server_is_retried_later_not_dropped(workspace, sess
     assert len(smtp.messages) == 1
 
 
+def _counted(session):
+    from sequencer.models import CapCounter
+
+    session.expire_all()
+    return {row.key.split(":")[0]: row.used for row in session.exec(select(CapCounter))}
+
+
+def test_a_temporary_refusal_gives_its_cap_places_back_so_the_retry_counts_once(
+        workspace, session, clock, smtp, runtime):
+    smtp.refuse("dana@northwind.example", "451 4.7.1 greylisted, try again later")
+    add_prospect(session, clock.now(), "dana@northwind.example")
+    fire(session, clock.now(), "intent_surge", email="dana@northwind.example", score=80)
+
+    assert tick(session, clock, runtime).outcomes == {"retry": 1}
+    assert set(_counted(session).values()) == {0}
+
+    smtp.handler.refuse.clear()
+    clock.advance(timedelta(minutes=15))
+    assert tick(session, clock, runtime).outcomes == {"sent": 1}
+    assert _counted(session) == {"mailbox": 1, "domain": 1, "recipient": 1, "recipient-week": 1}
+
+
+def test_a_permanent_refusal_still_counts_against_the_caps(workspace, session, clock, smtp, runtime):
+    smtp.refuse("gone@northwind.example", "550 5.1.1 user unknown")
+    add_prospect(session, clock.now(), "gone@northwind.example")
+    fire(session, clock.now(), "intent_surge", email="gone@northwind.example", score=80)
+
+    assert tick(session, clock, runtime).outcomes == {"failed": 1}
+    assert _counted(session) == {"mailbox": 1, "domain": 1, "recipient": 1, "recipient-week": 1}
+
+
 def test_a_suppressed_address_is_blocked_right_before_the_send(workspace, session, clock, smtp, runtime):
     from suppression.store import unsubscribe
 
