@@ -12,9 +12,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Update, bindparam, event, insert, update
-from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.orm import SessionTransaction, make_transient_to_detached
+from sqlalchemy import Update, bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -193,59 +191,32 @@ def context_of(prospect: Prospect, account: Account | None, signal: Signal | Non
 
 def create(
     session: Session, now: datetime, prospect: Prospect, version: SequenceVersion, signal: Signal | None
-) -> Enrollment:
-    """A new active enrollment on ``version``, positioned at its first step.
+) -> SimpleNamespace:
+    """A new active enrollment on ``version``, positioned at its first step; its stored values.
 
-    Written with one INSERT of the finished row (enrollments are created by the
-    thousand when a signal burst arrives); the ORM object is then attached to the
-    session as it stands in the database, with nothing left to flush.
+    Written with one INSERT of the finished row, and not built as an ORM object:
+    enrollments are created by the thousand when a signal burst arrives, and building
+    the object cost more than the INSERT. ``session.get(Enrollment, row.id)`` loads it.
     """
-    enrollment = Enrollment(
-        prospect_id=prospect.id,
-        sequence_version_id=version.id,
-        sequence_name=version.name,
-        enrolled_at=now,
-        signal_id=signal.id if signal else None,
-    )
-    first = _position(now, enrollment, 0, version.definition, prospect)
-    values = {column.name: getattr(enrollment, column.name) for column in _COLUMNS}
-    enrollment.id = session.connection().execute(_INSERT, values).scalar_one()
-    make_transient_to_detached(enrollment)
-    session.add(enrollment)
-    session.info.setdefault(_CREATED, []).append(enrollment)
+    row = SimpleNamespace(**_DEFAULTS, prospect_id=prospect.id, sequence_version_id=version.id,
+                          sequence_name=version.name, enrolled_at=now, signal_id=signal.id if signal else None)
+    first = _position(now, row, 0, version.definition, prospect)  # type: ignore[arg-type]
+    row.id = session.connection().execute(_INSERT, vars(row)).scalar_one()
     decisions.record(
         session, now, "enrolled",
         f"{signal.type} signal" if signal else "enrolled by hand",
-        enrollment=enrollment, step_index=0, signal_id=signal.id if signal else None,
+        enrollment=row, step_index=0, signal_id=signal.id if signal else None,  # type: ignore[arg-type]
         sequence=version.name, version=version.version,
     )
     for kind, reason, detail in first:
-        decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
-    return enrollment
+        decisions.record(session, now, kind, reason, enrollment=row, **detail)  # type: ignore[arg-type]
+    return row
 
 
-_COLUMNS = [column for column in Enrollment.__table__.columns if column.name != "id"]
+# The columns with a default (all plain values); ``create`` gives the others.
+_DEFAULTS = {name: field.default for name, field in Enrollment.model_fields.items()
+             if name not in ("id", "enrolled_at", "signal_id") and not field.is_required()}
 _INSERT = insert(Enrollment).returning(Enrollment.id)
-_CREATED = "sequencer.enrollments.created"  # session.info: rows ``create`` wrote in the open transaction
-
-
-@event.listens_for(OrmSession, "after_soft_rollback")
-def _forget_rolled_back(session: OrmSession, previous_transaction: SessionTransaction) -> None:
-    """An enrollment ``create`` wrote in a transaction that rolled back never existed.
-
-    The session received it as an already stored row, so a rollback would otherwise
-    keep it (expired) under an id the database hands out again.
-    """
-    if previous_transaction.nested:
-        return
-    for enrollment in session.info.pop(_CREATED, ()):
-        if enrollment in session:
-            session.expunge(enrollment)
-
-
-@event.listens_for(OrmSession, "after_commit")
-def _keep_committed(session: OrmSession) -> None:
-    session.info.pop(_CREATED, None)
 
 
 def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: SequenceVersion) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from types import SimpleNamespace
 
 from sqlalchemy import Update, bindparam, update
 from sqlalchemy.exc import IntegrityError
@@ -72,7 +73,7 @@ def process_batch(session: Session, now: datetime, batch: list[Signal],
             raise _OneByOne  # another worker processed one of them first
         session.commit()
         if keep is not None:
-            keep.extend([*context.prospects.values(), *context.accounts.values(), *context.created])
+            keep.extend([*context.prospects.values(), *context.accounts.values()])
         return outcomes
     except (_OneByOne, IntegrityError):
         session.rollback()
@@ -96,7 +97,6 @@ class _Context:
     latest: dict[tuple[int, str], tuple[str, datetime | None]]  # (prospect, sequence) -> state, enrolled at
     waiting: dict[int, list[Enrollment]]  # prospect -> enrollments waiting for a signal
     known: set[int]  # prospects whose ``latest`` and ``waiting`` are read
-    created: list[Enrollment] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)  # the batch's signal claims, made at its end
 
     @classmethod
@@ -134,11 +134,11 @@ class _Context:
             self.suppressed[key] = find_suppression(session, now, *key)
         return self.suppressed[key]
 
-    def enrolled(self, now: datetime, enrollment: Enrollment) -> None:
-        self.created.append(enrollment)
-        self.latest[(enrollment.prospect_id, enrollment.sequence_name)] = (enrollment.state, now)
-        if enrollment.state == "active" and enrollment.waiting_for:
-            self.waiting.setdefault(enrollment.prospect_id, []).append(enrollment)
+    def enrolled(self, session: Session, now: datetime, row: SimpleNamespace) -> None:
+        """Count an enrollment the batch created (``enrollments.create``'s row)."""
+        self.latest[(row.prospect_id, row.sequence_name)] = (row.state, now)
+        if row.state == "active" and row.waiting_for:  # a later signal of the batch may wake it
+            self.waiting.setdefault(row.prospect_id, []).append(session.get(Enrollment, row.id))
 
 
 def _in(session: Session, model: type, column, values: list, *where) -> list:
@@ -196,7 +196,7 @@ def _process(session: Session, now: datetime, signal: Signal, context: _Context,
                                  signal_id=signal.id, sequence=version.name)
                 continue
             enrollment = enrollments.create(session, now, prospect, version, signal)
-            context.enrolled(now, enrollment)
+            context.enrolled(session, now, enrollment)
             outcome.enrolled.append(enrollment.id)
             enrolled_here += 1
     outcome.woken = _wake(session, now, signal, prospects, context)

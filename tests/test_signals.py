@@ -547,6 +547,30 @@ def test_a_batch_processes_its_signals_in_order_in_one_go(session: Session, cloc
     assert signals.unprocessed(session) == []
 
 
+def test_a_later_signal_in_a_batch_wakes_a_step_an_earlier_one_enrolled_into(
+    session: Session, clock: SimulatedClock, tmp_path: Path
+) -> None:
+    (tmp_path / "sequences").mkdir()
+    (tmp_path / "sequences" / "nurture.yaml").write_text(textwrap.dedent("""\
+        name: nurture
+        trigger: {signals: [form_fill]}
+        steps:
+          - kind: wait_for_signal
+            signal: intent_surge
+            timeout: {business_days: 5}
+          - kind: call
+    """))
+    sequences.sync(session, clock.now(), tmp_path)
+    batch = [signals.store(session, clock.now(), SignalIn(kind, email="ann@example.com")).signal
+             for kind in ("form_fill", "intent_surge")]
+
+    outcomes = signal_processing.process_batch(session, clock.now(), batch)
+
+    enrollment = session.exec(select(Enrollment)).one()
+    assert outcomes[0].enrolled == [enrollment.id] and outcomes[1].woken == [enrollment.id]
+    assert (enrollment.waiting_for, enrollment.next_due_at, enrollment.version) == ("", clock.now(), 1)
+
+
 def test_a_batch_with_a_signal_processed_elsewhere_is_redone_one_by_one(
     session: Session, clock: SimulatedClock, tmp_path: Path, db_url: str
 ) -> None:
@@ -572,7 +596,7 @@ def test_a_batch_with_a_signal_processed_elsewhere_is_redone_one_by_one(
     assert len(session.exec(select(Enrollment)).all()) == 2  # bob once, by the other worker
 
 
-def test_an_enrollment_created_in_a_rolled_back_transaction_is_forgotten(
+def test_an_enrollment_created_in_a_rolled_back_transaction_leaves_nothing_behind(
     session: Session, clock: SimulatedClock, tmp_path: Path
 ) -> None:
     from sequencer import enrollments
@@ -582,9 +606,10 @@ def test_an_enrollment_created_in_a_rolled_back_transaction_is_forgotten(
     prospect = add_prospect(session, clock.now(), "ann@northwind.example")
     version = sequences.current_versions(session)[0]
     first = enrollments.create(session, clock.now(), prospect, version, None)
+    assert session.get(Enrollment, first.id).current_step == 0  # stored in the open transaction
     session.rollback()
 
-    assert first not in session
+    assert session.exec(select(Enrollment)).all() == []
     again = enrollments.create(session, clock.now(), prospect, version, None)  # the database may reuse the id
     session.commit()
-    assert [e.id for e in session.exec(select(Enrollment)).all()] == [again.id]
+    assert [(e.id, e.state) for e in session.exec(select(Enrollment)).all()] == [(again.id, "active")]
