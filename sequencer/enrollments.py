@@ -7,12 +7,13 @@ what makes a step happen at most once even with several workers ticking.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, update
+from sqlalchemy import Update, bindparam, insert, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -37,6 +38,35 @@ def claim(session: Session, enrollment: Enrollment, expected: int | None = None,
     for name, value in {"version": seen + 1, **values}.items():
         set_committed_value(enrollment, name, value)  # already written above
     return True
+
+
+def claim_many(session: Session, claims: list[tuple[Enrollment, int]], **values: Any) -> set[int]:
+    """``claim`` for many enrollments in one statement: each (enrollment, expected version).
+
+    Returns the ids of those claimed; the others changed since their version was seen.
+    ``values`` are written to every claimed row.
+    """
+    if not claims:
+        return set()
+    pairs = [(enrollment.id, expected) for enrollment, expected in claims]
+    claimed = set(session.connection().execute(_claim_many_statement(tuple(sorted(values))),
+                                               {"claims": pairs, **values}).scalars())
+    for enrollment, expected in claims:
+        if enrollment.id in claimed:
+            for name, value in {"version": expected + 1, **values}.items():
+                set_committed_value(enrollment, name, value)  # already written above
+    return claimed
+
+
+@lru_cache(maxsize=8)
+def _claim_many_statement(names: tuple[str, ...]) -> Update:
+    return (
+        update(Enrollment)
+        .where(tuple_(Enrollment.id, Enrollment.version).in_(bindparam("claims", expanding=True)))
+        .values(version=Enrollment.version + 1, **{name: bindparam(name) for name in names})
+        .returning(Enrollment.id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 @lru_cache(maxsize=32)
@@ -71,20 +101,50 @@ def enter_step(
     session.add(enrollment)
 
 
-def step_on(
-    session: Session, now: datetime, enrollment: Enrollment, definition: dict, prospect: Prospect, **values: Any
-) -> bool:
-    """Claim ``enrollment`` and move it to its next step in one UPDATE (with ``values``).
+@dataclass
+class Move:
+    """An enrollment to move on to its next step (``step_on``), with extra column values."""
 
-    False when another worker changed it first; then nothing is written.
+    enrollment: Enrollment
+    definition: dict
+    prospect: Prospect
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def step_on(session: Session, now: datetime, moves: list[Move]) -> set[int]:
+    """Claim each enrollment and move it to its next step; return the ids moved.
+
+    One executemany per set of columns written, when every claim holds (checked by the
+    count of rows changed). When one does not (another worker changed that enrollment
+    first), the statements are undone and each move is made alone, so the ones that
+    lost write nothing. The decisions of each move are recorded with it.
     """
-    position = SimpleNamespace()
-    pending = _position(now, position, enrollment.current_step + 1, definition, prospect)  # type: ignore[arg-type]
-    if not claim(session, enrollment, **vars(position), **values):
-        return False
-    for kind, reason, detail in pending:
-        decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
-    return True
+    planned = []
+    for move in moves:
+        position = SimpleNamespace()
+        pending = _position(now, position, move.enrollment.current_step + 1, move.definition, move.prospect)  # type: ignore[arg-type]
+        planned.append((move, {**vars(position), **move.values}, pending))
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for move, values, _ in planned:
+        version = move.enrollment.version
+        groups.setdefault(tuple(sorted(values)), []).append(
+            {"claim_id": move.enrollment.id, "claim_version": version, "claim_next": version + 1, **values})
+    savepoint = session.begin_nested()
+    if all(session.connection().execute(_claim_statement(names), rows).rowcount == len(rows)
+           for names, rows in groups.items()):
+        savepoint.commit()
+        moved = planned
+        for move, values, _ in moved:
+            for name, value in {"version": move.enrollment.version + 1, **values}.items():
+                set_committed_value(move.enrollment, name, value)  # already written above
+    else:
+        savepoint.rollback()
+        moved = [(move, values, pending) for move, values, pending in planned
+                 if claim(session, move.enrollment, **values)]
+    for move, _, pending in moved:
+        for kind, reason, detail in pending:
+            decisions.record(session, now, kind, reason, enrollment=move.enrollment, **detail)
+    return {move.enrollment.id for move, _, _ in moved}
 
 
 def _position(

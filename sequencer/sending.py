@@ -71,17 +71,25 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     if sent:
         session.connection().execute(_MARK_SENT, {"ids": sent, "at": now})
     with decisions.batched(session):
+        moves = []
         for index, item in enumerate(planned):
-            if outcomes[index] == "claimed":
-                outcomes[index] = (_record_sent(session, now, item) if item.error is None else
-                                   _delivery_failed(session, now, runtime, item))
+            if outcomes[index] == "claimed" and item.error is None:
+                moves.append(_record_sent(session, now, item))
+                outcomes[index] = "sent"
+            elif outcomes[index] == "claimed":
+                outcomes[index] = _delivery_failed(session, now, runtime, item)
+        enrollments.step_on(session, now, moves)
     session.commit()
     return outcomes
 
 
 def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
     try:
-        outcomes = [_claim(session, now, runtime, item) for item in planned]
+        # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
+        claimed = enrollments.claim_many(session, [(item.ctx.enrollment, item.version) for item in planned],
+                                         next_due_at=now + SEND_LEASE)
+        outcomes = [_claim(session, now, runtime, item) if item.ctx.enrollment.id in claimed else "lost_race"
+                    for item in planned]
         new = [item for item, outcome in zip(planned, outcomes, strict=True)
                if outcome == "claimed" and item.existing is None]
         if new:  # multi-row INSERTs for the batch's new touches; each id comes back with its enrollment
@@ -96,11 +104,8 @@ def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[
 
 
 def _claim(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
-    """Claim, count and record one planned email as "sending"; or defer it (caller commits)."""
+    """Count and record one claimed planned email as "sending"; or defer it (caller commits)."""
     enrollment, prospect, mailbox = item.ctx.enrollment, item.ctx.prospect, item.mailbox
-    # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
-    if not enrollments.claim(session, enrollment, item.version, next_due_at=now + SEND_LEASE):
-        return "lost_race"
     window = enrollments.window_of(item.ctx.extra["definition"])
     limits = caps.caps_for(runtime.settings, mailbox, prospect.email.split("@", 1)[1], now)
     full = caps.reserve(session, limits)
@@ -151,7 +156,8 @@ def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEm
     )
 
 
-def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> str:
+def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> enrollments.Move:
+    """Record a sent email; return its enrollment's move to the next step (made with the batch's)."""
     enrollment, mailbox, subject = item.ctx.enrollment, item.mailbox, item.rendered["subject"]
     if item.existing is not None:
         set_committed_value(item.existing, "state", "sent")
@@ -160,9 +166,8 @@ def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> str:
                      enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
                      message_id=item.message_id)
     thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}
-    enrollments.step_on(session, now, enrollment, item.ctx.extra["definition"], item.ctx.prospect,
-                        mailbox_id=mailbox.id, **thread)
-    return "sent"
+    return enrollments.Move(enrollment, item.ctx.extra["definition"], item.ctx.prospect,
+                            {"mailbox_id": mailbox.id, **thread})
 
 
 def _with_footer(text: str, ctx: TouchContext) -> str:

@@ -158,6 +158,61 @@ def test_a_missing_variable_blocks_the_touch_and_nothing_is_sent(workspace, sess
     assert session.exec(select(Touch)).one().state == "sent"
 
 
+def test_claim_many_claims_the_unchanged_and_leaves_the_one_changed_elsewhere(workspace, session, clock, db_url):
+    from sequencer import enrollments
+
+    for name in ("ann", "bob", "cy"):
+        add_prospect(session, clock.now(), f"{name}@northwind.example")
+        fire(session, clock.now(), "intent_surge", email=f"{name}@northwind.example", score=80)
+    ann, bob, cy = (enrollment_of(session, f"{name}@northwind.example") for name in ("ann", "bob", "cy"))
+    other = make_engine(db_url)  # another worker changes bob after this one read him
+    with new_session(other) as elsewhere:
+        assert enrollments.claim(elsewhere, elsewhere.get(Enrollment, bob.id))
+        elsewhere.commit()
+    other.dispose()
+    lease = clock.now() + timedelta(minutes=10)
+
+    claimed = enrollments.claim_many(session, [(ann, 0), (bob, 0), (cy, 0)], next_due_at=lease)
+    session.commit()
+
+    assert claimed == {ann.id, cy.id}
+    session.expire_all()
+    assert [(e.version, e.next_due_at == lease) for e in (ann, bob, cy)] == [(1, True), (1, False), (1, True)]
+    assert enrollments.claim_many(session, [(ann, 0)]) == set()  # a version already taken claims nothing
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_step_on_moves_every_enrollment_whose_claim_holds_and_only_those(
+        workspace, session, clock, db_url, lost):
+    from sequencer import enrollments
+    from sequencer.models import Prospect, SequenceVersion
+
+    for name in ("ann", "bob", "cy"):
+        add_prospect(session, clock.now(), f"{name}@northwind.example")
+        fire(session, clock.now(), "intent_surge", email=f"{name}@northwind.example", score=80)
+    ann, bob, cy = (enrollment_of(session, f"{name}@northwind.example") for name in ("ann", "bob", "cy"))
+    if lost:  # another worker changes bob after this one read him
+        other = make_engine(db_url)
+        with new_session(other) as elsewhere:
+            assert enrollments.claim(elsewhere, elsewhere.get(Enrollment, bob.id))
+            elsewhere.commit()
+        other.dispose()
+    definition = session.get(SequenceVersion, ann.sequence_version_id).definition
+    moves = [enrollments.Move(e, definition, session.get(Prospect, e.prospect_id),
+                              {"thread_subject": f"to {e.id}"} if e is cy else {}) for e in (ann, bob, cy)]
+
+    moved = enrollments.step_on(session, clock.now(), moves)
+    session.commit()
+
+    assert moved == ({ann.id, cy.id} if lost else {ann.id, bob.id, cy.id})
+    session.expire_all()
+    steps = [(e.current_step, e.version) for e in (ann, bob, cy)]
+    assert steps == [(1, 1), (0, 1) if lost else (1, 1), (1, 1)]
+    assert cy.thread_subject == f"to {cy.id}" and ann.next_due_at > clock.now() + timedelta(days=1)
+    waits = session.exec(select(Decision.enrollment_id).where(Decision.kind == "waiting")).all()
+    assert sorted(waits) == sorted(moved)
+
+
 def test_a_reply_stops_the_enrollment_once(workspace, session, clock, smtp, runtime, settings):
     add_prospect(session, clock.now(), "dana@northwind.example")
     fire(session, clock.now(), "intent_surge", email="dana@northwind.example", score=80)
