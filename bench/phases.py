@@ -40,7 +40,7 @@ PHASES = [
     (signal_processing, "process_batch"), (enrollments, "create"), (engine_module, "_load_due"),
     (engine_module, "_touch"), (engine_module, "_plan_email"), (mailboxes, "choose"),
     (engine_module, "render_touch"), (sending, "send_planned"), (sending, "_claim"),
-    (caps, "reserve"), (email_channel.SmtpSender, "send_many"), (email_channel, "wire"),
+    (caps, "reserve"), (caps, "reserve_all"), (email_channel.SmtpSender, "send_many"), (email_channel, "wire"),
     (sending, "_record_sent"), (enrollments, "step_on"), (decisions, "record"), (enrollments, "claim"),
     (enrollments, "claim_many"),
 ]

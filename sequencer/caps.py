@@ -120,6 +120,31 @@ def reserve(session: Session, caps: list[Cap]) -> Cap | None:
     return full
 
 
+def reserve_all(session: Session, sends: list[list[Cap]]) -> bool:
+    """Count a batch of sends against their caps at once, if they all fit; else count none.
+
+    ``sends`` holds each send's caps. Sends sharing a counter add up, and each counter
+    moves by its total only while the total fits under its limit (one executemany; the
+    count of rows changed tells whether every counter moved). False when one did not:
+    then nothing is counted, and the caller reserves send by send with ``reserve``,
+    which says which cap is full.
+    """
+    totals: dict[str, list] = {}
+    for caps in sends:
+        for cap in caps:
+            total = totals.setdefault(cap.key, [0, cap])
+            total[0] += 1
+    rows = [{"key": key, "n": n, "limit": cap.limit, "ends": cap.expires_on} for key, (n, cap) in totals.items()]
+    if not rows or any(row["n"] > row["limit"] for row in rows):
+        return not rows
+    savepoint = session.begin_nested()
+    if session.connection().execute(_RESERVE_ALL, sorted(rows, key=lambda row: row["key"])).rowcount == len(rows):
+        savepoint.commit()
+        return True
+    savepoint.rollback()
+    return False
+
+
 def release(session: Session, caps: list[Cap]) -> None:
     """Give back one send counted against each of ``caps`` (a reservation not used)."""
     session.connection().execute(_RELEASE, {"keys": sorted(cap.key for cap in caps)})
@@ -129,6 +154,14 @@ _RELEASE = (
     update(CapCounter).where(CapCounter.key.in_(bindparam("keys", expanding=True)))
     .values(used=CapCounter.used - 1).execution_options(synchronize_session=False)
 )
+
+
+# Rows in key order, so two workers reserving the same counters lock them in the same order.
+_RESERVE_ALL = text(
+    "INSERT INTO capcounter (key, used, cap_limit, expires_on) VALUES (:key, :n, :limit, :ends) "
+    "ON CONFLICT (key) DO UPDATE SET used = capcounter.used + excluded.used, cap_limit = excluded.cap_limit "
+    "WHERE capcounter.used + excluded.used <= excluded.cap_limit"
+).bindparams(bindparam("ends", type_=Date))
 
 
 class Tally:

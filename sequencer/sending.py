@@ -47,7 +47,7 @@ class PlannedEmail:
     new_thread: bool
     version: int  # the enrollment's version when the email was planned: the claim expects it
     touch_id: int = 0
-    limits: list[caps.Cap] | None = None  # the caps the claim counted this send against
+    limits: list[caps.Cap] | None = None  # the caps this send counts against, once claimed
     touch_row: dict | None = None  # a new touch's columns, until the batch inserts it
     message_id: str = ""
     error: DeliveryError | None = None
@@ -88,7 +88,12 @@ def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[
         # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
         claimed = enrollments.claim_many(session, [(item.ctx.enrollment, item.version) for item in planned],
                                          next_due_at=now + SEND_LEASE)
-        outcomes = [_claim(session, now, runtime, item) if item.ctx.enrollment.id in claimed else "lost_race"
+        mine = [item for item in planned if item.ctx.enrollment.id in claimed]
+        for item in mine:
+            recipient_domain = item.ctx.prospect.email.split("@", 1)[1]
+            item.limits = caps.caps_for(runtime.settings, item.mailbox, recipient_domain, now)
+        counted = caps.reserve_all(session, [item.limits for item in mine])
+        outcomes = [_claim(session, now, item, counted) if item.ctx.enrollment.id in claimed else "lost_race"
                     for item in planned]
         new = [item for item, outcome in zip(planned, outcomes, strict=True)
                if outcome == "claimed" and item.existing is None]
@@ -103,16 +108,15 @@ def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[
     return outcomes
 
 
-def _claim(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
-    """Count and record one claimed planned email as "sending"; or defer it (caller commits)."""
-    enrollment, prospect, mailbox = item.ctx.enrollment, item.ctx.prospect, item.mailbox
-    window = enrollments.window_of(item.ctx.extra["definition"])
-    limits = caps.caps_for(runtime.settings, mailbox, prospect.email.split("@", 1)[1], now)
-    full = caps.reserve(session, limits)
+def _claim(session: Session, now: datetime, item: PlannedEmail, counted: bool) -> str:
+    """Record one claimed planned email as "sending" (counting it against its caps unless
+    the batch's were ``counted`` together); or defer it (caller commits)."""
+    enrollment, prospect, mailbox, limits = item.ctx.enrollment, item.ctx.prospect, item.mailbox, item.limits
+    full = None if counted else caps.reserve(session, limits)
     if full is not None:
+        window = enrollments.window_of(item.ctx.extra["definition"])
         until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
         return record_deferral(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
-    item.limits = limits
     gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
     if gap and not caps.take_gap(session, mailbox, now, gap):
         caps.release(session, limits)

@@ -169,6 +169,37 @@ def test_full_is_a_read_only_look_at_the_same_counters(session):
     assert _counters(session) == {found[0].key: 2}
 
 
+def test_reserve_all_counts_a_batch_with_shared_counters_adding_up(session):
+    to_northwind = caps.caps_for(Settings(), _mailbox(), "northwind.example", NOW)
+    to_contoso = caps.caps_for(Settings(), _mailbox(), "contoso.example", NOW)
+    assert caps.reserve(session, to_northwind) is None  # counters that exist already move too
+
+    assert caps.reserve_all(session, [to_northwind, to_contoso, to_northwind])
+    session.commit()
+
+    counted = _counters(session)
+    assert counted["mailbox:7:2026-11-30"] == 4 and counted["domain:outreach.example:2026-11-30"] == 4
+    assert counted["recipient:northwind.example:2026-11-30"] == 3
+    assert counted["recipient:contoso.example:2026-11-30"] == 1
+
+
+def test_reserve_all_counts_nothing_when_one_counter_has_no_room_for_the_batch(session):
+    roomy = caps.Cap("mailbox:1:2026-11-30", 10, "mailbox cap", TODAY)
+    tight = caps.Cap("recipient:northwind.example:2026-11-30", 2, "recipient cap (2/day)", TODAY)
+    assert caps.reserve(session, [roomy, tight]) is None
+    session.commit()
+
+    assert not caps.reserve_all(session, [[roomy, tight], [roomy, tight]])  # room for one more, not two
+    session.commit()
+    assert _counters(session) == {roomy.key: 1, tight.key: 1}
+
+    fresh = caps.Cap("recipient:contoso.example:2026-11-30", 1, "recipient cap (1/day)", TODAY)
+    assert not caps.reserve_all(session, [[roomy, fresh], [roomy, fresh]])  # more than a new counter holds
+    assert caps.reserve_all(session, [])
+    session.commit()
+    assert _counters(session) == {roomy.key: 1, tight.key: 1}
+
+
 # --- take_gap: the minimum gap between two sends from a mailbox --------------------------------
 
 
@@ -270,6 +301,37 @@ def test_a_full_mailbox_defers_the_rest_to_the_next_days_window_where_they_go(de
     clock.set(NEXT_WINDOW)
     assert tick(session, clock, runtime).outcomes == {"sent": 2}
     assert _recipients(smtp) == emails
+
+
+def test_sends_another_worker_makes_after_the_plan_leave_the_batch_only_what_still_fits(
+        desk, session, clock, smtp, db_url, monkeypatch):
+    from sequencer import enrollments
+    from sequencer.db import make_engine
+    from sequencer.db import session as new_session
+
+    runtime = desk([SAM], [_box(smtp, SAM, daily_cap=3)])
+    emails = [f"p{i}@company{i}.example" for i in range(3)]
+    _due(session, clock, emails)
+    claim_many = enrollments.claim_many
+
+    def another_worker_sends_two_first(*args, **kwargs):  # between this tick's plan and its claim
+        other = make_engine(db_url)
+        with new_session(other) as elsewhere:
+            mailbox = elsewhere.exec(select(Mailbox).where(Mailbox.address == SAM)).one()
+            theirs = caps.caps_for(runtime.settings, mailbox, "else.example", clock.now())
+            assert caps.reserve(elsewhere, theirs) is None and caps.reserve(elsewhere, theirs) is None
+            elsewhere.commit()
+        other.dispose()
+        return claim_many(*args, **kwargs)
+
+    monkeypatch.setattr(enrollments, "claim_many", another_worker_sends_two_first)
+    report = tick(session, clock, runtime)
+
+    assert report.outcomes == {"sent": 1, "deferred": 2}
+    assert _recipients(smtp) == emails[:1]
+    reason = f"mailbox {SAM} daily cap (3/day) reached"
+    assert [(d.reason, d.detail["until"]) for d in _deferrals(session)] == [(reason, NEXT_WINDOW.isoformat())] * 2
+    assert _counters(session)[f"mailbox:{session.exec(select(Mailbox)).one().id}:2026-11-30"] == 3
 
 
 def test_warm_up_day_one_sends_the_starting_volume_and_day_two_one_more(desk, session, clock, smtp):
