@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.charset import QP, Charset
+from email.errors import HeaderParseError
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -225,7 +226,10 @@ class SmtpSender:
         """Deliver one message; return its Message-ID once the server accepted it."""
         if not email.message_id:
             email = replace(email, message_id=new_message_id(email.mailbox.sending_domain))
-        data = wire(email)
+        try:
+            data = wire(email)
+        except HeaderParseError as exc:  # a header value that would smuggle in another header
+            raise DeliveryError(0, f"message not sent, a header is unsafe: {exc}", permanent=True) from exc
         envelope_from = email.envelope_from or email.mailbox.address
         for attempt in (1, 2):
             connection = self._connection(email.mailbox)

@@ -315,8 +315,8 @@ def render_touch(ctx: TouchContext, variant: dict, sender: dict[str, Any], threa
     }
     sources = definition["templates"]
     body = render(sources, variant["template"], context) if variant.get("template") else ""
-    if variant.get("subject") is not None:
-        subject = render(sources, "=" + str(variant["subject"]), context)
+    if variant.get("subject") is not None:  # one line, whatever the values held: a line break ends a header
+        subject = " ".join(render(sources, "=" + str(variant["subject"]), context).split())
     elif thread_subject:
         subject = thread_subject if thread_subject.lower().startswith("re:") else f"Re: {thread_subject}"
     else:

@@ -52,6 +52,8 @@ def upsert(session: Session, values: dict[str, Any], today: date | None = None) 
             changes[key] = _FIELDS[key](value)
         except (TypeError, ValueError):
             raise MailboxError(f"mailbox {address}: {key} must be {_FIELDS[key].__name__}") from None
+    if any(ord(char) < 32 or ord(char) == 127 for char in changes.get("display_name", "")):
+        raise MailboxError(f"mailbox {address}: display_name must be one line of text (no control characters)")
     if changes.get("smtp_security", mailbox.smtp_security) not in ("none", "starttls", "ssl"):
         raise MailboxError(f"mailbox {address}: smtp_security must be none, starttls or ssl")
     for key in ("daily_cap", "warmup_start", "warmup_increment", "min_gap_seconds", "gap_jitter_seconds"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email import message_from_bytes
+from email.errors import HeaderParseError
 from email.policy import compat32
 from unittest import mock
 
@@ -89,6 +90,22 @@ def test_send_many_delivers_per_mailbox_in_order_and_reports_each_refusal(smtp):
         assert mine == [e.to for i, e in enumerate(emails) if e.mailbox is box and i != 4]
 
 
+def test_a_message_whose_header_would_embed_another_is_refused_alone_and_the_rest_go(smtp):
+    box = Mailbox(id=1, address="sdr@mail.example", sending_domain="mail.example", smtp_host=smtp.host,
+                  smtp_port=smtp.port)
+    emails = [OutgoingEmail(mailbox=box, to=f"p{i}@prospect.example", text="hi", message_id=f"m{i}@mail.example",
+                            subject="hi\r\nBcc: everyone@else.example" if i == 1 else "hi") for i in range(3)]
+    sender = SmtpSender(timeout=5)
+    try:
+        errors = sender.send_many(emails)
+    finally:
+        sender.close()
+
+    assert errors[0] is None and errors[2] is None
+    assert errors[1].permanent and "header is unsafe" in str(errors[1])
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["p0@prospect.example", "p2@prospect.example"]
+
+
 TEXTS = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126) | st.sampled_from("\r\n\t"), max_size=400)
 
 
@@ -106,4 +123,12 @@ def test_wire_writes_exactly_what_the_email_package_writes(text, html, subject, 
         date=datetime(2026, 11, 30, 15, 0, tzinfo=UTC),
     )
     with mock.patch("channels.email._boundary", lambda *_texts: "=_fixed"):
-        assert wire(email) == build(email).as_bytes(policy=COMPAT32_WIRE)
+        assert _written(lambda: wire(email)) == _written(lambda: build(email).as_bytes(policy=COMPAT32_WIRE))
+
+
+def _written(write):
+    """The bytes, or the refusal of a header that would embed another one (both must refuse alike)."""
+    try:
+        return write()
+    except HeaderParseError as exc:
+        return f"refused: {exc}"

@@ -132,6 +132,18 @@ def test_wait_for_signal_times_out_without_the_signal(workspace, session, clock,
     assert enrollment_of(session, "dana@northwind.example").waiting_for == ""
 
 
+def test_a_line_break_in_a_value_leaves_the_subject_one_line_and_adds_no_header(
+        workspace, session, clock, smtp, runtime):
+    add_prospect(session, clock.now(), "dana@northwind.example", first_name="Dana\r\nBcc: all@else.example")
+    fire(session, clock.now(), "intent_surge", email="dana@northwind.example", score=80)
+
+    assert tick(session, clock, runtime).outcomes == {"sent": 1}
+
+    mail = _mail(smtp)
+    assert mail["Subject"] == "Hello Dana Bcc: all@else.example" and mail["Bcc"] is None
+    assert [m.rcpt_tos for m in smtp.messages] == [["dana@northwind.example"]]
+
+
 def test_a_missing_variable_blocks_the_touch_and_nothing_is_sent(workspace, session, clock, smtp, runtime):
     prospect = add_prospect(session, clock.now(), "lee@northwind.example", first_name="")
     fire(session, clock.now(), "intent_surge", email="lee@northwind.example", score=80)

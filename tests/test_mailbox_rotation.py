@@ -389,6 +389,7 @@ def test_the_config_mailboxes_section_creates_and_updates_mailboxes(tmp_path, li
         ("daily_cap = -1", "daily_cap must not be negative"),
         ('smtp_hots = "127.0.0.1"', "unknown field 'smtp_hots'"),
         ('warmup_started_on = "last tuesday"', "warmup_started_on must be a date"),
+        ('display_name = "Jo\\r\\nBcc: all@else.example"', "display_name must be one line of text"),
     ],
 )
 def test_a_bad_mailbox_in_the_config_names_the_file_and_field_and_stores_nothing(
