@@ -12,8 +12,9 @@ Variants:
   guards, volume caps, mailbox rotation, domain health (pre-verified: fresh ``DomainCheck``
   rows with status pass, so no DNS is asked).
 * unguarded - the same engine with ``Runtime.guards=[]``, no domain check and no caps.
-  The engine has no switch for caps yet, so this script patches ``caps.caps_for``,
-  ``caps.full`` and ``mailboxes.used_today`` for that variant only.
+  The engine has no switch for caps yet, so this script patches ``caps.caps_for`` and
+  ``caps.full`` for that variant only, and ``mailboxes.choose`` to let the mailboxes take
+  turns (so both variants send over the same 50 mailboxes and parallel connections).
 
 The machine is shared and noisy, so every run measures its own baseline (one smtplib
 connection sending same-sized messages to the same sink, single-threaded) before and
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import resource
 import shutil
 import smtplib
@@ -247,10 +249,20 @@ def fire_signals(session: Session, n: int) -> float:
 
 @contextlib.contextmanager
 def caps_disabled() -> Iterator[None]:
-    """No cap is counted or read: stands in for a Runtime switch the engine lacks."""
+    """No cap is counted or read, and mailboxes take turns: stands in for a switch the engine lacks.
+
+    The turns keep the unguarded run on the same 50 mailboxes (and so the same parallel
+    connections) as the guarded one, so the two differ by the guards and caps alone.
+    """
+    turns = itertools.count()
+
+    def take_turns(session, now, settings, candidates, *args, **kwargs):
+        boxes = getattr(candidates, "mailboxes", candidates)
+        return mailboxes.Choice(boxes[next(turns) % len(boxes)], [])
+
     with (mock.patch.object(caps, "caps_for", lambda *args, **kwargs: []),
           mock.patch.object(caps, "full", lambda *args, **kwargs: None),
-          mock.patch.object(mailboxes, "used_today", lambda *args, **kwargs: 0)):
+          mock.patch.object(mailboxes, "choose", take_turns)):
         yield
 
 
@@ -390,7 +402,8 @@ def report(args: argparse.Namespace, dialect: str, message: bytes, baselines: li
     print("notes: caps are counted on every guarded send but set to 1e9 (mailbox daily, sending-domain "
           "daily, recipient-domain daily/weekly; each prospect has its own recipient domain) so none "
           "defers. Sending domains pre-verified with DomainCheck rows (status pass, expiring in 10 "
-          "years): no DNS was queried. Unguarded = guards=[], no domain check, caps patched out.")
+          "years): no DNS was queried. Unguarded = guards=[], no domain check, caps patched out, "
+          "mailboxes taking turns.")
 
 
 def main(argv: list[str] | None = None) -> None:
