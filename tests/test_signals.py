@@ -447,10 +447,10 @@ def test_suppressed_domain_blocks_everyone_at_the_account(
     assert {r for _, r in not_enrolled(session)} == {"suppressed: customer (domain northwind.example)"}
 
 
-def test_signal_wakes_a_waiting_step(session: Session, clock: SimulatedClock, tmp_path: Path) -> None:
-    (tmp_path / "sequences").mkdir()
-    (tmp_path / "steps").mkdir()
-    (tmp_path / "sequences" / "nurture.yaml").write_text(textwrap.dedent("""\
+def _load_nurture(session: Session, clock: SimulatedClock, root: Path) -> None:
+    """A form fill enrolls into a step waiting up to 5 business days for an intent surge."""
+    (root / "sequences").mkdir()
+    (root / "sequences" / "nurture.yaml").write_text(textwrap.dedent("""\
         name: nurture
         trigger: {signals: [form_fill]}
         steps:
@@ -459,7 +459,11 @@ def test_signal_wakes_a_waiting_step(session: Session, clock: SimulatedClock, tm
             timeout: {business_days: 5}
           - kind: call
     """))
-    sequences.sync(session, clock.now(), tmp_path)
+    sequences.sync(session, clock.now(), root)
+
+
+def test_signal_wakes_a_waiting_step(session: Session, clock: SimulatedClock, tmp_path: Path) -> None:
+    _load_nurture(session, clock, tmp_path)
     fire(session, clock.now(), "form_fill", email="ann@example.com")
     enrollment = session.exec(select(Enrollment)).one()
     assert enrollment.waiting_for == "intent_surge"
@@ -550,17 +554,7 @@ def test_a_batch_processes_its_signals_in_order_in_one_go(session: Session, cloc
 def test_a_later_signal_in_a_batch_wakes_a_step_an_earlier_one_enrolled_into(
     session: Session, clock: SimulatedClock, tmp_path: Path
 ) -> None:
-    (tmp_path / "sequences").mkdir()
-    (tmp_path / "sequences" / "nurture.yaml").write_text(textwrap.dedent("""\
-        name: nurture
-        trigger: {signals: [form_fill]}
-        steps:
-          - kind: wait_for_signal
-            signal: intent_surge
-            timeout: {business_days: 5}
-          - kind: call
-    """))
-    sequences.sync(session, clock.now(), tmp_path)
+    _load_nurture(session, clock, tmp_path)
     batch = [signals.store(session, clock.now(), SignalIn(kind, email="ann@example.com")).signal
              for kind in ("form_fill", "intent_surge")]
 
