@@ -165,6 +165,11 @@ def _fire(session: Session, console: Console, now: datetime, record: dict) -> No
 
 
 def _print_new(session: Session, console: Console, smtp: LocalSmtpServer, state: dict) -> None:
+    """The new decisions in order; each sent email's delivery right under its decision."""
+    arrived = smtp.messages[state["mail"]:]
+    state["mail"] += len(arrived)
+    # The envelope sender names the touch (sam+t7@...); sends run in parallel, so arrival order differs.
+    deliveries = {_touch_of(envelope.mail_from): envelope for envelope in arrived}
     rows = session.exec(select(Decision).where(Decision.id > state["decision"]).order_by(Decision.id)).all()
     for decision in rows:
         state["decision"] = decision.id
@@ -177,15 +182,24 @@ def _print_new(session: Session, console: Console, smtp: LocalSmtpServer, state:
         rule = f" [dim](rule {decision.rule})[/dim]" if decision.rule else ""
         console.print(f"{when:22} [{style}]{decision.kind:12}[/{style}] {who:32} {escape(decision.reason)}{rule}",
                       highlight=False, soft_wrap=True)
-    while state["mail"] < len(smtp.messages):
-        envelope = smtp.messages[state["mail"]]
-        state["mail"] += 1
-        message = message_from_bytes(envelope.content)
-        console.print(f"{'':22} [cyan]delivered    [/cyan] MAIL FROM {envelope.mail_from} -> "
-                      f"{', '.join(envelope.rcpt_tos)}", highlight=False, soft_wrap=True)
-        for header in ("From", "Subject", "Message-ID", "In-Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post"):
-            if message[header]:
-                console.print(f"{'':35}[dim]{header}:[/dim] {message[header]}", highlight=False, soft_wrap=True)
+        if decision.kind == "sent" and decision.touch_id in deliveries:
+            _print_delivery(console, deliveries.pop(decision.touch_id))
+    for envelope in deliveries.values():
+        _print_delivery(console, envelope)
+
+
+def _touch_of(envelope_from: str) -> int | None:
+    tag = envelope_from.partition("@")[0].rpartition("+t")[2]
+    return int(tag) if tag.isdigit() else None
+
+
+def _print_delivery(console: Console, envelope) -> None:
+    message = message_from_bytes(envelope.content)
+    console.print(f"{'':22} [cyan]delivered    [/cyan] MAIL FROM {envelope.mail_from} -> "
+                  f"{', '.join(envelope.rcpt_tos)}", highlight=False, soft_wrap=True)
+    for header in ("From", "Subject", "Message-ID", "In-Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post"):
+        if message[header]:
+            console.print(f"{'':35}[dim]{header}:[/dim] {message[header]}", highlight=False, soft_wrap=True)
 
 
 def _play_sdr(session: Session, console: Console, now: datetime, state: dict) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from rich.console import Console
@@ -12,23 +11,22 @@ from sequencer.demo import run_demo
 
 
 @pytest.fixture(scope="module")
-def demo() -> tuple[dict, str, float]:
-    """Run the demo once for this module: (returned counts, printed text, seconds taken)."""
+def demo() -> tuple[dict, str]:
+    """Run the demo once for this module: (returned counts, printed text)."""
     buffer = io.StringIO()
-    started = time.monotonic()
     counts = run_demo(console=Console(file=buffer, width=200))
-    return counts, buffer.getvalue(), time.monotonic() - started
+    return counts, buffer.getvalue()
 
 
-def test_demo_delivers_email_over_loopback_smtp(demo: tuple[dict, str, float]) -> None:
-    counts, text, _ = demo
+def test_demo_delivers_email_over_loopback_smtp(demo: tuple[dict, str]) -> None:
+    counts, text = demo
 
     assert counts["emails"] > 0
     assert f"{counts['emails']} emails received by the loopback SMTP server" in text
 
 
-def test_demo_ends_with_stopped_and_finished_enrollments(demo: tuple[dict, str, float]) -> None:
-    counts, text, _ = demo
+def test_demo_ends_with_stopped_and_finished_enrollments(demo: tuple[dict, str]) -> None:
+    counts, text = demo
 
     assert counts["states"].get("stopped", 0) >= 1
     assert counts["states"].get("finished", 0) >= 1
@@ -47,13 +45,18 @@ def test_demo_ends_with_stopped_and_finished_enrollments(demo: tuple[dict, str, 
         "duplicate of signal",
     ],
 )
-def test_demo_prints_the_story(demo: tuple[dict, str, float], story: str) -> None:
-    _, text, _ = demo
+def test_demo_prints_the_story(demo: tuple[dict, str], story: str) -> None:
+    _, text = demo
 
     assert story in text
 
 
-def test_demo_is_quick(demo: tuple[dict, str, float]) -> None:
-    _, _, seconds = demo
+def test_each_delivery_is_printed_under_the_decision_that_sent_it(demo: tuple[dict, str]) -> None:
+    counts, text = demo
+    lines = text.splitlines()
 
-    assert seconds < 20
+    delivered = [index for index, line in enumerate(lines) if " delivered " in line]
+    assert len(delivered) == counts["emails"]
+    for index in delivered:
+        recipient = lines[index].rsplit("-> ", 1)[1].strip()
+        assert " sent " in lines[index - 1] and recipient in lines[index - 1], lines[index - 1:index + 1]
