@@ -1,10 +1,11 @@
 """Volume caps: counters that are checked and incremented in one atomic database step.
 
 Each cap is a row in ``capcounter`` keyed by what it limits and the period
-(``mailbox:3:2026-11-25``). ``reserve`` increments every counter a send needs with
-``UPDATE ... SET used = used + 1 WHERE key = ? AND used < limit``; if any of them has no
-room, the caller rolls the whole transaction back. The database serialises the updates,
-so the caps hold with any number of workers, and Redis is never asked.
+(``mailbox:3:2026-11-25``). ``reserve`` counts one send against every counter it needs
+with a conditional upsert (``used = used + 1`` only while ``used < limit``) and gives the
+ones it moved back when another had no room; ``reserve_all`` does the same for a whole
+batch of sends at once, all or nothing. The database serialises the updates, so the caps
+hold with any number of workers, and Redis is never asked.
 """
 
 from __future__ import annotations
