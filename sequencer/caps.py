@@ -10,6 +10,7 @@ hold with any number of workers, and Redis is never asked.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -130,16 +131,15 @@ def reserve_all(session: Session, sends: list[list[Cap]]) -> bool:
     then nothing is counted, and the caller reserves send by send with ``reserve``,
     which says which cap is full.
     """
-    totals: dict[str, list] = {}
-    for caps in sends:
-        for cap in caps:
-            total = totals.setdefault(cap.key, [0, cap])
-            total[0] += 1
-    rows = [{"key": key, "n": n, "limit": cap.limit, "ends": cap.expires_on} for key, (n, cap) in totals.items()]
+    counts = Counter(cap.key for caps in sends for cap in caps)
+    by_key = {cap.key: cap for caps in sends for cap in caps}
+    # In key order, so two workers counting the same counters lock them in the same order.
+    rows = [{"key": key, "n": counts[key], "limit": by_key[key].limit, "ends": by_key[key].expires_on}
+            for key in sorted(counts)]
     if not rows or any(row["n"] > row["limit"] for row in rows):
         return not rows
     savepoint = session.begin_nested()
-    if session.connection().execute(_RESERVE_ALL, sorted(rows, key=lambda row: row["key"])).rowcount == len(rows):
+    if session.connection().execute(_RESERVE_ALL, rows).rowcount == len(rows):
         savepoint.commit()
         return True
     savepoint.rollback()
@@ -157,7 +157,6 @@ _RELEASE = (
 )
 
 
-# Rows in key order, so two workers reserving the same counters lock them in the same order.
 _RESERVE_ALL = text(
     "INSERT INTO capcounter (key, used, cap_limit, expires_on) VALUES (:key, :n, :limit, :ends) "
     "ON CONFLICT (key) DO UPDATE SET used = capcounter.used + excluded.used, cap_limit = excluded.cap_limit "
