@@ -103,9 +103,14 @@ def enter_step(
 
 @dataclass
 class Move:
-    """An enrollment to move on to its next step (``step_on``), with extra column values."""
+    """An enrollment to move on to its next step (``step_on``), with extra column values.
+
+    ``expected`` is the version the mover's own claim left: a change made since (a stop
+    rule, another worker) makes the move lose, even one made earlier in the same transaction.
+    """
 
     enrollment: Enrollment
+    expected: int
     definition: dict
     prospect: Prospect
     values: dict[str, Any] = field(default_factory=dict)
@@ -126,21 +131,21 @@ def step_on(session: Session, now: datetime, moves: list[Move]) -> set[int]:
         planned.append((move, {**vars(position), **move.values}, pending))
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for move, values, _ in planned:
-        version = move.enrollment.version
         groups.setdefault(tuple(sorted(values)), []).append(
-            {"claim_id": move.enrollment.id, "claim_version": version, "claim_next": version + 1, **values})
+            {"claim_id": move.enrollment.id, "claim_version": move.expected, "claim_next": move.expected + 1,
+             **values})
     savepoint = session.begin_nested()
     if all(session.connection().execute(_claim_statement(names), rows).rowcount == len(rows)
            for names, rows in groups.items()):
         savepoint.commit()
         moved = planned
         for move, values, _ in moved:
-            for name, value in {"version": move.enrollment.version + 1, **values}.items():
+            for name, value in {"version": move.expected + 1, **values}.items():
                 set_committed_value(move.enrollment, name, value)  # already written above
     else:
         savepoint.rollback()
         moved = [(move, values, pending) for move, values, pending in planned
-                 if claim(session, move.enrollment, **values)]
+                 if claim(session, move.enrollment, move.expected, **values)]
     for move, _, pending in moved:
         for kind, reason, detail in pending:
             decisions.record(session, now, kind, reason, enrollment=move.enrollment, **detail)

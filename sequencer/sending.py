@@ -170,8 +170,8 @@ def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> enrollm
                      enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
                      message_id=item.message_id)
     thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}
-    return enrollments.Move(enrollment, item.ctx.extra["definition"], item.ctx.prospect,
-                            {"mailbox_id": mailbox.id, **thread})
+    return enrollments.Move(enrollment, item.version + 1, item.ctx.extra["definition"], item.ctx.prospect,
+                            {"mailbox_id": mailbox.id, **thread})  # item.version + 1: what the batch's claim left
 
 
 def _with_footer(text: str, ctx: TouchContext) -> str:

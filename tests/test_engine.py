@@ -210,7 +210,7 @@ def test_step_on_moves_every_enrollment_whose_claim_holds_and_only_those(
             elsewhere.commit()
         other.dispose()
     definition = session.get(SequenceVersion, ann.sequence_version_id).definition
-    moves = [enrollments.Move(e, definition, session.get(Prospect, e.prospect_id),
+    moves = [enrollments.Move(e, 0, definition, session.get(Prospect, e.prospect_id),
                               {"thread_subject": f"to {e.id}"} if e is cy else {}) for e in (ann, bob, cy)]
 
     moved = enrollments.step_on(session, clock.now(), moves)

@@ -326,6 +326,26 @@ def test_an_smtp_block_refusal_is_counted_against_the_mailbox_not_the_person(
     assert enrollment_of(session, DANA).state == "active"
 
 
+def test_a_refusal_that_stops_the_account_stops_a_colleague_sent_to_in_the_same_batch(
+        tmp_path, session, clock, smtp, settings, workspace):
+    settings.rules_file = rules_file(tmp_path, "defaults:\n  bounce.block: [stop_account]\n")
+    built = production.build(settings, check_domains=False)
+    for name in ("bob", "ann"):  # bob's email goes out; ann's is refused, in one batch
+        add_prospect(session, clock.now(), f"{name}@northwind.example")
+        fire(session, clock.now(), "intent_surge", email=f"{name}@northwind.example", score=80)
+    smtp.refuse("ann@northwind.example", "554 5.7.1 message blocked by policy")
+    try:
+        assert tick(session, clock, built).outcomes == {"sent": 1, "failed": 1}
+    finally:
+        built.sender.close()
+
+    session.expire_all()
+    bob = enrollment_of(session, "bob@northwind.example")
+    assert (bob.state, bob.current_step, bob.next_due_at) == ("stopped", 0, None)
+    kinds = session.exec(select(Decision.kind).where(Decision.enrollment_id == bob.id).order_by(Decision.id)).all()
+    assert kinds == ["enrolled", "sent", "stopped"]  # not moved on to the wait after the stop
+
+
 # --- meeting booked ------------------------------------------------------------------------
 
 CALL_FIRST = """\
