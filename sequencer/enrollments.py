@@ -49,8 +49,8 @@ def claim_many(session: Session, claims: list[tuple[Enrollment, int]], **values:
     if not claims:
         return set()
     pairs = [(enrollment.id, expected) for enrollment, expected in claims]
-    claimed = set(session.connection().execute(_claim_many_statement(tuple(sorted(values))),
-                                               {"claims": pairs, **values}).scalars())
+    params = {"ids": sorted(pair[0] for pair in pairs), "claims": pairs, **values}
+    claimed = set(session.connection().execute(_claim_many_statement(tuple(sorted(values))), params).scalars())
     for enrollment, expected in claims:
         if enrollment.id in claimed:
             for name, value in {"version": expected + 1, **values}.items():
@@ -62,7 +62,9 @@ def claim_many(session: Session, claims: list[tuple[Enrollment, int]], **values:
 def _claim_many_statement(names: tuple[str, ...]) -> Update:
     return (
         update(Enrollment)
-        .where(tuple_(Enrollment.id, Enrollment.version).in_(bindparam("claims", expanding=True)))
+        # The ids alone let SQLite find the rows by key; with only the pairs it scans the table.
+        .where(Enrollment.id.in_(bindparam("ids", expanding=True)),
+               tuple_(Enrollment.id, Enrollment.version).in_(bindparam("claims", expanding=True)))
         .values(version=Enrollment.version + 1, **{name: bindparam(name) for name in names})
         .returning(Enrollment.id)
         .execution_options(synchronize_session=False)

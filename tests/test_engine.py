@@ -193,6 +193,25 @@ def test_claim_many_claims_the_unchanged_and_leaves_the_one_changed_elsewhere(wo
     assert enrollments.claim_many(session, [(ann, 0)]) == set()  # a version already taken claims nothing
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_claim_many_finds_its_rows_by_key_on_sqlite(workspace, session, clock, engine):
+    from sqlalchemy import event
+
+    from sequencer import enrollments
+
+    add_prospect(session, clock.now(), "ann@northwind.example")
+    fire(session, clock.now(), "intent_surge", email="ann@northwind.example", score=80)
+    ann = enrollment_of(session, "ann@northwind.example")
+    seen = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, params, *rest: seen.append((sql, params)))
+
+    assert enrollments.claim_many(session, [(ann, 0)]) == {ann.id}
+
+    sql, params = next((sql, params) for sql, params in seen if sql.startswith("UPDATE enrollment"))
+    plan = " ".join(row[-1] for row in session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "SEARCH enrollment USING INTEGER PRIMARY KEY" in plan and "SCAN enrollment" not in plan, plan
+
+
 @pytest.mark.parametrize("lost", [False, True])
 def test_step_on_moves_every_enrollment_whose_claim_holds_and_only_those(
         workspace, session, clock, db_url, lost):
