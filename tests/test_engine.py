@@ -199,13 +199,14 @@ def test_claim_many_finds_its_rows_by_key_on_sqlite(workspace, session, clock, e
 
     from sequencer import enrollments
 
-    add_prospect(session, clock.now(), "ann@northwind.example")
-    fire(session, clock.now(), "intent_surge", email="ann@northwind.example", score=80)
-    ann = enrollment_of(session, "ann@northwind.example")
+    for name in ("ann", "bob"):
+        add_prospect(session, clock.now(), f"{name}@northwind.example")
+        fire(session, clock.now(), "intent_surge", email=f"{name}@northwind.example", score=80)
+    ann, bob = (enrollment_of(session, f"{name}@northwind.example") for name in ("ann", "bob"))
     seen = []
     event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, params, *rest: seen.append((sql, params)))
 
-    assert enrollments.claim_many(session, [(ann, 0)]) == {ann.id}
+    assert enrollments.claim_many(session, [(ann, 0), (bob, 0)]) == {ann.id, bob.id}
 
     sql, params = next((sql, params) for sql, params in seen if sql.startswith("UPDATE enrollment"))
     plan = " ".join(row[-1] for row in session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
