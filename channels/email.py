@@ -34,10 +34,17 @@ class DeliveryError(Exception):
     """The message was not accepted. ``code`` is the SMTP reply code (0: no reply at all)."""
 
     def __init__(self, code: int, message: str, *, permanent: bool) -> None:
-        super().__init__(f"{code} {message}".strip())
+        super().__init__(f"{code} {message}".strip() if code else message)
         self.code = code
         self.message = message
         self.permanent = permanent
+
+
+class UnsafeMessage(DeliveryError):
+    """The message was refused here, before any server saw it: a header would embed another."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message, permanent=True)
 
 
 @dataclass
@@ -229,7 +236,7 @@ class SmtpSender:
         try:
             data = wire(email)
         except HeaderParseError as exc:  # a header value that would smuggle in another header
-            raise DeliveryError(0, f"message not sent, a header is unsafe: {exc}", permanent=True) from exc
+            raise UnsafeMessage(f"message not sent, a header is unsafe: {exc}") from exc
         envelope_from = email.envelope_from or email.mailbox.address
         for attempt in (1, 2):
             connection = self._connection(email.mailbox)

@@ -112,13 +112,13 @@ def reserve(session: Session, caps: list[Cap]) -> Cap | None:
     if blocked is not None or not caps:
         return blocked
     params: dict[str, object] = {}
-    for index, cap in enumerate(caps):
+    for index, cap in enumerate(sorted(caps, key=lambda cap: cap.key)):  # the lock order of every cap statement
         params.update({f"key{index}": cap.key, f"limit{index}": cap.limit, f"ends{index}": cap.expires_on})
     statement = _reserve_statement(session.get_bind().dialect.name, len(caps))
     counted = set(session.connection().execute(statement, params).scalars())
     full = next((cap for cap in caps if cap.key not in counted), None)
     if full is not None and counted:
-        release(session, [cap for cap in caps if cap.key in counted])
+        release(session, [[cap for cap in caps if cap.key in counted]])
     return full
 
 
@@ -131,11 +131,10 @@ def reserve_all(session: Session, sends: list[list[Cap]]) -> bool:
     then nothing is counted, and the caller reserves send by send with ``reserve``,
     which says which cap is full.
     """
-    counts = Counter(cap.key for caps in sends for cap in caps)
+    counts = _totals(sends)
     by_key = {cap.key: cap for caps in sends for cap in caps}
-    # In key order, so two workers counting the same counters lock them in the same order.
-    rows = [{"key": key, "n": counts[key], "limit": by_key[key].limit, "ends": by_key[key].expires_on}
-            for key in sorted(counts)]
+    rows = [{"key": key, "n": n, "limit": by_key[key].limit, "ends": by_key[key].expires_on}
+            for key, n in counts]
     if not rows or any(row["n"] > row["limit"] for row in rows):
         return not rows
     savepoint = session.begin_nested()
@@ -146,15 +145,20 @@ def reserve_all(session: Session, sends: list[list[Cap]]) -> bool:
     return False
 
 
-def release(session: Session, caps: list[Cap]) -> None:
-    """Give back one send counted against each of ``caps`` (a reservation not used)."""
-    session.connection().execute(_RELEASE, {"keys": sorted(cap.key for cap in caps)})
+def release(session: Session, sends: list[list[Cap]]) -> None:
+    """Give back sends counted but not made: one per send against each of its caps."""
+    rows = [{"key": key, "n": n} for key, n in _totals(sends)]
+    if rows:
+        session.connection().execute(_RELEASE, rows)
 
 
-_RELEASE = (
-    update(CapCounter).where(CapCounter.key.in_(bindparam("keys", expanding=True)))
-    .values(used=CapCounter.used - 1).execution_options(synchronize_session=False)
-)
+def _totals(sends: list[list[Cap]]) -> list[tuple[str, int]]:
+    """How many of ``sends`` count against each counter, in key order: every statement that
+    moves counters moves them in that order, so two workers cannot lock them crosswise."""
+    return sorted(Counter(cap.key for caps in sends for cap in caps).items())
+
+
+_RELEASE = text("UPDATE capcounter SET used = used - :n WHERE key = :key")
 
 
 _RESERVE_ALL = text(

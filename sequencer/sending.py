@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from channels.email import DeliveryError, OutgoingEmail, new_message_id
+from channels.email import DeliveryError, OutgoingEmail, UnsafeMessage, new_message_id
 from sequencer import caps, decisions, enrollments, mailboxes, schedule
 from sequencer.guards import TouchContext, Verdict
 from sequencer.models import Decision, Enrollment, Touch
@@ -79,6 +79,9 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
             elif outcomes[index] == "claimed":
                 outcomes[index] = _delivery_failed(session, now, runtime, item)
         enrollments.step_on(session, now, moves)
+        # A send that will be tried again, or that no server saw, gives its caps back.
+        caps.release(session, [item.limits for item, outcome in zip(planned, outcomes, strict=True)
+                               if outcome in ("retry", "blocked") and item.limits])
     session.commit()
     return outcomes
 
@@ -102,7 +105,10 @@ def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[
             for item in new:
                 item.touch_id = ids[item.ctx.enrollment.id]
         session.commit()
-    except IntegrityError:  # another worker wrote one of these touches: leave the whole batch to it
+    except (IntegrityError, OperationalError):
+        # Another worker wrote one of these touches, or the database broke a lock cycle
+        # with another worker (PostgreSQL) or stayed locked (SQLite): nothing was sent,
+        # so the whole batch is left for the next tick.
         session.rollback()
         return ["lost_race"] * len(planned)
     return outcomes
@@ -119,7 +125,7 @@ def _claim(session: Session, now: datetime, item: PlannedEmail, counted: bool) -
         return record_deferral(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
     gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
     if gap and not caps.take_gap(session, mailbox, now, gap):
-        caps.release(session, limits)
+        caps.release(session, [limits])
         until = (mailbox.last_sent_at or now) + timedelta(seconds=gap)
         return record_deferral(session, now, enrollment, Verdict(
             "defer", f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", until, "gap"))
@@ -198,6 +204,13 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: Pl
     """The server refused: retry later when it may pass, else hand it to the stop rules (caller commits)."""
     exc, enrollment = item.error, item.ctx.enrollment
     touch = item.existing or session.get(Touch, item.touch_id)
+    if isinstance(exc, UnsafeMessage):  # no server saw it, and no retry can help: a person fixes the text
+        touch.state, touch.reason = "blocked", str(exc)
+        session.add(touch)
+        decisions.record(session, now, "blocked", str(exc), enrollment=enrollment, touch_id=touch.id, guard="message")
+        if enrollments.claim(session, enrollment, item.version + 1):  # unchanged since the batch's claim
+            enrollments.pause(session, now, enrollment, f"needs attention: {exc}")
+        return "blocked"
     attempts = 1 + len(session.exec(
         select(Decision.id).where(Decision.touch_id == touch.id, Decision.kind == "send_failed")
     ).all())
@@ -205,9 +218,7 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: Pl
                      code=exc.code, attempt=attempts)
     touch.state, touch.reason = "failed", str(exc)
     session.add(touch)
-    if not exc.permanent and item.limits:  # not taken this time; the retry counts it again
-        caps.release(session, item.limits)
-    if not enrollments.claim(session, enrollment):
+    if not enrollments.claim(session, enrollment, item.version + 1):  # changed since the batch's claim
         return "failed"
     if exc.permanent and runtime.on_delivery_error is not None:
         runtime.on_delivery_error(session, now, touch, enrollment, exc, attempts)

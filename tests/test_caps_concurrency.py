@@ -214,3 +214,42 @@ class _Fixed:
 
     def now(self) -> datetime:
         return self._moment
+
+
+def test_a_claim_that_cannot_take_a_lock_leaves_the_batch_for_the_next_tick(tmp_path, pg_url, smtp):
+    """Another worker holds a counter's row lock past this worker's lock timeout (as when
+    PostgreSQL breaks a deadlock): the batch is rolled back whole, nothing is sent or
+    counted, and the next tick sends it once."""
+    from sqlalchemy import event
+
+    settings = Settings(
+        database_url=pg_url, templates_dir=REPO_TEMPLATES, secret_key="test-secret",
+        mailboxes=[{"address": "sam@outreach-acme.example", "display_name": "Sam", "smtp_host": smtp.host,
+                    "smtp_port": smtp.port, "daily_cap": CAP}],
+    )
+    monday = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+    engine = make_engine(pg_url)
+    event.listen(engine, "connect", lambda connection, _: connection.execute("SET lock_timeout = '300ms'"))
+    holder = make_engine(pg_url)
+    sender = SmtpSender(timeout=5)
+    try:
+        with new_session(engine) as session:
+            prepare(session, monday, settings, write_templates(tmp_path / "templates", SEQUENCE))
+            for i in range(2):
+                add_prospect(session, monday, f"p{i}@company{i}.example")
+                fire(session, monday, "intent_surge", email=f"p{i}@company{i}.example", score=80)
+            key = f"mailbox:{session.exec(select(Mailbox.id)).one()}:{monday.date()}"
+            with holder.connect() as other:  # holds the mailbox counter's row lock, uncommitted
+                other.execute(text("INSERT INTO capcounter (key, used, cap_limit, expires_on) "
+                                   "VALUES (:key, 0, 10, :day)"), {"key": key, "day": monday.date()})
+                report = tick(session, _Fixed(monday), Runtime(settings=settings, sender=sender))
+                other.rollback()
+
+            assert report.outcomes == {"lost_race": 2} and smtp.messages == []
+            assert session.exec(select(Touch)).all() == [] and _used(pg_url, [key]) == {}
+            assert tick(session, _Fixed(monday), Runtime(settings=settings, sender=sender)).outcomes == {"sent": 2}
+            assert len(smtp.messages) == 2 and _used(pg_url, [key]) == {key: 2}
+    finally:
+        sender.close()
+        holder.dispose()
+        engine.dispose()

@@ -285,11 +285,40 @@ def test_an_smtp_mailbox_full_refusal_is_retried_later(session, clock, smtp, pro
     report = tick(session, clock, production_runtime)
 
     assert report.outcomes == {"retry": 1} and suppression(session, DANA) is None
+    assert set(_counted(session).values()) == {0}  # the retry will count it
     smtp.handler.refuse.clear()  # the prospect made room
     clock.advance(timedelta(hours=24))
     tick(session, clock, production_runtime)
     assert [m.rcpt_tos for m in smtp.messages] == [[DANA]]
     assert session.exec(select(Touch)).one().state == "sent"
+    counted = _counted(session)  # Monday's daily counters at 0, Tuesday's at 1: one delivery
+    assert sorted(counted.values()) == [0, 0, 0, 1, 1, 1, 1]
+    assert [used for key, used in counted.items() if key.startswith("recipient-week:")] == [1]  # not 2
+
+
+def _counted(session) -> dict[str, int]:
+    session.expire_all()
+    return {row.key: row.used for row in session.exec(select(CapCounter))}
+
+
+def test_a_message_with_an_unsafe_header_is_blocked_for_a_person_not_bounced(
+        session, clock, smtp, production_runtime):
+    mailbox = session.exec(select(Mailbox)).first()
+    mailbox.display_name = "Sam\r\nBcc: everyone@else.example"  # stored before names were checked
+    session.add(mailbox)
+    session.commit()
+    add_prospect(session, clock.now(), DANA)
+    fire(session, clock.now(), "intent_surge", email=DANA, score=80)
+
+    assert tick(session, clock, production_runtime).outcomes == {"blocked": 1}
+
+    assert smtp.messages == [] and suppression(session, DANA) is None
+    touch = session.exec(select(Touch)).one()
+    assert touch.state == "blocked" and "a header is unsafe" in touch.reason
+    enrollment = enrollment_of(session, DANA)
+    assert enrollment.state == "paused" and enrollment.reason.startswith("needs attention: message not sent")
+    assert set(_counted(session).values()) == {0}  # nothing was sent
+    assert session.exec(select(Decision).where(Decision.kind == "send_failed")).all() == []
 
 
 def test_smtp_mailbox_full_refusals_count_as_soft_bounces_and_the_third_gives_up(
