@@ -40,8 +40,17 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
-class UnsafeMessage(DeliveryError):
-    """The message was refused here, before any server saw it: a header would embed another."""
+class UnsendableMessage(DeliveryError):
+    """The message was refused here, before any server saw it (a header that would embed
+    another, an address the server cannot take): a person must fix it; no retry can."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message, permanent=True)
+
+
+class DeliveryUnknown(DeliveryError):
+    """The whole message went out but the server's verdict never came back: it may have
+    been delivered, so it must never be sent again."""
 
     def __init__(self, message: str) -> None:
         super().__init__(0, message, permanent=True)
@@ -236,26 +245,27 @@ class SmtpSender:
         try:
             data = wire(email)
         except HeaderParseError as exc:  # a header value that would smuggle in another header
-            raise UnsafeMessage(f"message not sent, a header is unsafe: {exc}") from exc
+            raise UnsendableMessage(f"message not sent, a header is unsafe: {exc}") from exc
         envelope_from = email.envelope_from or email.mailbox.address
         for attempt in (1, 2):
             connection = self._connection(email.mailbox)
             try:
-                refused = _transfer(connection, envelope_from, email.to, data)
+                _transfer(connection, envelope_from, email.to, data)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
                 raise DeliveryError(code, _text(text), permanent=code >= 500) from exc
             except smtplib.SMTPResponseException as exc:
                 self._drop(email.mailbox)
                 raise DeliveryError(exc.smtp_code, _text(exc.smtp_error), permanent=exc.smtp_code >= 500) from exc
+            except _BodySent as exc:
+                self._drop(email.mailbox)
+                raise DeliveryUnknown(f"no reply after the message was sent ({exc.__cause__}); "
+                                      "not resent so the prospect is never mailed twice") from exc
             except (smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
                 self._drop(email.mailbox)
                 if attempt == 2:
                     raise DeliveryError(0, f"connection failed: {exc}", permanent=False) from exc
-                continue  # a kept-alive connection the server closed; reconnect once
-            if refused:
-                code, text = next(iter(refused.values()))
-                raise DeliveryError(code, _text(text), permanent=code >= 500)
+                continue  # a kept-alive connection the server closed, before any of the message went
             return email.message_id
         raise AssertionError("unreachable")
 
@@ -303,40 +313,75 @@ class SmtpSender:
                 connection.close()
 
 
-def _transfer(connection: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> dict:
-    """One message over ``connection``; raises and returns what ``smtplib.SMTP.sendmail`` does.
+def _transfer(connection: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
+    """One message over ``connection``: MAIL, RCPT, DATA, then the message itself.
 
-    When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write
-    and their replies are read together: two round trips per message instead of four,
-    which is most of the time a send takes, on loopback as on a distant relay.
+    A refusal raises what ``smtplib.SMTP.sendmail`` raises. When the server offers
+    PIPELINING (RFC 2920) the three commands go out in one write and their replies are
+    read together: two round trips per message instead of four, which is most of the time
+    a send takes, on loopback as on a distant relay. A failure after the message itself
+    was written raises ``_BodySent``: the server may have taken it.
     """
     connection.ehlo_or_helo_if_needed()
-    if not (connection.has_extn("pipelining") and sender.isascii() and recipient.isascii()):
-        return connection.sendmail(sender, [recipient], data)
-    size = f" SIZE={len(data)}" if connection.has_extn("size") else ""
-    connection.send(f"MAIL FROM:{smtplib.quoteaddr(sender)}{size}\r\n"
-                    f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n")
-    mail, rcpt, start = connection.getreply(), connection.getreply(), connection.getreply()
-    refused = mail[0] != 250 or rcpt[0] not in (250, 251)
-    if refused or start[0] != 354:
-        if start[0] == 354:  # DATA accepted after a refusal: end it empty (RFC 2920, 3.1)
-            connection.send(b".\r\n")
-            connection.getreply()
+    options = f" SIZE={len(data)}" if connection.has_extn("size") else ""
+    if not (sender.isascii() and recipient.isascii()):
+        if not connection.has_extn("smtputf8"):
+            address = sender if not sender.isascii() else recipient
+            raise UnsendableMessage(f"{address}: a non-ASCII address needs SMTPUTF8, which the server does not offer")
+        options += " SMTPUTF8"
+        connection.command_encoding = "utf-8"
+    commands = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{options}", f"RCPT TO:{smtplib.quoteaddr(recipient)}", "DATA"]
+    pipelined = connection.has_extn("pipelining")
+    if pipelined:
+        connection.send("".join(f"{command}\r\n" for command in commands))
+    replies: list[tuple[int, bytes]] = []
+    try:
+        for command in commands:
+            if not pipelined:
+                connection.send(f"{command}\r\n")
+            replies.append(connection.getreply())
+            if not pipelined and not _accepted(len(replies) - 1, replies[-1][0]):
+                break  # one at a time: nothing more after a refusal
+    except smtplib.SMTPServerDisconnected:
+        _raise_refusal(replies, sender, recipient)  # a refusal read before the hang-up (a 421) stands
+        raise
+    if len(replies) < 3 or not all(_accepted(index, code) for index, (code, _) in enumerate(replies)):
         try:
+            if replies[-1][0] == 354:  # DATA accepted after a refusal: end it empty (RFC 2920, 3.1)
+                connection.send(b".\r\n")
+                connection.getreply()
             connection.rset()
-        except smtplib.SMTPServerDisconnected:  # it hung up (421): the refusal below still stands
-            pass
-        if mail[0] != 250:
-            raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
-        if refused:
-            raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
-        raise smtplib.SMTPDataError(*start)
+        except smtplib.SMTPServerDisconnected:
+            pass  # it hung up; the refusal stands
+        _raise_refusal(replies, sender, recipient)
     body = _LEADING_DOT.sub(b"..", data)
-    connection.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
-    code, text = connection.getreply()
+    try:
+        connection.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+        code, text = connection.getreply()
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        raise _BodySent from exc
     if code != 250:
         raise smtplib.SMTPDataError(code, text)
-    return {}
+
+
+def _accepted(index: int, code: int) -> bool:
+    """Whether ``code`` accepts command ``index`` of MAIL, RCPT, DATA."""
+    return code in ((250,), (250, 251), (354,))[index]
+
+
+def _raise_refusal(replies: list[tuple[int, bytes]], sender: str, recipient: str) -> None:
+    """Raise what ``sendmail`` raises for the first refused reply, if there is one."""
+    for index, (code, text) in enumerate(replies):
+        if not _accepted(index, code):
+            if index == 0:
+                raise smtplib.SMTPSenderRefused(code, text, sender)
+            if index == 1:
+                raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
+            raise smtplib.SMTPDataError(code, text)
+
+
+class _BodySent(Exception):
+    """The connection failed after the message itself was written (the cause says how)."""
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")  # dot-stuffing: a line that starts with "." gets another

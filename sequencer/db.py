@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -32,6 +33,16 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return create_engine(url, pool_pre_ping=True)
+
+
+# PostgreSQL's codes for a transaction that lost a lock: deadlock victim, lock timeout,
+# serialization failure. SQLite says "database is locked" once its busy timeout runs out.
+_LOCK_CONFLICTS = {"40P01", "55P03", "40001"}
+
+
+def is_lock_conflict(exc: OperationalError) -> bool:
+    """Whether ``exc`` means another transaction held what this one needed (retrying later may pass)."""
+    return getattr(exc.orig, "sqlstate", None) in _LOCK_CONFLICTS or "database is locked" in str(exc.orig)
 
 
 def migrate(engine: Engine) -> None:

@@ -21,8 +21,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from channels.email import DeliveryError, OutgoingEmail, UnsafeMessage, new_message_id
-from sequencer import caps, decisions, enrollments, mailboxes, schedule
+from channels.email import (
+    DeliveryError,
+    DeliveryUnknown,
+    OutgoingEmail,
+    UnsendableMessage,
+    new_message_id,
+)
+from sequencer import caps, db, decisions, enrollments, mailboxes, schedule
 from sequencer.guards import TouchContext, Verdict
 from sequencer.models import Decision, Enrollment, Touch
 from suppression.tokens import unsubscribe_headers, unsubscribe_url
@@ -73,15 +79,14 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     with decisions.batched(session):
         moves = []
         for index, item in enumerate(planned):
-            if outcomes[index] == "claimed" and item.error is None:
+            if outcomes[index] == "claimed" and (item.error is None or isinstance(item.error, DeliveryUnknown)):
                 moves.append(_record_sent(session, now, item))
-                outcomes[index] = "sent"
+                outcomes[index] = "sent" if item.error is None else "unknown"
             elif outcomes[index] == "claimed":
                 outcomes[index] = _delivery_failed(session, now, runtime, item)
         enrollments.step_on(session, now, moves)
-        # A send that will be tried again, or that no server saw, gives its caps back.
         caps.release(session, [item.limits for item, outcome in zip(planned, outcomes, strict=True)
-                               if outcome in ("retry", "blocked") and item.limits])
+                               if item.limits and _gives_caps_back(item, outcome)])
     session.commit()
     return outcomes
 
@@ -105,10 +110,12 @@ def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[
             for item in new:
                 item.touch_id = ids[item.ctx.enrollment.id]
         session.commit()
-    except (IntegrityError, OperationalError):
-        # Another worker wrote one of these touches, or the database broke a lock cycle
-        # with another worker (PostgreSQL) or stayed locked (SQLite): nothing was sent,
-        # so the whole batch is left for the next tick.
+    except (IntegrityError, OperationalError) as exc:
+        # Another worker wrote one of these touches, or held a lock this claim needed (a
+        # deadlock broken, a lock timeout, SQLite busy): nothing was sent, so the whole
+        # batch is left for the next tick. Any other database error is raised.
+        if isinstance(exc, OperationalError) and not db.is_lock_conflict(exc):
+            raise
         session.rollback()
         return ["lost_race"] * len(planned)
     return outcomes
@@ -154,6 +161,12 @@ _MARK_SENT = (update(Touch).where(Touch.id.in_(bindparam("ids", expanding=True))
               .values(state="sent", sent_at=bindparam("at")).execution_options(synchronize_session=False))
 
 
+def _gives_caps_back(item: PlannedEmail, outcome: str) -> bool:
+    """A send that will be tried again, or that no server saw, does not count against the caps."""
+    never_reached = item.error is not None and item.error.code == 0 and not isinstance(item.error, DeliveryUnknown)
+    return outcome in ("retry", "blocked") or never_reached
+
+
 def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEmail:
     ctx, mailbox, enrollment = item.ctx, item.mailbox, item.ctx.enrollment
     return OutgoingEmail(
@@ -167,14 +180,22 @@ def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEm
 
 
 def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> enrollments.Move:
-    """Record a sent email; return its enrollment's move to the next step (made with the batch's)."""
+    """Record a sent email, or one whose fate is unknown; return its enrollment's move to
+    the next step (made with the batch's)."""
     enrollment, mailbox, subject = item.ctx.enrollment, item.mailbox, item.rendered["subject"]
-    if item.existing is not None:
-        set_committed_value(item.existing, "state", "sent")
-        set_committed_value(item.existing, "sent_at", now)
-    decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}",
-                     enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
-                     message_id=item.message_id)
+    if item.error is not None:  # it may have arrived: never resent, and the sequence goes on
+        touch = item.existing or session.get(Touch, item.touch_id)
+        touch.state, touch.reason = "unknown", str(item.error)
+        session.add(touch)
+        decisions.record(session, now, "unknown", str(item.error), enrollment=enrollment, touch_id=item.touch_id,
+                         message_id=item.message_id)
+    else:
+        if item.existing is not None:
+            set_committed_value(item.existing, "state", "sent")
+            set_committed_value(item.existing, "sent_at", now)
+        decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}",
+                         enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
+                         message_id=item.message_id)
     thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}
     return enrollments.Move(enrollment, item.version + 1, item.ctx.extra["definition"], item.ctx.prospect,
                             {"mailbox_id": mailbox.id, **thread})  # item.version + 1: what the batch's claim left
@@ -204,7 +225,7 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: Pl
     """The server refused: retry later when it may pass, else hand it to the stop rules (caller commits)."""
     exc, enrollment = item.error, item.ctx.enrollment
     touch = item.existing or session.get(Touch, item.touch_id)
-    if isinstance(exc, UnsafeMessage):  # no server saw it, and no retry can help: a person fixes the text
+    if isinstance(exc, UnsendableMessage):  # no server saw it, and no retry can help: a person fixes the text
         touch.state, touch.reason = "blocked", str(exc)
         session.add(touch)
         decisions.record(session, now, "blocked", str(exc), enrollment=enrollment, touch_id=touch.id, guard="message")

@@ -386,6 +386,35 @@ def test_a_permanent_refusal_still_counts_against_the_caps(workspace, session, c
     assert _counted(session) == {"mailbox": 1, "domain": 1, "recipient": 1, "recipient-week": 1}
 
 
+def test_an_email_whose_final_reply_never_comes_is_unknown_never_resent_and_the_sequence_goes_on(
+        workspace, session, clock, settings):
+    from scripted_smtp import scripted
+
+    from sequencer.models import Mailbox
+
+    add_prospect(session, clock.now(), "dana@northwind.example")
+    fire(session, clock.now(), "intent_surge", email="dana@northwind.example", score=80)
+    with scripted(["PIPELINING"], final_delay=1.5) as script:
+        for mailbox in session.exec(select(Mailbox)).all():
+            mailbox.smtp_port = script["port"]
+            session.add(mailbox)
+        session.commit()
+        sender = SmtpSender(timeout=0.5)
+        try:
+            assert tick(session, clock, Runtime(settings=settings, sender=sender)).outcomes == {"unknown": 1}
+            clock.advance(timedelta(days=7))
+            tick(session, clock, Runtime(settings=settings, sender=sender))
+        finally:
+            sender.close()
+
+    first = session.exec(select(Touch).where(Touch.step_index == 0)).one()
+    assert first.state == "unknown" and "never mailed twice" in first.reason
+    assert sum(b"\r\nSubject: Hello Dana\r\n" in body for body in script["bodies"]) == 1  # the first, once
+    assert enrollment_of(session, "dana@northwind.example").current_step >= 2  # went on past the wait
+    unknown = session.exec(select(Decision.touch_id).where(Decision.kind == "unknown")).all()
+    assert unknown[0] == first.id  # (the follow-up's final reply never came either)
+
+
 def test_a_suppressed_address_is_blocked_right_before_the_send(workspace, session, clock, smtp, runtime):
     from suppression.store import unsubscribe
 

@@ -7,14 +7,19 @@ and must come out the same: what arrives, and how each refusal is reported.
 from __future__ import annotations
 
 import smtplib
-import socketserver
-import threading
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 
 import pytest
+from scripted_smtp import peer, scripted
 
-from channels.email import DeliveryError, OutgoingEmail, SmtpSender
+from channels.email import (
+    DeliveryError,
+    DeliveryUnknown,
+    OutgoingEmail,
+    SmtpSender,
+    UnsendableMessage,
+)
 from sequencer.local_smtp import LocalSmtpServer
 from sequencer.models import Mailbox
 
@@ -81,42 +86,52 @@ def test_a_refused_sender_is_reported_and_the_next_message_still_goes(server):
     assert after == [None] and [m.rcpt_tos for m in server.messages] == [["kai@prospect.example"]]
 
 
-class _AcceptsDataAnyway(socketserver.StreamRequestHandler):
-    """A server with the bug RFC 2920 warns of: DATA gets 354 even when every recipient was refused."""
-
-    def handle(self) -> None:
-        self.wfile.write(b"220 buggy ESMTP\r\n")
-        rcpt_ok = False
-        for raw in self.rfile:
-            command = raw.decode().strip().upper()
-            if command.startswith("EHLO"):
-                reply = "250-buggy\r\n250 PIPELINING"
-            elif command.startswith("RCPT"):
-                rcpt_ok = "GONE@" not in command
-                reply = "250 OK" if rcpt_ok else "550 5.1.1 no such user"
-            elif command == "DATA":
-                self.wfile.write(b"354 go ahead\r\n")
-                body = b"".join(iter(self.rfile.readline, b".\r\n"))
-                self.server.bodies.append(body)  # type: ignore[attr-defined]
-                reply = "250 queued" if rcpt_ok else "554 no valid recipients"
-            elif command == "QUIT":
-                self.wfile.write(b"221 bye\r\n")
-                return
-            else:
-                reply = "250 OK"
-            self.wfile.write(reply.encode() + b"\r\n")
+def _refuse_gone(line: str) -> tuple[str, bool]:
+    return ("550 5.1.1 no such user", False) if "GONE@" in line.upper() else ("250 OK", False)
 
 
 def test_data_accepted_after_a_refused_recipient_is_ended_empty_and_reported_as_the_refusal():
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _AcceptsDataAnyway) as buggy:
-        buggy.bodies = []  # type: ignore[attr-defined]
-        thread = threading.Thread(target=buggy.serve_forever, daemon=True)
-        thread.start()
-        peer = type("Peer", (), {"host": "127.0.0.1", "port": buggy.server_address[1]})
-        try:
-            errors = _send([_email(peer, "gone@prospect.example"), _email(peer, "dana@prospect.example")])
-        finally:
-            buggy.shutdown()
+    # The bug RFC 2920 warns of: DATA gets 354 even when every recipient was refused.
+    with scripted(["PIPELINING"], rcpt=_refuse_gone) as script:
+        errors = _send([_email(peer(script), "gone@prospect.example"), _email(peer(script), "dana@prospect.example")])
 
     assert (errors[0].code, errors[0].permanent) == (550, True) and errors[1] is None
-    assert buggy.bodies[0] == b"" and b"dana@prospect.example" in buggy.bodies[1]  # nothing sent to "gone"
+    assert script["bodies"][0] == b"" and b"dana@prospect.example" in script["bodies"][1]  # nothing for "gone"
+
+
+@pytest.mark.parametrize("extensions", [["PIPELINING"], []], ids=["pipelining", "classic"])
+@pytest.mark.parametrize(("verb", "reply", "code", "permanent"), [
+    ("mail", "554 5.7.1 sender blocked", 554, True),
+    ("rcpt", "550 5.1.1 no such user", 550, True),
+    ("mail", "421 4.7.0 too many connections, closing", 421, False),
+])
+def test_a_refusal_followed_by_a_hang_up_is_reported_as_that_refusal_not_retried(extensions, verb, reply, code,
+                                                                                   permanent):
+    with scripted(extensions, **{verb: lambda line: (reply, True)}) as script:
+        errors = _send([_email(peer(script), "dana@prospect.example")])
+
+    assert (errors[0].code, errors[0].permanent) == (code, permanent) and reply[4:] in str(errors[0])
+    assert script["connections"] == 1 and script["bodies"] == []
+
+
+def test_a_message_whose_final_reply_never_comes_is_unknown_and_never_sent_again():
+    with scripted(["PIPELINING"], final_delay=1.5) as script:
+        sender = SmtpSender(timeout=0.5)
+        try:
+            errors = sender.send_many([_email(peer(script), "dana@prospect.example")])
+        finally:
+            sender.close()
+
+    assert isinstance(errors[0], DeliveryUnknown) and "never mailed twice" in str(errors[0])
+    assert script["connections"] == 1 and len(script["bodies"]) == 1
+
+
+def test_a_non_ascii_address_goes_with_smtputf8_or_is_refused_here_when_the_server_lacks_it():
+    with scripted(["PIPELINING", "SMTPUTF8"]) as offers, scripted(["PIPELINING"]) as lacks:
+        sent = _send([_email(peer(offers), "josé@prospect.example")])
+        refused = _send([_email(peer(lacks), "josé@prospect.example"), _email(peer(lacks), "jo@prospect.example")])
+
+    assert sent == [None] and any(c.startswith("MAIL FROM:") and c.endswith("SMTPUTF8") for c in offers["commands"])
+    assert "RCPT TO:<josé@prospect.example>" in offers["commands"]
+    assert isinstance(refused[0], UnsendableMessage) and "needs SMTPUTF8" in str(refused[0])
+    assert refused[1] is None and len(lacks["bodies"]) == 1
