@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 SEND_LEASE = timedelta(minutes=10)
 RETRY_BACKOFF = timedelta(minutes=15)
 MAX_SEND_ATTEMPTS = 5
+RECORD_ATTEMPTS = 3  # a batch's record, when another worker's lock gets in its way
 
 
 @dataclass
@@ -73,7 +74,24 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
     for item, error in zip(claimed, errors, strict=True):
         item.error = error
-    sent = [item.touch_id for item in claimed if item.error is None]
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            return _record_all(session, now, runtime, planned, list(outcomes))
+        except OperationalError as exc:
+            # Another worker held a lock this needed (PostgreSQL may pick this side of a
+            # deadlock to break). The emails are out already, so their record must not
+            # be lost: undo the whole record and make it again from what was sent.
+            if not db.is_lock_conflict(exc) or attempt == RECORD_ATTEMPTS:
+                raise
+            session.rollback()
+    raise AssertionError("unreachable")
+
+
+def _record_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail],
+                outcomes: list[str]) -> list[str]:
+    """Record a sent batch in one transaction; may be made again after a rollback."""
+    sent = [item.touch_id for item, outcome in zip(planned, outcomes, strict=True)
+            if outcome == "claimed" and item.error is None]
     if sent:
         session.connection().execute(_MARK_SENT, {"ids": sent, "at": now})
     with decisions.batched(session):

@@ -253,3 +253,60 @@ def test_a_claim_that_cannot_take_a_lock_leaves_the_batch_for_the_next_tick(tmp_
         sender.close()
         holder.dispose()
         engine.dispose()
+
+
+def test_a_record_that_cannot_take_a_lock_is_made_again_and_nothing_sent_is_lost(tmp_path, pg_url, smtp):
+    """While the emails are out, another worker locks an enrollment the record must move
+    on; the record hits the lock timeout, is undone, and is made again once the lock is
+    gone: every sent email is recorded as sent, once."""
+    from sqlalchemy import event
+
+    settings = Settings(
+        database_url=pg_url, templates_dir=REPO_TEMPLATES, secret_key="test-secret",
+        mailboxes=[{"address": "sam@outreach-acme.example", "display_name": "Sam", "smtp_host": smtp.host,
+                    "smtp_port": smtp.port, "daily_cap": CAP}],
+    )
+    monday = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+    engine = make_engine(pg_url)
+    event.listen(engine, "connect", lambda connection, _: connection.execute("SET lock_timeout = '300ms'"))
+    timed_out = threading.Event()
+    event.listen(engine, "handle_error", lambda context: timed_out.set())
+    holder = make_engine(pg_url)
+    locked = threading.Event()
+
+    def hold_the_first_enrollment() -> None:  # another worker, from the moment the first email arrives
+        with holder.connect() as other:
+            other.execute(text("SELECT id FROM enrollment ORDER BY id LIMIT 1 FOR UPDATE"))
+            locked.set()
+            timed_out.wait(10)
+            other.rollback()
+
+    receive = smtp.handler.handle_DATA
+
+    async def on_data(server, session, envelope):
+        if not locked.is_set():
+            threading.Thread(target=hold_the_first_enrollment, daemon=True).start()
+            locked.wait(5)
+        return await receive(server, session, envelope)
+
+    smtp.handler.handle_DATA = on_data
+    sender = SmtpSender(timeout=5)
+    try:
+        with new_session(engine) as session:
+            prepare(session, monday, settings, write_templates(tmp_path / "templates", SEQUENCE))
+            for i in range(2):
+                add_prospect(session, monday, f"p{i}@company{i}.example")
+                fire(session, monday, "intent_surge", email=f"p{i}@company{i}.example", score=80)
+
+            report = tick(session, _Fixed(monday), Runtime(settings=settings, sender=sender))
+
+            assert timed_out.is_set()  # the first record did meet the lock
+            assert report.outcomes == {"sent": 2} and len(smtp.messages) == 2
+            session.expire_all()
+            assert [t.state for t in session.exec(select(Touch))] == ["sent", "sent"]
+            assert len(session.exec(select(Decision).where(Decision.kind == "sent")).all()) == 2
+            assert {e.state for e in session.exec(select(Enrollment))} == {"finished"}
+    finally:
+        sender.close()
+        holder.dispose()
+        engine.dispose()
