@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from engine_support import add_prospect, fire, prepare, write_templates
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel, select
 
@@ -159,12 +160,32 @@ PROSPECTS = 40
 DAYS = 2
 
 
-def test_six_concurrent_tickers_send_exactly_the_cap_each_day_and_defer_the_rest(tmp_path, pg_url, smtp):
-    settings = Settings(
+def _sam_settings(pg_url: str, smtp) -> Settings:
+    """One mailbox with a daily cap of CAP, sending to the loopback server."""
+    return Settings(
         database_url=pg_url, templates_dir=REPO_TEMPLATES, secret_key="test-secret",
         mailboxes=[{"address": "sam@outreach-acme.example", "display_name": "Sam", "smtp_host": smtp.host,
                     "smtp_port": smtp.port, "daily_cap": CAP}],
     )
+
+
+def _two_due(session: Session, now: datetime, settings: Settings, tmp_path) -> None:
+    """The one-email sequence loaded, and two prospects enrolled by a signal each."""
+    prepare(session, now, settings, write_templates(tmp_path / "templates", SEQUENCE))
+    for i in range(2):
+        add_prospect(session, now, f"p{i}@company{i}.example")
+        fire(session, now, "intent_surge", email=f"p{i}@company{i}.example", score=80)
+
+
+def _impatient_engine(pg_url: str):
+    """An engine whose connections give up on a row lock after 300 ms, as a deadlock victim would."""
+    engine = make_engine(pg_url)
+    sqlalchemy_event.listen(engine, "connect", lambda connection, _: connection.execute("SET lock_timeout = '300ms'"))
+    return engine
+
+
+def test_six_concurrent_tickers_send_exactly_the_cap_each_day_and_defer_the_rest(tmp_path, pg_url, smtp):
+    settings = _sam_settings(pg_url, smtp)
     monday = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
     wednesday_window = datetime(2026, 12, 2, 13, 0, tzinfo=UTC)
     engine = make_engine(pg_url)
@@ -220,24 +241,14 @@ def test_a_claim_that_cannot_take_a_lock_leaves_the_batch_for_the_next_tick(tmp_
     """Another worker holds a counter's row lock past this worker's lock timeout (as when
     PostgreSQL breaks a deadlock): the batch is rolled back whole, nothing is sent or
     counted, and the next tick sends it once."""
-    from sqlalchemy import event
-
-    settings = Settings(
-        database_url=pg_url, templates_dir=REPO_TEMPLATES, secret_key="test-secret",
-        mailboxes=[{"address": "sam@outreach-acme.example", "display_name": "Sam", "smtp_host": smtp.host,
-                    "smtp_port": smtp.port, "daily_cap": CAP}],
-    )
+    settings = _sam_settings(pg_url, smtp)
     monday = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
-    engine = make_engine(pg_url)
-    event.listen(engine, "connect", lambda connection, _: connection.execute("SET lock_timeout = '300ms'"))
+    engine = _impatient_engine(pg_url)
     holder = make_engine(pg_url)
     sender = SmtpSender(timeout=5)
     try:
         with new_session(engine) as session:
-            prepare(session, monday, settings, write_templates(tmp_path / "templates", SEQUENCE))
-            for i in range(2):
-                add_prospect(session, monday, f"p{i}@company{i}.example")
-                fire(session, monday, "intent_surge", email=f"p{i}@company{i}.example", score=80)
+            _two_due(session, monday, settings, tmp_path)
             key = f"mailbox:{session.exec(select(Mailbox.id)).one()}:{monday.date()}"
             with holder.connect() as other:  # holds the mailbox counter's row lock, uncommitted
                 other.execute(text("INSERT INTO capcounter (key, used, cap_limit, expires_on) "
@@ -259,18 +270,11 @@ def test_a_record_that_cannot_take_a_lock_is_made_again_and_nothing_sent_is_lost
     """While the emails are out, another worker locks an enrollment the record must move
     on; the record hits the lock timeout, is undone, and is made again once the lock is
     gone: every sent email is recorded as sent, once."""
-    from sqlalchemy import event
-
-    settings = Settings(
-        database_url=pg_url, templates_dir=REPO_TEMPLATES, secret_key="test-secret",
-        mailboxes=[{"address": "sam@outreach-acme.example", "display_name": "Sam", "smtp_host": smtp.host,
-                    "smtp_port": smtp.port, "daily_cap": CAP}],
-    )
+    settings = _sam_settings(pg_url, smtp)
     monday = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
-    engine = make_engine(pg_url)
-    event.listen(engine, "connect", lambda connection, _: connection.execute("SET lock_timeout = '300ms'"))
+    engine = _impatient_engine(pg_url)
     timed_out = threading.Event()
-    event.listen(engine, "handle_error", lambda context: timed_out.set())
+    sqlalchemy_event.listen(engine, "handle_error", lambda context: timed_out.set())
     holder = make_engine(pg_url)
     locked = threading.Event()
 
@@ -293,10 +297,7 @@ def test_a_record_that_cannot_take_a_lock_is_made_again_and_nothing_sent_is_lost
     sender = SmtpSender(timeout=5)
     try:
         with new_session(engine) as session:
-            prepare(session, monday, settings, write_templates(tmp_path / "templates", SEQUENCE))
-            for i in range(2):
-                add_prospect(session, monday, f"p{i}@company{i}.example")
-                fire(session, monday, "intent_surge", email=f"p{i}@company{i}.example", score=80)
+            _two_due(session, monday, settings, tmp_path)
 
             report = tick(session, _Fixed(monday), Runtime(settings=settings, sender=sender))
 
