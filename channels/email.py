@@ -248,9 +248,15 @@ class SmtpSender:
             raise UnsendableMessage(f"message not sent, a header is unsafe: {exc}") from exc
         envelope_from = email.envelope_from or email.mailbox.address
         for attempt in (1, 2):
+            reused = email.mailbox.id in self._connections
             connection = self._connection(email.mailbox)
             try:
                 _transfer(connection, envelope_from, email.to, data)
+            except smtplib.SMTPSenderRefused as exc:
+                self._drop(email.mailbox)
+                if exc.smtp_code == 421 and reused and attempt == 1:
+                    continue  # the server had timed the kept-alive connection out: "421", then it closed
+                raise DeliveryError(exc.smtp_code, _text(exc.smtp_error), permanent=exc.smtp_code >= 500) from exc
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
                 raise DeliveryError(code, _text(text), permanent=code >= 500) from exc

@@ -114,6 +114,16 @@ def test_a_refusal_followed_by_a_hang_up_is_reported_as_that_refusal_not_retried
     assert script["connections"] == 1 and script["bodies"] == []
 
 
+@pytest.mark.parametrize("extensions", [["PIPELINING"], []], ids=["pipelining", "classic"])
+def test_a_kept_alive_connection_the_server_timed_out_is_replaced_and_the_message_goes(extensions):
+    mails = iter([("250 OK", False), ("421 4.4.2 idle timeout exceeded", True), ("250 OK", False)])
+    with scripted(extensions, mail=lambda line: next(mails)) as script:
+        errors = _send([_email(peer(script), "dana@prospect.example"), _email(peer(script), "lee@prospect.example")])
+
+    assert errors == [None, None] and len(script["bodies"]) == 2
+    assert script["connections"] == 2  # the second message went again on a new connection, once
+
+
 def test_a_message_whose_final_reply_never_comes_is_unknown_and_never_sent_again():
     with scripted(["PIPELINING"], final_delay=1.5) as script:
         sender = SmtpSender(timeout=0.5)
