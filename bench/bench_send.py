@@ -12,9 +12,9 @@ Variants:
   guards, volume caps, mailbox rotation, domain health (pre-verified: fresh ``DomainCheck``
   rows with status pass, so no DNS is asked).
 * unguarded - the same engine with ``Runtime.guards=[]``, no domain check and no caps.
-  The engine has no switch for caps yet, so this script patches ``caps.caps_for`` and
-  ``caps.full`` for that variant only, and ``mailboxes.choose`` to let the mailboxes take
-  turns (so both variants send over the same 50 mailboxes and parallel connections).
+  The engine has no switch for caps yet, so this script patches ``caps.caps_for`` for that
+  variant only, and ``mailboxes.choose`` to let the mailboxes take turns (so both variants
+  send over the same 50 mailboxes and parallel connections).
 
 The machine is shared and noisy, so every run measures its own baseline (one smtplib
 connection sending same-sized messages to the same sink, single-threaded) before and
@@ -261,7 +261,6 @@ def caps_disabled() -> Iterator[None]:
         return mailboxes.Choice(boxes[next(turns) % len(boxes)], [])
 
     with (mock.patch.object(caps, "caps_for", lambda *args, **kwargs: []),
-          mock.patch.object(caps, "full", lambda *args, **kwargs: None),
           mock.patch.object(mailboxes, "choose", take_turns)):
         yield
 

@@ -82,11 +82,6 @@ def frees_at(cap: Cap) -> datetime:
     return datetime.combine(cap.expires_on + timedelta(days=1), time(), UTC)
 
 
-def full(session: Session, caps: list[Cap]) -> Cap | None:
-    """The first cap with no room left (a read-only check; ``reserve`` is the real test)."""
-    return first_full(caps, counters(session, [cap.key for cap in caps]))
-
-
 def first_full(caps: list[Cap], used: dict[str, int]) -> Cap | None:
     """The first of ``caps`` whose counter in ``used`` has reached its limit."""
     return next((cap for cap in caps if used.get(cap.key, 0) >= cap.limit), None)

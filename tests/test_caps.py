@@ -158,17 +158,6 @@ def test_a_cap_of_zero_has_no_room(session):
     assert caps.reserve(session, _caps(limit=0)) == _caps(limit=0)[0]
 
 
-def test_full_is_a_read_only_look_at_the_same_counters(session):
-    found = _caps(limit=2)
-    assert caps.full(session, found) is None
-    caps.reserve(session, found)
-    caps.reserve(session, found)
-    session.commit()
-
-    assert caps.full(session, found) == found[0]
-    assert _counters(session) == {found[0].key: 2}
-
-
 def test_reserve_all_counts_a_batch_with_shared_counters_adding_up(session):
     to_northwind = caps.caps_for(Settings(), _mailbox(), "northwind.example", NOW)
     to_contoso = caps.caps_for(Settings(), _mailbox(), "contoso.example", NOW)
