@@ -12,9 +12,9 @@ Variants:
   guards, volume caps, mailbox rotation, domain health (pre-verified: fresh ``DomainCheck``
   rows with status pass, so no DNS is asked).
 * unguarded - the same engine with ``Runtime.guards=[]``, no domain check and no caps.
-  The engine has no switch for caps yet, so this script patches ``caps.caps_for`` for that
-  variant only, and ``mailboxes.choose`` to let the mailboxes take turns (so both variants
-  send over the same 50 mailboxes and parallel connections).
+  The engine has no switch for caps yet, so this script patches ``mailboxes.choose`` for
+  that variant only: the mailboxes take turns, and the choice counts against no cap (so
+  both variants send over the same 50 mailboxes and parallel connections).
 
 The machine is shared and noisy, so every run measures its own baseline (one smtplib
 connection sending same-sized messages to the same sink, single-threaded) before and
@@ -52,7 +52,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from channels.email import OutgoingEmail, SmtpSender, build, new_message_id
-from sequencer import caps, db, mailboxes, prospects, runtime, signals
+from sequencer import db, mailboxes, prospects, runtime, signals
 from sequencer.clock import SystemClock
 from sequencer.config import Settings
 from sequencer.engine import Runtime, tick
@@ -258,10 +258,9 @@ def caps_disabled() -> Iterator[None]:
 
     def take_turns(session, now, settings, candidates, *args, **kwargs):
         boxes = getattr(candidates, "mailboxes", candidates)
-        return mailboxes.Choice(boxes[next(turns) % len(boxes)], [])
+        return mailboxes.Choice(boxes[next(turns) % len(boxes)], [], limits=[])  # counts against no cap
 
-    with (mock.patch.object(caps, "caps_for", lambda *args, **kwargs: []),
-          mock.patch.object(mailboxes, "choose", take_turns)):
+    with mock.patch.object(mailboxes, "choose", take_turns):
         yield
 
 

@@ -350,15 +350,16 @@ def _plan_email(session: Session, now: datetime, runtime: Runtime, ctx: TouchCon
                                                        now.date())
         candidates, fresh = runtime.tick_cache[key], True
     tally = runtime.tick_cache.setdefault("tally", caps.Tally(session))
-    mailbox, reasons, retry_at = mailboxes.choose(
+    choice = mailboxes.choose(
         session, now, runtime.settings, candidates, recipient_domain,
         lambda domain: runtime.domain_problem(session, now, domain), fresh=fresh, tally=tally,
     )
+    mailbox = choice.mailbox
     if mailbox is None:
         window = enrollments.window_of(definition)
-        until = schedule.next_open(retry_at, window, prospect.timezone, prospect.country)
-        return _defer(session, now, enrollment, Verdict("defer", "no mailbox can send: " + "; ".join(reasons),
-                                                        until, "mailbox"))
+        until = schedule.next_open(choice.retry_at, window, prospect.timezone, prospect.country)
+        return _defer(session, now, enrollment, Verdict(
+            "defer", "no mailbox can send: " + "; ".join(choice.reasons), until, "mailbox"))
     ctx.mailbox = mailbox
     ctx.extra["signal_context"] = _signal_context(session, enrollment)
     sender = {"name": mailbox.display_name, "email": mailbox.address, "owner": mailbox.owner}
@@ -367,10 +368,10 @@ def _plan_email(session: Session, now: datetime, runtime: Runtime, ctx: TouchCon
         rendered = render_touch(ctx, variant, sender, enrollment.thread_subject)
     except RenderError as exc:
         return _block(session, now, enrollment, step, prospect, existing, str(exc), stop=False, guard="render")
-    tally.count(caps.caps_for(runtime.settings, mailbox, recipient_domain, now))
+    tally.count(choice.limits)
     outbox.append(sending.PlannedEmail(ctx, existing, mailbox, variant, rendered,
                                new_thread=bool(step.get("new_thread") or not enrollment.thread_message_id),
-                               version=enrollment.version))
+                               version=enrollment.version, limits=choice.limits))
     return "planned"
 
 

@@ -127,11 +127,13 @@ def pool(session: Session, definition: dict, owner: str, fresh: bool = False) ->
 
 
 class Choice(NamedTuple):
-    """The mailbox to send from, or None with every candidate's reason and when to retry."""
+    """The mailbox to send from and the caps its email counts against; or None with every
+    candidate's reason and when to retry."""
 
     mailbox: Mailbox | None
     reasons: list[str]
     retry_at: datetime | None = None
+    limits: list[caps.Cap] | None = None
 
 
 class Roster:
@@ -192,12 +194,13 @@ def choose(
             reasons.append(f"{mailbox.address}: {problems[mailbox.sending_domain]}")
             retry.append(now + RECHECK)
             continue
-        full = caps.first_full(caps.caps_for(settings, mailbox, recipient_domain, now), used)
+        limits = caps.caps_for(settings, mailbox, recipient_domain, now)
+        full = caps.first_full(limits, used)
         if full is not None:
             reasons.append(f"{mailbox.address}: {full.label} reached")
             retry.append(caps.frees_at(full))
             continue
-        return Choice(mailbox, reasons)
+        return Choice(mailbox, reasons, limits=limits)
     if not roster.mailboxes:
         reasons.append("no mailbox configured for this sequence (add one with `sequencer mailboxes add`)")
         retry.append(now + RECHECK)

@@ -54,7 +54,7 @@ class PlannedEmail:
     new_thread: bool
     version: int  # the enrollment's version when the email was planned: the claim expects it
     touch_id: int = 0
-    limits: list[caps.Cap] | None = None  # the caps this send counts against, once claimed
+    limits: list[caps.Cap] | None = None  # the caps this send counts against (chosen with its mailbox)
     touch_row: dict | None = None  # a new touch's columns, until the batch inserts it
     message_id: str = ""
     error: DeliveryError | None = None
@@ -69,7 +69,7 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     refusal to the stop rules) and moves its enrollment on. A crash between the two
     leaves touches "sending", which the next tick records as "unknown", never resent.
     """
-    outcomes = _claim_all(session, now, runtime, planned)
+    outcomes = _claim_all(session, now, planned)
     claimed = [item for item, outcome in zip(planned, outcomes, strict=True) if outcome == "claimed"]
     errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
     for item, error in zip(claimed, errors, strict=True):
@@ -109,16 +109,12 @@ def _record_all(session: Session, now: datetime, runtime: Runtime, planned: list
     return outcomes
 
 
-def _claim_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
+def _claim_all(session: Session, now: datetime, planned: list[PlannedEmail]) -> list[str]:
     try:
         # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
         claimed = enrollments.claim_many(session, [(item.ctx.enrollment, item.version) for item in planned],
                                          next_due_at=now + SEND_LEASE)
-        mine = [item for item in planned if item.ctx.enrollment.id in claimed]
-        for item in mine:
-            recipient_domain = item.ctx.prospect.email.split("@", 1)[1]
-            item.limits = caps.caps_for(runtime.settings, item.mailbox, recipient_domain, now)
-        counted = caps.reserve_all(session, [item.limits for item in mine])
+        counted = caps.reserve_all(session, [item.limits for item in planned if item.ctx.enrollment.id in claimed])
         outcomes = [_claim(session, now, item, counted) if item.ctx.enrollment.id in claimed else "lost_race"
                     for item in planned]
         new = [item for item, outcome in zip(planned, outcomes, strict=True)
