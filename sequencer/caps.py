@@ -19,6 +19,7 @@ from sqlalchemy import Date, TextClause, bindparam, delete, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
+from sequencer import db
 from sequencer.config import Settings
 from sequencer.models import CapCounter, Mailbox
 
@@ -176,9 +177,7 @@ class Tally:
 
     def read(self, keys: list[str]) -> dict[str, int]:
         """The value of every counter in ``keys`` (0 for one that does not exist yet)."""
-        missing = sorted({key for key in keys if key not in self.values})
-        for start in range(0, len(missing), 500):
-            chunk = missing[start:start + 500]
+        for chunk in db.chunks(sorted({key for key in keys if key not in self.values})):
             found = counters(self.session, chunk)
             self.values.update({key: found.get(key, 0) for key in chunk})
         return self.values

@@ -6,7 +6,9 @@ database to the newest revision and is what every entry point calls first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -14,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+T = TypeVar("T")
 
 
 def make_engine(url: str) -> Engine:
@@ -43,6 +46,13 @@ _LOCK_CONFLICTS = {"40P01", "55P03", "40001"}
 def is_lock_conflict(exc: OperationalError) -> bool:
     """Whether ``exc`` means another transaction held what this one needed (retrying later may pass)."""
     return getattr(exc.orig, "sqlstate", None) in _LOCK_CONFLICTS or "database is locked" in str(exc.orig)
+
+
+def chunks(values: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
+    """``values`` in slices of ``size``, so an ``IN`` list stays well under every driver's
+    limit on parameters."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def migrate(engine: Engine) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import delete, or_
 from sqlmodel import Session, select
 from sqlmodel.sql.expression import Select
 
+from sequencer.db import chunks
 from sequencer.models import SuppressionEntry
 from suppression.normalize import (
     domain_of,
@@ -201,8 +202,6 @@ def find_suppression(
 
 Subject = tuple[str | None, int | None]  # (email, account id), as ``find_suppression`` takes them
 
-_CHUNK = 500  # values per query: well under every driver's parameter limit
-
 
 def find_suppressions(session: Session, now: datetime, subjects: Iterable[Subject]) -> dict[Subject, SuppressionEntry | None]:
     """``find_suppression`` for many subjects with one query per 500 lookup values.
@@ -218,8 +217,8 @@ def find_suppressions(session: Session, now: datetime, subjects: Iterable[Subjec
             continue
     values = sorted({value for keys in keys_of.values() for _, value in keys})
     found: dict[tuple[str, str], SuppressionEntry] = {}
-    for start in range(0, len(values), _CHUNK):
-        for row in session.exec(lookup_query(now, values[start:start + _CHUNK])):
+    for chunk in chunks(values):
+        for row in session.exec(lookup_query(now, chunk)):
             found[(row.kind, row.value)] = row
     return {subject: next((found[key] for key in keys if key in found), None)
             for subject, keys in keys_of.items()}
