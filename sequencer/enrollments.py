@@ -35,9 +35,14 @@ def claim(session: Session, enrollment: Enrollment, expected: int | None = None,
     result = session.connection().execute(_claim_statement(tuple(sorted(values))), params)
     if result.rowcount != 1:
         return False
-    for name, value in {"version": seen + 1, **values}.items():
-        set_committed_value(enrollment, name, value)  # already written above
+    _written(enrollment, seen + 1, values)
     return True
+
+
+def _written(enrollment: Enrollment, version: int, values: dict[str, Any]) -> None:
+    """Set on the object what a claim just wrote to its row (nothing left to flush)."""
+    for name, value in {"version": version, **values}.items():
+        set_committed_value(enrollment, name, value)
 
 
 def claim_many(session: Session, claims: list[tuple[Enrollment, int]], **values: Any) -> set[int]:
@@ -53,8 +58,7 @@ def claim_many(session: Session, claims: list[tuple[Enrollment, int]], **values:
     claimed = set(session.connection().execute(_claim_many_statement(tuple(sorted(values))), params).scalars())
     for enrollment, expected in claims:
         if enrollment.id in claimed:
-            for name, value in {"version": expected + 1, **values}.items():
-                set_committed_value(enrollment, name, value)  # already written above
+            _written(enrollment, expected + 1, values)
     return claimed
 
 
@@ -142,8 +146,7 @@ def step_on(session: Session, now: datetime, moves: list[Move]) -> set[int]:
         savepoint.commit()
         moved = planned
         for move, values, _ in moved:
-            for name, value in {"version": move.expected + 1, **values}.items():
-                set_committed_value(move.enrollment, name, value)  # already written above
+            _written(move.enrollment, move.expected + 1, values)
     else:
         savepoint.rollback()
         moved = [(move, values, pending) for move, values, pending in planned
