@@ -8,7 +8,7 @@ loop - until every first touch has been sent to smtp-sink.
 
 Variants:
 
-* guarded - the production runtime (``sequencer.runtime.build``): suppression and window
+* guarded - the production runtime (``sequencer.app.wiring.build``): suppression and window
   guards, volume caps, mailbox rotation, domain health (pre-verified: fresh ``DomainCheck``
   rows with status pass, so no DNS is asked).
 * unguarded - the same engine with ``Runtime.guards=[]``, no domain check and no caps.
@@ -52,12 +52,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from channels.email import OutgoingEmail, SmtpSender, build, new_message_id
-from sequencer import db, mailboxes, prospects, runtime, signals
-from sequencer.clock import SystemClock
-from sequencer.config import Settings
-from sequencer.engine import Runtime, tick
-from sequencer.models import DomainCheck, Enrollment, Mailbox, Signal, Touch
-from sequencer.sequences import sync
+from sequencer.app import wiring as runtime
+from sequencer.core import db
+from sequencer.core.clock import SystemClock
+from sequencer.core.config import Settings
+from sequencer.core.models import DomainCheck, Enrollment, Mailbox, Signal, Touch
+from sequencer.engine.tick import Runtime, tick
+from sequencer.intake import prospects, signals
+from sequencer.sending import mailboxes
+from sequencer.sequences.versions import sync
 from suppression.tokens import unsubscribe_headers, unsubscribe_url
 
 TARGET_TOUCHES_PER_S = 500

@@ -32,12 +32,15 @@ from sqlalchemy import event
 from sqlalchemy.sql import compiler
 
 import channels.email as email_channel
-from sequencer import caps, db, decisions, enrollments, mailboxes, sending, signal_processing
-from sequencer import engine as engine_module
-from sequencer.clock import SystemClock
+from sequencer.core import db, decisions
+from sequencer.core.clock import SystemClock
+from sequencer.engine import enrollments, send_batch
+from sequencer.engine import tick as engine_module
+from sequencer.intake import enrolling
+from sequencer.sending import caps, mailboxes
 
 PHASES = [
-    (signal_processing, "process_batch"), (enrollments, "create"), (engine_module, "_load_due"),
+    (enrolling, "process_batch"), (enrollments, "create"), (engine_module, "_load_due"),
     (engine_module, "_touch"), (engine_module, "_plan_email"), (mailboxes, "choose"),
     (engine_module, "render_touch"), (sending, "send_planned"), (sending, "_claim"),
     (caps, "reserve"), (caps, "reserve_all"), (email_channel.SmtpSender, "send_many"), (email_channel, "wire"),

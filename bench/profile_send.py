@@ -29,8 +29,8 @@ from bench_send import (
 )
 from smtp_sink import SmtpSink
 
-from sequencer import db
-from sequencer.clock import SystemClock
+from sequencer.core import db
+from sequencer.core.clock import SystemClock
 
 
 def parse_args() -> argparse.Namespace:

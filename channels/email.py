@@ -27,7 +27,7 @@ from email.policy import Compat32
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
-from sequencer.models import Mailbox
+from sequencer.core.models import Mailbox
 
 
 class DeliveryError(Exception):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from sequencer.models import Task, Touch
+from sequencer.core.models import Task, Touch
 
 # Disposition codes an SDR may close a task with.
 OUTCOMES = {

@@ -8,7 +8,7 @@ call or a LinkedIn message either.
 
 from __future__ import annotations
 
-from sequencer.guards import GO, TouchContext, Verdict, block
+from sequencer.engine.guards import GO, TouchContext, Verdict, block
 from suppression.store import find_suppression
 
 GUARD = "suppression"

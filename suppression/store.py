@@ -23,8 +23,8 @@ from sqlalchemy import delete, or_
 from sqlmodel import Session, select
 from sqlmodel.sql.expression import Select
 
-from sequencer.db import chunks
-from sequencer.models import SuppressionEntry
+from sequencer.core.db import chunks
+from sequencer.core.models import SuppressionEntry
 from suppression.normalize import (
     domain_of,
     is_public_suffix,

@@ -19,7 +19,7 @@ import hmac
 from functools import lru_cache
 from urllib.parse import quote
 
-from sequencer.config import Settings
+from sequencer.core.config import Settings
 from suppression.normalize import normalize_email
 
 MAC_BYTES = 16  # 128 bits: far beyond guessing, and keeps the URL short

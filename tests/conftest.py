@@ -22,11 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-from sequencer.clock import SimulatedClock
-from sequencer.config import REPO_TEMPLATES, Settings
-from sequencer.db import make_engine, migrate
-from sequencer.db import session as new_session
-from sequencer.local_smtp import LocalSmtpServer
+from sequencer.core.clock import SimulatedClock
+from sequencer.core.config import REPO_TEMPLATES, Settings
+from sequencer.core.db import make_engine, migrate
+from sequencer.core.db import session as new_session
+from sequencer.loopback.smtp_server import LocalSmtpServer
 
 PG_ADMIN = os.environ.get("SEQUENCER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 MONDAY = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)  # 10:00 New York, 16:00 Berlin
@@ -75,7 +75,7 @@ def _truncate(engine: Engine) -> None:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database: once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sequencer.db'}"
+        url = f"sqlite:///{tmp_path / 'sequencer.core.db'}"
         engine = make_engine(url)
         migrate(engine)
         engine.dispose()
@@ -90,7 +90,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'sequencer.db'}"
+    url = f"sqlite:///{tmp_path / 'sequencer.core.db'}"
     engine = make_engine(url)
     migrate(engine)
     engine.dispose()
@@ -136,3 +136,14 @@ def settings(smtp: LocalSmtpServer, db_url: str) -> Settings:
              "smtp_host": smtp.host, "smtp_port": smtp.port, "daily_cap": 100},
         ],
     )
+
+
+TIERS = ("unit", "peers", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder it lives in: ``pytest -m unit`` runs in seconds."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIERS:
+            item.add_marker(tier)

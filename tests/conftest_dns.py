@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from sequencer.config import Settings
-from sequencer.local_dns import DNSServer
+from sequencer.core.config import Settings
+from sequencer.loopback.dns_server import DNSServer
 
 DOMAIN = "acmemail.com"
 PRIMARY = "acme.com"

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from sequencer import mailboxes, prospects, signal_processing, signals
-from sequencer.config import Settings
-from sequencer.models import Enrollment, Prospect
-from sequencer.sequences import sync
+from sequencer.core.config import Settings
+from sequencer.core.models import Enrollment, Prospect
+from sequencer.intake import enrolling, prospects, signals
+from sequencer.sending import mailboxes
+from sequencer.sequences.versions import sync
 
 SEQUENCE = """\
 name: outbound
@@ -95,7 +96,7 @@ def add_prospect(session: Session, now: datetime, email: str, **fields: object) 
 
 def fire(session: Session, now: datetime, kind: str, email: str = "", domain: str = "", **payload: object):
     stored = signals.store(session, now, signals.SignalIn(type=kind, email=email, domain=domain, payload=payload))
-    return signal_processing.process(session, now, stored.signal)
+    return enrolling.process(session, now, stored.signal)
 
 
 def enrollment_of(session: Session, email: str) -> Enrollment:

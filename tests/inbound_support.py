@@ -20,9 +20,9 @@ from email.utils import format_datetime, make_msgid
 from engine_support import add_prospect, fire
 from sqlmodel import Session, func, select
 
-from sequencer.clock import Clock
-from sequencer.engine import Runtime, tick
-from sequencer.local_smtp import LocalSmtpServer, Received
+from sequencer.core.clock import Clock
+from sequencer.engine.tick import Runtime, tick
+from sequencer.loopback.smtp_server import LocalSmtpServer, Received
 
 OUR_MAILBOX = "sam@outreach-acme.example"
 

@@ -19,16 +19,16 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from sequencer.db import make_engine, migrate
-from sequencer.db import session as new_session
-from sequencer.models import SuppressionEntry
+from sequencer.core.db import make_engine, migrate
+from sequencer.core.db import session as new_session
+from sequencer.core.models import SuppressionEntry
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SECRET = "test-secret-0123456789"
 
 
 def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'sequencer.db'}"
+    return f"sqlite:///{tmp_path / 'sequencer.core.db'}"
 
 
 def migrated_engine(tmp_path: Path) -> Engine:

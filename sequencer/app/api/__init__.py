@@ -1,0 +1,54 @@
+"""The HTTP API: a thin FastAPI shell over the engine modules.
+
+``create_app`` holds the settings, the SQLAlchemy engine and the clock in
+``app.state``; route modules reach them only through the dependencies below, so a
+test can build an app on a tmp SQLite file and a simulated clock with no globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from sequencer.core.clock import Clock, SystemClock
+from sequencer.core.config import Settings
+from sequencer.core.db import session as new_session
+
+
+def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -> FastAPI:
+    """An app serving every router on ``engine``; the schema must already be migrated."""
+    from sequencer.app.api.inbound import router as inbound_router
+    from sequencer.app.api.unsubscribe import router as unsubscribe_router
+
+    app = FastAPI(title="sequencer", docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.clock = clock or SystemClock()
+    app.include_router(unsubscribe_router)
+    app.include_router(inbound_router)
+    return app
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request, closed afterwards; routes commit their own work."""
+    with new_session(request.app.state.engine) as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_now(request: Request) -> datetime:
+    """The request's "now", from the app's clock, so tests can pin time."""
+    return request.app.state.clock.now()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+NowDep = Annotated[datetime, Depends(get_now)]

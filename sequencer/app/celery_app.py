@@ -1,0 +1,239 @@
+"""The distributed deployment: a thin Celery shell over the same engine the embedded loop runs.
+
+The database is the truth and Redis only carries messages. Every task opens a session
+and calls the functions ``sequencer run`` calls (``engine.tick``,
+``enrolling.process``, ``housekeeping.run``); no task decides anything
+itself. A lost or duplicated message therefore costs nothing: ``tick`` re-finds due
+work and unprocessed signals from the database, and every step is claimed there.
+
+Start a worker with ``sequencer worker`` or ``celery -A sequencer.app.celery_app worker -B``.
+Settings come from ``load_settings()`` (``SEQUENCER_BROKER_URL`` names the broker); the
+beat interval of ``tick`` is ``SEQUENCER_TICK_SECONDS`` (default 10).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from kombu.exceptions import OperationalError
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from channels.email import SmtpSender
+from sequencer.app import housekeeping
+from sequencer.app import wiring as runtime
+from sequencer.core import db
+from sequencer.core.clock import SystemClock
+from sequencer.core.config import Settings, load_settings
+from sequencer.core.models import Signal
+from sequencer.core.yaml_source import SourceError
+from sequencer.engine import tick as engine
+from sequencer.engine.tick import Runtime
+from sequencer.intake import enrolling, signals
+from sequencer.sending import mailboxes
+from sequencer.sequences import versions
+
+log = logging.getLogger(__name__)
+
+TICK_TASK = "sequencer.tick"
+INGEST_TASK = "sequencer.ingest_signal"
+REFRESH_DOMAINS_TASK = "sequencer.refresh_domains"
+TICK_SECONDS = float(os.environ.get("SEQUENCER_TICK_SECONDS", "10"))
+DOMAIN_REFRESH_SECONDS = 15 * 60
+
+# PostgreSQL advisory lock keys (any fixed 64-bit numbers unique to this application).
+MIGRATE_LOCK = 0x5E9_0002  # held while the schema is upgraded
+
+settings: Settings = load_settings()
+
+app = Celery("sequencer")
+app.conf.update(
+    broker_url=settings.broker_url,
+    # Results are only a convenience for callers that wait on a tick; they expire soon.
+    result_backend=settings.broker_url,
+    result_expires=3600,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    beat_schedule={
+        "tick": {
+            "task": TICK_TASK,
+            "schedule": TICK_SECONDS,
+            # A tick queued while no worker ran is stale once the next one is due.
+            "options": {"expires": TICK_SECONDS},
+        },
+        "refresh-domains": {
+            "task": REFRESH_DOMAINS_TASK,
+            "schedule": float(DOMAIN_REFRESH_SECONDS),
+            "options": {"expires": float(DOMAIN_REFRESH_SECONDS)},
+        },
+    },
+)
+
+
+class _Process:
+    """What one worker process keeps between tasks; reset after every fork."""
+
+    db_engine: Engine | None = None
+    sender: SmtpSender | None = None
+    engine_runtime: Runtime | None = None
+    prepared: bool = False
+
+    @classmethod
+    def reset(cls) -> None:
+        if cls.db_engine is not None:
+            cls.db_engine.dispose(close=False)  # the parent's connections are not ours to close
+        cls.db_engine, cls.sender, cls.engine_runtime, cls.prepared = None, None, None, False
+
+
+def _engine() -> Engine:
+    if _Process.db_engine is None:
+        _Process.db_engine = db.make_engine(settings.database_url)
+    return _Process.db_engine
+
+
+def _runtime() -> Runtime:
+    """One runtime and one SMTP sender per process, so SMTP connections are reused."""
+    if _Process.engine_runtime is None:
+        _Process.sender = SmtpSender()
+        _Process.engine_runtime = runtime.build(settings, sender=_Process.sender)
+    return _Process.engine_runtime
+
+
+@worker_init.connect
+def _migrate_before_forking(**_: Any) -> None:
+    """Upgrade the schema once in the main worker process; many hosts take turns."""
+    main_engine = db.make_engine(settings.database_url)
+    try:
+        with _exclusive(main_engine, MIGRATE_LOCK):
+            db.migrate(main_engine)
+    finally:
+        main_engine.dispose()
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    _Process.reset()
+
+
+@worker_process_shutdown.connect
+def _close_connections(**_: Any) -> None:
+    if _Process.sender is not None:
+        _Process.sender.close()
+    if _Process.db_engine is not None:
+        _Process.db_engine.dispose()
+
+
+@contextmanager
+def _exclusive(bound: Engine, key: int) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock (workers on several hosts take turns migrating).
+
+    The lock lives on its own connection, so a worker that dies releases it with the
+    connection. SQLite has no such lock; a SQLite deployment has a single host anyway.
+    """
+    if bound.dialect.name != "postgresql":
+        yield
+        return
+    with bound.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        connection.commit()  # a session-level lock outlives the transaction
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
+
+
+def _prepare_once(session: Session) -> None:
+    """Sync sequence files and mailboxes into the database once per process.
+
+    Runs before the first signal or step a process handles, so a fresh deployment never
+    processes a signal against an empty set of versions. As with ``sequencer run``, an
+    edited sequence file takes effect when the workers restart. A broken sequence file
+    is refused loudly: the task fails and the next one tries again.
+    """
+    if _Process.prepared:
+        return
+    now = SystemClock().now()
+    try:
+        versions.sync(session, now, settings.templates_dir)
+    except SourceError as exc:
+        for error in exc.errors:
+            log.error("%s", error)
+        log.error("refusing to run with a broken sequence in %s", settings.templates_dir)
+        raise
+    mailboxes.sync_from_settings(session, settings, now.date())
+    _Process.prepared = True
+
+
+@app.task(name=TICK_TASK)
+def tick() -> dict[str, Any]:
+    """Run ``engine.tick`` once. Ticks may overlap across workers: every step is a
+    compare-and-set on its enrollment and a touch is unique per (enrollment, step), so
+    overlapping ticks share the due work instead of doing it twice."""
+    with db.session(_engine()) as session:
+        _prepare_once(session)
+        report = engine.tick(session, SystemClock(), _runtime())
+    if report.signals or report.advanced:
+        log.info("tick: signals %d, steps %s", report.signals, report.outcomes)
+    return {"signals": report.signals, "advanced": report.advanced, "outcomes": report.outcomes}
+
+
+@app.task(name=INGEST_TASK)
+def ingest_signal(signal_id: int) -> str:
+    """Act on one stored signal now instead of at the next tick; repeating it is a no-op."""
+    with db.session(_engine()) as session:
+        signal = session.get(Signal, signal_id)
+        if signal is None:
+            log.warning("signal %s is not in the database; nothing to do", signal_id)
+            return "missing"
+        if signal.processed_at is not None:
+            return "already_processed"
+        _prepare_once(session)
+        outcome = enrolling.process(session, SystemClock().now(), signal)
+    if outcome.skipped == ["already processed"]:
+        return "already_processed"
+    log.info("signal %s: enrolled %s, woke %s", signal_id, outcome.enrolled, outcome.woken)
+    return "processed"
+
+
+@app.task(name=REFRESH_DOMAINS_TASK)
+def refresh_domains() -> list[str]:
+    """Housekeeping: refresh expired sending-domain verdicts, drop old cap counters."""
+    with db.session(_engine()) as session:
+        return housekeeping.run(session, SystemClock().now(), settings)
+
+
+def submit_signal(
+    session: Session, now: datetime, incoming: signals.SignalIn, client: Celery | None = None
+) -> Signal:
+    """Store a signal (committed), then ask a worker to act on it at once.
+
+    The signal is durable before any message is sent, so a broker that is down loses
+    nothing: the warning is logged and the next tick processes the stored signal. A
+    repeated dedupe key returns the stored signal and enqueues again only while it is
+    unprocessed (``ingest_signal`` is idempotent). Raises ``ValueError`` on bad input.
+    ``client`` is the Celery app to publish through; by default this module's ``app``.
+    """
+    stored = signals.store(session, now, incoming).signal
+    if stored.processed_at is not None:
+        return stored
+    try:
+        (client or app).send_task(INGEST_TASK, args=[stored.id])
+    except (OperationalError, OSError) as exc:
+        log.warning(
+            "signal %s stored but not enqueued (%s); the next tick will process it", stored.id, exc
+        )
+    return stored

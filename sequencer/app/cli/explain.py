@@ -1,0 +1,54 @@
+"""``sequencer explain EMAIL``: what happened to a prospect, step by step, and why."""
+
+from __future__ import annotations
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from sequencer.app.cli.common import console, fail, open_session
+from sequencer.engine.explain import explain, local
+from sequencer.sequences.schedule import zone
+
+
+def explain_command(
+    email: str = typer.Argument(..., help="The prospect's email address."),
+    tz: str | None = typer.Option(None, help="Show times in this zone (default: the prospect's)."),
+) -> None:
+    """Per enrollment and step: sent at, blocked because, waiting for, stopped by."""
+    if tz:
+        try:
+            zone(tz)
+        except ValueError as exc:
+            fail(f"--tz: {exc}")
+    with open_session() as session:
+        story = explain(session, email)
+        if story is None:
+            fail(f"no prospect {email!r}")
+        prospect = story.prospect
+        zone_name = tz or prospect.timezone
+        console.print(f"[bold]{escape(prospect.email)}[/bold] {escape(prospect.first_name)} "
+                      f"{escape(prospect.last_name)} - {escape(prospect.title or 'no title')} - times in {zone_name}")
+        for decision in story.other:
+            console.print(f"  {local(decision.at, zone_name)}  {decision.kind}: {decision.reason}", highlight=False,
+                          markup=False, soft_wrap=True)
+        if not story.stories:
+            console.print("  not enrolled in any sequence")
+        for item in story.stories:
+            enrollment = item.enrollment
+            state = enrollment.state + (f" ({enrollment.reason})" if enrollment.reason else "")
+            rule = f" by rule {enrollment.rule}" if enrollment.rule else ""
+            console.print(f"\n[bold]{escape(item.version.name)}[/bold] v{item.version.version} - "
+                          f"{escape(state)}{escape(rule)}")
+            table = Table("#", "step", "kind", "status", "detail", show_lines=False)
+            for column in table.columns[:4]:
+                column.no_wrap = True
+            table.columns[4].ratio = 1
+            for line in item.steps:
+                table.add_row(str(line.index + 1), escape(line.step_id), line.kind, line.status, escape(line.detail))
+            console.print(table)
+            for decision in item.decisions:
+                rule_text = f" [rule {decision.rule}]" if decision.rule else ""
+                step = f"step {decision.step_index + 1}" if decision.step_index is not None else ""
+                console.print(f"  {local(decision.at, zone_name)}  {step:8} {decision.kind}: "
+                              f"{decision.reason}{rule_text}", highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,82 @@
+"""``sequencer mailboxes``: the sending mailboxes, their caps and warm-up."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from sequencer.app.cli.common import console, fail, open_session
+from sequencer.core.clock import SystemClock
+from sequencer.core.models import Mailbox
+from sequencer.sending import caps, mailboxes
+
+app = typer.Typer(help="Sending mailboxes: add, list, pause, resume.", no_args_is_help=True)
+
+
+@app.command()
+def add(
+    context: typer.Context,
+    address: str,
+    display_name: str = typer.Option("", help="Name shown in From."),
+    owner: str = typer.Option("", help="The SDR who owns it."),
+    smtp_host: str = "127.0.0.1",
+    smtp_port: int = 25,
+    smtp_security: str = typer.Option("none", help="none, starttls or ssl"),
+    smtp_username: str = "",
+    smtp_password_env: str = typer.Option("", help="Environment variable holding the password."),
+    daily_cap: int = 50,
+    warmup_start: int = typer.Option(0, help="Day-one cap of the warm-up ramp (0: no ramp)."),
+    warmup_increment: int = typer.Option(0, help="Added to the cap each day of warm-up."),
+    min_gap_seconds: int = 0,
+    gap_jitter_seconds: int = 0,
+) -> None:
+    """Add or update a mailbox; on an update only the options given change."""
+    given = {k: v for k, v in locals().items() if k != "context"}
+    # A new mailbox takes the model's defaults (the same as these options' defaults).
+    values = {name: value for name, value in given.items()
+              if name == "address" or context.get_parameter_source(name).name != "DEFAULT"}
+    with open_session() as session:
+        try:
+            mailbox = mailboxes.upsert(session, values, SystemClock().now().date())
+        except mailboxes.MailboxError as exc:
+            fail(str(exc))
+        session.commit()
+    console.print(f"mailbox {mailbox.address} saved (domain {mailbox.sending_domain})")
+
+
+@app.command("list")
+def list_() -> None:
+    """Every mailbox with today's cap and use."""
+    today = SystemClock().now().date()
+    with open_session() as session:
+        table = Table("address", "domain", "owner", "today", "cap", "state")
+        for column in table.columns[:2]:
+            column.no_wrap = True
+        for mailbox in session.exec(mailboxes.select(Mailbox).order_by(Mailbox.address)):
+            _, label = caps.mailbox_daily_limit(mailbox, today)
+            state = f"paused: {mailbox.pause_reason}" if mailbox.paused else "active"
+            table.add_row(mailbox.address, mailbox.sending_domain, mailbox.owner,
+                          str(mailboxes.used_today(session, mailbox, today)), label, state)
+    console.print(table)
+
+
+@app.command()
+def pause(address: str, reason: str = typer.Option("paused by hand")) -> None:
+    """Stop sending from a mailbox (touches are deferred, not dropped)."""
+    with open_session() as session:
+        try:
+            mailboxes.set_paused(session, address, True, reason)
+        except mailboxes.MailboxError as exc:
+            fail(str(exc))
+    console.print(f"{address} paused")
+
+
+@app.command()
+def resume(address: str) -> None:
+    """Let a paused mailbox send again."""
+    with open_session() as session:
+        try:
+            mailboxes.set_paused(session, address, False)
+        except mailboxes.MailboxError as exc:
+            fail(str(exc))
+    console.print(f"{address} resumed")

@@ -1,0 +1,30 @@
+"""``sequencer worker``: the distributed deployment's Celery worker, with beat by default."""
+
+from __future__ import annotations
+
+import typer
+
+
+def worker_argv(concurrency: int, beat: bool, loglevel: str) -> list[str]:
+    """The ``celery worker`` arguments for these options (kept apart so they can be read)."""
+    argv = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
+    return [*argv, "--beat"] if beat else argv
+
+
+def worker_command(
+    concurrency: int = typer.Option(
+        2, min=1, help="Worker processes (each sends one touch at a time)."
+    ),
+    beat: bool = typer.Option(
+        True, help="Also run the beat scheduler (tick, domain refresh); run it on one host only."
+    ),
+    loglevel: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Run a Celery worker for the engine; the broker is SEQUENCER_BROKER_URL.
+
+    Beat is on by default so a single host is a complete deployment. Extra hosts should
+    pass --no-beat: duplicate ticks are harmless (the database decides) but wasteful.
+    """
+    from sequencer.app.celery_app import app  # reads the settings only when a worker starts
+
+    app.worker_main(worker_argv(concurrency, beat, loglevel))

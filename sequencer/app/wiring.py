@@ -1,0 +1,66 @@
+"""Assemble the engine's ``Runtime`` from settings: the real SMTP sender and every guard."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session
+
+from channels.email import DeliveryError, SmtpSender
+from sequencer.core.config import Settings
+from sequencer.core.models import Enrollment, Touch
+from sequencer.domains.health import sending_problem
+from sequencer.engine.tick import Runtime
+from sequencer.engine.window_guard import window_guard
+from sequencer.inbound.bounces import classify_smtp_response
+from sequencer.rules.actions import Event, apply, rulebook
+from suppression.guard import suppression_guard
+
+DOMAIN_MEMORY = timedelta(minutes=1)
+
+
+def build(settings: Settings, sender: object | None = None, check_domains: bool = True) -> Runtime:
+    """The production wiring; ``check_domains=False`` only for a workspace with no DNS at all."""
+
+    remembered: dict[str, tuple[datetime, str]] = {}
+
+    def domain_problem(session: Session, now: datetime, domain: str) -> str:
+        """Why ``domain`` may not send ("" when it may), remembered for up to a minute.
+
+        The verdict row is itself cached until its DNS TTL (at least five minutes);
+        remembering the answer in the process saves a read per touch, and a re-check made
+        elsewhere counts within a minute.
+        """
+        if not check_domains:
+            return ""
+        if domain in remembered and remembered[domain][0] > now:
+            return remembered[domain][1]
+        problem = sending_problem(session, now, settings, domain)
+        remembered[domain] = (now + DOMAIN_MEMORY, problem)
+        return problem
+
+    rules = rulebook(settings)
+
+    def delivery_error(session: Session, now: datetime, touch: Touch, enrollment: Enrollment,
+                       exc: DeliveryError, attempt: int) -> None:
+        """A refusal at send time is a bounce like any other: the same classes, the same rules.
+
+        ``attempt`` counts this send of the touch (1 for the first), so the soft bounces
+        before it are ``attempt - 1``.
+        """
+        verdict = classify_smtp_response(exc.code, exc.message)
+        event = Event(name="bounce", bounce_type=verdict.bounce_type, address=touch.recipient,
+                      summary=f"{verdict.bounce_type} refusal at send time: {exc}", touch=touch,
+                      enrollment=enrollment,
+                      detail={"matched_by": "smtp", "status": verdict.status_code or "",
+                              "previous_soft_bounces": max(attempt - 1, 0)})
+        apply(session, now, rules, event)
+
+    return Runtime(
+        settings=settings,
+        sender=sender or SmtpSender(),
+        guards=[suppression_guard, window_guard],
+        domain_problem=domain_problem,
+        on_delivery_error=delivery_error,
+        rules=rules,
+    )

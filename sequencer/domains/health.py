@@ -1,0 +1,170 @@
+"""The cached health verdict of each sending domain, and the send guard built on it.
+
+A verdict is stored in ``DomainCheck`` and reused until it expires: the smallest TTL
+DNS gave, kept between 5 minutes and 24 hours, so a fix in DNS is seen about as soon
+as resolvers would see it, without querying DNS before every touch.
+
+When DNS cannot answer ("unknown"), a domain that was verified before keeps its last
+complete verdict, so a resolver hiccup does not stop a healthy domain; a domain that
+was never verified may not send until DNS answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import dns.resolver
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from sequencer.core.clock import as_utc
+from sequencer.core.config import Settings
+from sequencer.core.models import DomainCheck, Mailbox
+from sequencer.domains.checks import DomainReport, build_resolver, check_domain, normalise_domain
+from sequencer.engine.guards import GO, TouchContext, Verdict, defer
+
+TTL_FLOOR = timedelta(minutes=5)
+TTL_CEILING = timedelta(hours=24)
+DEFER_FOR = timedelta(hours=1)
+GUARD = "domain_health"
+
+
+@dataclass(frozen=True)
+class Health:
+    """What sending may rely on: the status in force and why."""
+
+    domain: str
+    status: str  # pass | warn | fail | unknown
+    explanation: str
+    verified: bool  # False: no complete verdict was ever reached
+
+    @property
+    def may_send(self) -> bool:
+        return self.status in ("pass", "warn")
+
+
+def cache_lifetime(report: DomainReport) -> timedelta:
+    """The smallest TTL seen, bounded; an unknown verdict is retried at the floor."""
+    if report.status == "unknown" or report.min_ttl is None:
+        return TTL_FLOOR
+    return min(max(timedelta(seconds=report.min_ttl), TTL_FLOOR), TTL_CEILING)
+
+
+def refresh(
+    session: Session,
+    clock_now: datetime,
+    settings: Settings,
+    domain: str,
+    resolver: dns.resolver.Resolver | None = None,
+) -> DomainCheck:
+    """Check ``domain`` now, store the verdict and return the stored row.
+
+    ``last_good_status`` moves only when the checks reached a verdict (not "unknown").
+    Two workers refreshing the same new domain at once both end up updating one row.
+    """
+    domain = normalise_domain(domain)
+    now = as_utc(clock_now)
+    report = check_domain(domain, settings, resolver or build_resolver(settings))
+    try:
+        return _store(session, now, report)
+    except IntegrityError:  # another worker inserted the row first: update theirs
+        session.rollback()
+        return _store(session, now, report)
+
+
+def _store(session: Session, now: datetime, report: DomainReport) -> DomainCheck:
+    row = session.get(DomainCheck, report.domain)
+    if row is None:
+        row = DomainCheck(domain=report.domain, status=report.status)
+    row.status = report.status
+    row.checked_at = now
+    row.expires_at = now + cache_lifetime(report)
+    row.report = report.to_dict()
+    if report.status != "unknown":
+        row.last_good_status, row.last_good_at = report.status, now
+    session.add(row)
+    session.commit()
+    return row
+
+
+def verdict_for(
+    session: Session,
+    now: datetime,
+    settings: Settings,
+    domain: str,
+    resolver: dns.resolver.Resolver | None = None,
+) -> DomainCheck:
+    """The cached row while it is fresh; otherwise a refreshed one."""
+    row = session.get(DomainCheck, normalise_domain(domain))
+    if row is not None and row.expires_at is not None and as_utc(row.expires_at) > as_utc(now):
+        return row
+    return refresh(session, now, settings, domain, resolver)
+
+
+def health_of(row: DomainCheck) -> Health:
+    """The status in force for sending, with an explanation a person can act on."""
+    report = DomainReport.from_dict(row.report) if row.report else None
+    problems = [] if report is None else _problems(report)
+    if row.status != "unknown":
+        text = "; ".join(problems) or f"all checks {row.status}"
+        return Health(row.domain, row.status, text, verified=True)
+    if row.last_good_status:
+        seen = as_utc(row.last_good_at).isoformat() if row.last_good_at else "earlier"
+        text = (
+            f"DNS incomplete now ({'; '.join(problems)}); keeping the last verdict "
+            f"{row.last_good_status!r} from {seen}"
+        )
+        return Health(row.domain, row.last_good_status, text, verified=True)
+    text = f"never verified and DNS incomplete ({'; '.join(problems)}): sending blocked"
+    return Health(row.domain, "unknown", text, verified=False)
+
+
+def _problems(report: DomainReport) -> list[str]:
+    worst = [check for check in report.checks if check.status in ("fail", "unknown")]
+    shown = worst or [check for check in report.checks if check.status == "warn"]
+    return [f"{check.name}: {check.reason}" for check in shown]
+
+
+def sending_problem(session: Session, now: datetime, settings: Settings, domain: str) -> str:
+    """Why ``domain`` may not send now, or "" when it may (a warning does not stop it)."""
+    try:
+        row = verdict_for(session, now, settings, domain)
+    except ValueError as exc:  # a malformed domain or resolver setting: nothing was checked
+        return f"sending domain {domain!r} cannot be checked: {exc}"
+    health = health_of(row)
+    if health.may_send:
+        return ""
+    return f"sending domain {row.domain} health {health.status}: {health.explanation}"
+
+
+def domain_health_guard(ctx: TouchContext) -> Verdict:
+    """Defer email from a domain that failed, or that was never verified and DNS is down.
+
+    A warning does not stop sending. The touch is retried when the verdict expires,
+    at most an hour later, so fixing DNS lets mail flow without manual action.
+    """
+    if ctx.mailbox is None or not ctx.mailbox.sending_domain:
+        return GO
+    now = as_utc(ctx.now)
+    reason = sending_problem(ctx.session, now, ctx.settings, ctx.mailbox.sending_domain)
+    if not reason:
+        return GO
+    try:
+        row = ctx.session.get(DomainCheck, normalise_domain(ctx.mailbox.sending_domain))
+    except ValueError:
+        row = None
+    if row is None:  # the check itself could not run
+        return defer(GUARD, now + DEFER_FOR, reason)
+    until = max(min(now + DEFER_FOR, as_utc(row.expires_at)), now + TTL_FLOOR)
+    return defer(GUARD, until, reason)
+
+
+def refresh_due(session: Session, now: datetime, settings: Settings) -> list[DomainCheck]:
+    """Refresh every mailbox's sending domain whose verdict is missing or expired.
+
+    Meant for a periodic task (the run loop or Celery beat), so a verdict is usually
+    fresh before a touch needs it.
+    """
+    domains = set(session.exec(select(Mailbox.sending_domain)).all())
+    return [verdict_for(session, now, settings, domain) for domain in sorted(domains) if domain]

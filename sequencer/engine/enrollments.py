@@ -1,0 +1,317 @@
+"""Enrollment state changes: enroll, enter a step, wake, pause, resume, stop, finish.
+
+Every change to an enrollment starts with ``claim``: a compare-and-set on its ``version``
+column. Whoever loses the race sees ``False`` and leaves the enrollment alone, which is
+what makes a step happen at most once even with several workers ticking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Update, bindparam, insert, tuple_, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, select
+
+from sequencer.core import decisions
+from sequencer.core.models import Account, Enrollment, Prospect, SequenceVersion, Signal
+from sequencer.sequences import schedule
+
+ACTIVE_STATES = ("active", "paused")
+
+
+def claim(session: Session, enrollment: Enrollment, expected: int | None = None, **values: Any) -> bool:
+    """Take the right to change ``enrollment`` in the current transaction, or return False.
+
+    ``expected`` is the version the caller decided on (default: the one it holds now);
+    pass it when the decision was made earlier, since a rollback in between reloads the
+    row. ``values`` are written in the same statement (saving a round trip on the send path).
+    """
+    seen = enrollment.version if expected is None else expected
+    params = {"claim_id": enrollment.id, "claim_version": seen, "claim_next": seen + 1, **values}
+    result = session.connection().execute(_claim_statement(tuple(sorted(values))), params)
+    if result.rowcount != 1:
+        return False
+    _written(enrollment, seen + 1, values)
+    return True
+
+
+def _written(enrollment: Enrollment, version: int, values: dict[str, Any]) -> None:
+    """Set on the object what a claim just wrote to its row (nothing left to flush)."""
+    for name, value in {"version": version, **values}.items():
+        set_committed_value(enrollment, name, value)
+
+
+def claim_many(session: Session, claims: list[tuple[Enrollment, int]], **values: Any) -> set[int]:
+    """``claim`` for many enrollments in one statement: each (enrollment, expected version).
+
+    Returns the ids of those claimed; the others changed since their version was seen.
+    ``values`` are written to every claimed row.
+    """
+    if not claims:
+        return set()
+    pairs = [(enrollment.id, expected) for enrollment, expected in claims]
+    params = {"ids": sorted(pair[0] for pair in pairs), "claims": pairs, **values}
+    claimed = set(session.connection().execute(_claim_many_statement(tuple(sorted(values))), params).scalars())
+    for enrollment, expected in claims:
+        if enrollment.id in claimed:
+            _written(enrollment, expected + 1, values)
+    return claimed
+
+
+@lru_cache(maxsize=8)
+def _claim_many_statement(names: tuple[str, ...]) -> Update:
+    return (
+        update(Enrollment)
+        # The ids alone let SQLite find the rows by key; with only the pairs it scans the table.
+        .where(Enrollment.id.in_(bindparam("ids", expanding=True)),
+               tuple_(Enrollment.id, Enrollment.version).in_(bindparam("claims", expanding=True)))
+        .values(version=Enrollment.version + 1, **{name: bindparam(name) for name in names})
+        .returning(Enrollment.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@lru_cache(maxsize=32)
+def _claim_statement(names: tuple[str, ...]) -> Update:
+    """Built once per set of extra columns: claims run on every step, building costs."""
+    return (
+        update(Enrollment)
+        .where(Enrollment.id == bindparam("claim_id"), Enrollment.version == bindparam("claim_version"))
+        .values(version=bindparam("claim_next"), **{name: bindparam(name) for name in names})
+        .execution_options(synchronize_session=False)
+    )
+
+
+def window_of(definition: dict) -> schedule.Window:
+    """The sending window of a sequence definition (parsed once per distinct window)."""
+    raw = definition.get("window")
+    key = repr(raw)
+    if key not in _WINDOWS:
+        _WINDOWS[key] = schedule.Window.parse(raw)
+    return _WINDOWS[key]
+
+
+_WINDOWS: dict[str, schedule.Window] = {}
+
+
+def enter_step(
+    session: Session, now: datetime, enrollment: Enrollment, index: int, definition: dict, prospect: Prospect
+) -> None:
+    """Move to step ``index`` and set when it is due; past the last step, finish."""
+    for kind, reason, detail in _position(now, enrollment, index, definition, prospect):
+        decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
+    session.add(enrollment)
+
+
+@dataclass
+class Move:
+    """An enrollment to move on to its next step (``step_on``), with extra column values.
+
+    ``expected`` is the version the mover's own claim left: a change made since (a stop
+    rule, another worker) makes the move lose, even one made earlier in the same transaction.
+    """
+
+    enrollment: Enrollment
+    expected: int
+    definition: dict
+    prospect: Prospect
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def step_on(session: Session, now: datetime, moves: list[Move]) -> set[int]:
+    """Claim each enrollment and move it to its next step; return the ids moved.
+
+    One executemany per set of columns written, when every claim holds (checked by the
+    count of rows changed). When one does not (another worker changed that enrollment
+    first), the statements are undone and each move is made alone, so the ones that
+    lost write nothing. The decisions of each move are recorded with it.
+    """
+    planned = []
+    for move in moves:
+        position = SimpleNamespace()
+        pending = _position(now, position, move.enrollment.current_step + 1, move.definition, move.prospect)  # type: ignore[arg-type]
+        planned.append((move, {**vars(position), **move.values}, pending))
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for move, values, _ in planned:
+        groups.setdefault(tuple(sorted(values)), []).append(
+            {"claim_id": move.enrollment.id, "claim_version": move.expected, "claim_next": move.expected + 1,
+             **values})
+    savepoint = session.begin_nested()
+    if all(session.connection().execute(_claim_statement(names), rows).rowcount == len(rows)
+           for names, rows in groups.items()):
+        savepoint.commit()
+        moved = planned
+        for move, values, _ in moved:
+            _written(move.enrollment, move.expected + 1, values)
+    else:
+        savepoint.rollback()
+        moved = [(move, values, pending) for move, values, pending in planned
+                 if claim(session, move.enrollment, move.expected, **values)]
+    for move, _, pending in moved:
+        for kind, reason, detail in pending:
+            decisions.record(session, now, kind, reason, enrollment=move.enrollment, **detail)
+    return {move.enrollment.id for move, _, _ in moved}
+
+
+def _position(
+    now: datetime, enrollment: Enrollment, index: int, definition: dict, prospect: Prospect
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Set the columns of being at step ``index``; return the decisions that go with it."""
+    steps = definition["steps"]
+    enrollment.waiting_for = ""
+    enrollment.wait_timeout_at = None
+    enrollment.current_step = index
+    if index >= len(steps):
+        return [_finished(now, enrollment)]
+    step = steps[index]
+    window = window_of(definition)
+    enrollment.step_started_at = now
+    if step["kind"] == "wait":
+        enrollment.next_due_at = schedule.wait_until(now, step["wait"], window, prospect.timezone, prospect.country)
+        return [("waiting", f"wait {_describe_wait(step['wait'])}", {"until": enrollment.next_due_at.isoformat()})]
+    if step["kind"] == "wait_for_signal":
+        timeout = schedule.wait_until(now, step["timeout"], window, prospect.timezone, prospect.country)
+        enrollment.waiting_for = step["signal"]
+        enrollment.wait_timeout_at = timeout
+        enrollment.next_due_at = timeout
+        return [("waiting", f"waiting for signal {step['signal']!r}", {"until": timeout.isoformat()})]
+    enrollment.next_due_at = schedule.next_open(now, window, prospect.timezone, prospect.country)
+    return []
+
+
+def _describe_wait(wait: dict) -> str:
+    (unit, value), = wait.items()
+    return f"{value:g} {unit.replace('_', ' ')}"
+
+
+def finish(session: Session, now: datetime, enrollment: Enrollment) -> None:
+    kind, reason, detail = _finished(now, enrollment)
+    session.add(enrollment)
+    decisions.record(session, now, kind, reason, enrollment=enrollment, **detail)
+
+
+def _finished(now: datetime, enrollment: Enrollment) -> tuple[str, str, dict[str, Any]]:
+    enrollment.state = "finished"
+    enrollment.next_due_at = None
+    enrollment.finished_at = now
+    return "finished", "all steps done", {}
+
+
+def stop(session: Session, now: datetime, enrollment: Enrollment, reason: str, rule: str = "", **detail: Any) -> None:
+    """Stop for good (the caller has claimed the enrollment)."""
+    enrollment.state = "stopped"
+    enrollment.reason = reason
+    enrollment.rule = rule
+    enrollment.next_due_at = None
+    enrollment.finished_at = now
+    session.add(enrollment)
+    decisions.record(session, now, "stopped", reason, enrollment=enrollment, rule=rule, **detail)
+
+
+def pause(
+    session: Session, now: datetime, enrollment: Enrollment, reason: str, until: datetime | None = None,
+    rule: str = "", **detail: Any,
+) -> None:
+    """Pause, until a time or until someone resumes it (the caller has claimed it)."""
+    enrollment.state = "paused"
+    enrollment.reason = reason
+    enrollment.rule = rule
+    enrollment.paused_until = until
+    session.add(enrollment)
+    decisions.record(session, now, "paused", reason, enrollment=enrollment, rule=rule,
+                     until=until.isoformat() if until else None, **detail)
+
+
+def resume(session: Session, now: datetime, enrollment: Enrollment, reason: str, prospect: Prospect) -> None:
+    """Make a paused enrollment active again; its current step becomes due in the window."""
+    version = session.get(SequenceVersion, enrollment.sequence_version_id)
+    enrollment.state = "active"
+    enrollment.paused_until = None
+    enrollment.reason = ""
+    enrollment.rule = ""
+    window = window_of(version.definition)
+    enrollment.next_due_at = schedule.next_open(now, window, prospect.timezone, prospect.country)
+    session.add(enrollment)
+    decisions.record(session, now, "resumed", reason, enrollment=enrollment)
+
+
+def context_of(prospect: Prospect, account: Account | None, signal: Signal | None = None) -> dict[str, Any]:
+    """The plain-dict view of a prospect, its account and a signal used by filters and templates."""
+    prospect_values = {
+        "email": prospect.email, "first_name": prospect.first_name, "last_name": prospect.last_name,
+        "title": prospect.title, "timezone": prospect.timezone, "country": prospect.country,
+        "phone": prospect.phone, "linkedin_url": prospect.linkedin_url, "owner": prospect.owner,
+        **(prospect.custom or {}),
+    }
+    account_values = {}
+    if account is not None:
+        account_values = {
+            "domain": account.domain, "name": account.name, "industry": account.industry,
+            "employees": account.employees, "country": account.country, **(account.custom or {}),
+        }
+    signal_values = {}
+    if signal is not None:
+        signal_values = {"type": signal.type, "source": signal.source, **(signal.payload or {})}
+    return {"prospect": prospect_values, "account": account_values, "signal": signal_values}
+
+
+def create(
+    session: Session, now: datetime, prospect: Prospect, version: SequenceVersion, signal: Signal | None
+) -> SimpleNamespace:
+    """A new active enrollment on ``version``, positioned at its first step; its stored values.
+
+    Written with one INSERT of the finished row, and not built as an ORM object:
+    enrollments are created by the thousand when a signal burst arrives, and building
+    the object cost more than the INSERT. ``session.get(Enrollment, row.id)`` loads it.
+    """
+    row = SimpleNamespace(**_DEFAULTS, prospect_id=prospect.id, sequence_version_id=version.id,
+                          sequence_name=version.name, enrolled_at=now, signal_id=signal.id if signal else None)
+    first = _position(now, row, 0, version.definition, prospect)  # type: ignore[arg-type]
+    row.id = session.connection().execute(_INSERT, vars(row)).scalar_one()
+    decisions.record(
+        session, now, "enrolled",
+        f"{signal.type} signal" if signal else "enrolled by hand",
+        enrollment=row, step_index=0, signal_id=signal.id if signal else None,  # type: ignore[arg-type]
+        sequence=version.name, version=version.version,
+    )
+    for kind, reason, detail in first:
+        decisions.record(session, now, kind, reason, enrollment=row, **detail)  # type: ignore[arg-type]
+    return row
+
+
+# The columns with a default (all plain values); ``create`` gives the others.
+_DEFAULTS = {name: field.default for name, field in Enrollment.model_fields.items()
+             if name not in ("id", "enrolled_at", "signal_id") and not field.is_required()}
+_INSERT = insert(Enrollment).returning(Enrollment.id)
+
+
+def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: SequenceVersion) -> str:
+    """Why this prospect may not be enrolled again yet, or "" when they may.
+
+    Only the latest enrollment matters: a running one is always the latest, because
+    no new one can start while it runs.
+    """
+    latest = session.exec(
+        select(Enrollment.state, Enrollment.enrolled_at)
+        .where(Enrollment.prospect_id == prospect_id, Enrollment.sequence_name == version.name)
+        .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        return ""
+    return cooldown_reason(now, version, *latest)
+
+
+def cooldown_reason(now: datetime, version: SequenceVersion, state: str, last: datetime | None) -> str:
+    """Why a prospect whose latest enrollment in ``version``'s sequence is (state, last) must wait."""
+    if state in ACTIVE_STATES:
+        return f"already in {version.name}"
+    days = version.definition["trigger"].get("cooldown_days", 0)
+    if last is not None and now - last < timedelta(days=days):
+        return f"re-enrollment cool-down: last enrolled {last:%Y-%m-%d}, cool-down {days} days"
+    return ""

@@ -1,0 +1,91 @@
+"""``why was this step not sent?``: a prospect's enrollments with every decision, in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from sequencer.core.models import Decision, Enrollment, Prospect, SequenceVersion, Touch
+from sequencer.sequences.schedule import zone
+
+
+@dataclass
+class StepLine:
+    index: int
+    step_id: str
+    kind: str
+    status: str  # sent / queued / blocked / ... / current / not reached
+    detail: str
+
+
+@dataclass
+class EnrollmentStory:
+    enrollment: Enrollment
+    version: SequenceVersion
+    steps: list[StepLine] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+
+@dataclass
+class Explanation:
+    prospect: Prospect
+    stories: list[EnrollmentStory]
+    other: list[Decision]  # decisions not tied to an enrollment (e.g. not enrolled: filters)
+
+
+def explain(session: Session, email: str) -> Explanation | None:
+    prospect = session.exec(select(Prospect).where(Prospect.email == email.strip().lower())).first()
+    if prospect is None:
+        return None
+    stories = []
+    for enrollment in session.exec(
+        select(Enrollment).where(Enrollment.prospect_id == prospect.id).order_by(Enrollment.id)
+    ):
+        version = session.get(SequenceVersion, enrollment.sequence_version_id)
+        touches = {t.step_index: t for t in session.exec(select(Touch).where(Touch.enrollment_id == enrollment.id))}
+        story = EnrollmentStory(enrollment, version)
+        story.decisions = list(
+            session.exec(select(Decision).where(Decision.enrollment_id == enrollment.id).order_by(Decision.id))
+        )
+        for step in version.definition["steps"]:
+            story.steps.append(_step_line(step, touches.get(step["index"]), enrollment, story.decisions))
+        stories.append(story)
+    other = list(
+        session.exec(
+            select(Decision)
+            .where(Decision.prospect_id == prospect.id, Decision.enrollment_id.is_(None))
+            .order_by(Decision.id)
+        )
+    )
+    return Explanation(prospect, stories, other)
+
+
+def _step_line(step: dict, touch: Touch | None, enrollment: Enrollment, decisions: list[Decision]) -> StepLine:
+    index = step["index"]
+    if touch is not None:
+        detail = touch.reason or touch.subject or ""
+        if touch.sent_at and touch.state in ("sent", "queued"):
+            detail = f"{touch.sent_at:%Y-%m-%d %H:%M} UTC {detail}".strip()
+        return StepLine(index, step["id"], step["kind"], touch.state, detail)
+    if index < enrollment.current_step:
+        return StepLine(index, step["id"], step["kind"], "done", "")
+    if index == enrollment.current_step and enrollment.state in ("active", "paused"):
+        last = next((d for d in reversed(decisions) if d.step_index == index), None)
+        detail = f"{last.kind}: {last.reason}" if last else ""
+        if enrollment.waiting_for == "task":
+            detail = "waiting for the SDR to complete the task"
+        elif enrollment.state == "paused":
+            detail = f"paused: {enrollment.reason}"
+        elif enrollment.next_due_at:
+            detail = f"due {enrollment.next_due_at:%Y-%m-%d %H:%M} UTC" + (f" ({detail})" if detail else "")
+        return StepLine(index, step["id"], step["kind"], "current", detail)
+    return StepLine(index, step["id"], step["kind"], "not reached", "")
+
+
+def local(moment: datetime | None, tz: str) -> str:
+    """A UTC time shown in ``tz`` (the prospect's or the viewer's zone)."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z")

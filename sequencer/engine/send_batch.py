@@ -1,0 +1,285 @@
+"""Sending a batch of planned emails: claim them together, send them, record them together.
+
+The tick plans each email as it walks the due enrollments (``engine._plan_email``: guards,
+mailbox, text); this module does the rest. One transaction claims every enrollment with a
+send lease, counts each send against its caps and minimum gap, and records each touch as
+"sending". Then the emails go out. Then one transaction records each one as sent (or hands
+the refusal to the stop rules) and moves its enrollment on. A crash between the two
+transactions leaves touches "sending", which the next tick records as "unknown" and never
+sends again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, select
+
+from channels.email import (
+    DeliveryError,
+    DeliveryUnknown,
+    OutgoingEmail,
+    UnsendableMessage,
+    new_message_id,
+)
+from sequencer.core import db, decisions
+from sequencer.core.models import Decision, Enrollment, Touch
+from sequencer.engine import enrollments
+from sequencer.engine.guards import TouchContext, Verdict
+from sequencer.sending import caps, mailboxes
+from sequencer.sequences import schedule
+from suppression.tokens import unsubscribe_headers, unsubscribe_url
+
+if TYPE_CHECKING:
+    from sequencer.engine.tick import Runtime
+
+SEND_LEASE = timedelta(minutes=10)
+RETRY_BACKOFF = timedelta(minutes=15)
+MAX_SEND_ATTEMPTS = 5
+RECORD_ATTEMPTS = 3  # a batch's record, when another worker's lock gets in its way
+
+
+@dataclass
+class PlannedEmail:
+    """An email touch that passed its guards, with its mailbox and text; sent with its batch."""
+
+    ctx: TouchContext
+    existing: Touch | None
+    mailbox: mailboxes.Mailbox
+    variant: dict
+    rendered: dict[str, str]
+    new_thread: bool
+    version: int  # the enrollment's version when the email was planned: the claim expects it
+    touch_id: int = 0
+    limits: list[caps.Cap] | None = None  # the caps this send counts against (chosen with its mailbox)
+    touch_row: dict | None = None  # a new touch's columns, until the batch inserts it
+    message_id: str = ""
+    error: DeliveryError | None = None
+
+
+def send_planned(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
+    """Send a batch of planned emails; return each one's outcome, in order.
+
+    Three steps. One transaction claims every enrollment (with a send lease), counts
+    each send against its caps and minimum gap, and records each touch as "sending".
+    Then the emails go out. Then one transaction records each as sent (or hands the
+    refusal to the stop rules) and moves its enrollment on. A crash between the two
+    leaves touches "sending", which the next tick records as "unknown", never resent.
+    """
+    outcomes = _claim_all(session, now, planned)
+    claimed = [item for item, outcome in zip(planned, outcomes, strict=True) if outcome == "claimed"]
+    errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
+    for item, error in zip(claimed, errors, strict=True):
+        item.error = error
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            return _record_all(session, now, runtime, planned, list(outcomes))
+        except OperationalError as exc:
+            # Another worker held a lock this needed (PostgreSQL may pick this side of a
+            # deadlock to break). The emails are out already, so their record must not
+            # be lost: undo the whole record and make it again from what was sent.
+            if not db.is_lock_conflict(exc) or attempt == RECORD_ATTEMPTS:
+                raise
+            session.rollback()
+    raise AssertionError("unreachable")
+
+
+def _record_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail],
+                outcomes: list[str]) -> list[str]:
+    """Record a sent batch in one transaction; may be made again after a rollback."""
+    sent = [item.touch_id for item, outcome in zip(planned, outcomes, strict=True)
+            if outcome == "claimed" and item.error is None]
+    if sent:
+        session.connection().execute(_MARK_SENT, {"ids": sent, "at": now})
+    with decisions.batched(session):
+        moves = []
+        for index, item in enumerate(planned):
+            if outcomes[index] == "claimed" and (item.error is None or isinstance(item.error, DeliveryUnknown)):
+                moves.append(_record_sent(session, now, item))
+                outcomes[index] = "sent" if item.error is None else "unknown"
+            elif outcomes[index] == "claimed":
+                outcomes[index] = _delivery_failed(session, now, runtime, item)
+        enrollments.step_on(session, now, moves)
+        caps.release(session, [item.limits for item, outcome in zip(planned, outcomes, strict=True)
+                               if item.limits and _gives_caps_back(item, outcome)])
+    session.commit()
+    return outcomes
+
+
+def _claim_all(session: Session, now: datetime, planned: list[PlannedEmail]) -> list[str]:
+    try:
+        # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
+        claimed = enrollments.claim_many(session, [(item.ctx.enrollment, item.version) for item in planned],
+                                         next_due_at=now + SEND_LEASE)
+        counted = caps.reserve_all(session, [item.limits for item in planned if item.ctx.enrollment.id in claimed])
+        outcomes = [_claim(session, now, item, counted) if item.ctx.enrollment.id in claimed else "lost_race"
+                    for item in planned]
+        new = [item for item, outcome in zip(planned, outcomes, strict=True)
+               if outcome == "claimed" and item.existing is None]
+        if new:  # multi-row INSERTs for the batch's new touches; each id comes back with its enrollment
+            ids = dict(session.connection().execute(_INSERT_TOUCH, [item.touch_row for item in new]).all())
+            for item in new:
+                item.touch_id = ids[item.ctx.enrollment.id]
+        session.commit()
+    except (IntegrityError, OperationalError) as exc:
+        # Another worker wrote one of these touches, or held a lock this claim needed (a
+        # deadlock broken, a lock timeout, SQLite busy): nothing was sent, so the whole
+        # batch is left for the next tick. Any other database error is raised.
+        if isinstance(exc, OperationalError) and not db.is_lock_conflict(exc):
+            raise
+        session.rollback()
+        return ["lost_race"] * len(planned)
+    return outcomes
+
+
+def _claim(session: Session, now: datetime, item: PlannedEmail, counted: bool) -> str:
+    """Record one claimed planned email as "sending" (counting it against its caps unless
+    the batch's were ``counted`` together); or defer it (caller commits)."""
+    enrollment, prospect, mailbox, limits = item.ctx.enrollment, item.ctx.prospect, item.mailbox, item.limits
+    full = None if counted else caps.reserve(session, limits)
+    if full is not None:
+        window = enrollments.window_of(item.ctx.extra["definition"])
+        until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
+        return record_deferral(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
+    gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
+    if gap and not caps.take_gap(session, mailbox, now, gap):
+        caps.release(session, [limits])
+        until = (mailbox.last_sent_at or now) + timedelta(seconds=gap)
+        return record_deferral(session, now, enrollment, Verdict(
+            "defer", f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", until, "gap"))
+    item.message_id = new_message_id(mailbox.sending_domain)
+    values = {"state": "sending", "reason": "", "variant": item.variant["name"], "mailbox_id": mailbox.id,
+              "message_id": item.message_id, "subject": item.rendered["subject"]}
+    if item.existing is not None:
+        for name, value in values.items():
+            setattr(item.existing, name, value)
+        session.add(item.existing)
+        session.flush()
+        item.touch_id = item.existing.id
+    else:  # inserted with the batch's other new touches (see _claim_all)
+        step = item.ctx.step
+        item.touch_row = {
+            "enrollment_id": enrollment.id, "prospect_id": prospect.id, "step_index": step["index"],
+            "step_id": step["id"], "channel": step["kind"], "recipient": prospect.email, "created_at": now,
+            "sent_at": None, **values}
+    return "claimed"
+
+
+# Not sorted by parameter order: SQLite would then insert row by row. A batch holds one
+# touch per enrollment, so the enrollment id tells which id is whose.
+_INSERT_TOUCH = insert(Touch).returning(Touch.enrollment_id, Touch.id)
+_MARK_SENT = (update(Touch).where(Touch.id.in_(bindparam("ids", expanding=True)))
+              .values(state="sent", sent_at=bindparam("at")).execution_options(synchronize_session=False))
+
+
+def _gives_caps_back(item: PlannedEmail, outcome: str) -> bool:
+    """A send that will be tried again, or that no server saw, does not count against the caps."""
+    never_reached = item.error is not None and item.error.code == 0 and not isinstance(item.error, DeliveryUnknown)
+    return outcome in ("retry", "blocked") or never_reached
+
+
+def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEmail:
+    ctx, mailbox, enrollment = item.ctx, item.mailbox, item.ctx.enrollment
+    return OutgoingEmail(
+        mailbox=mailbox, to=ctx.prospect.email, subject=item.rendered["subject"],
+        text=_with_footer(item.rendered["text"], ctx), html=item.rendered["html"], message_id=item.message_id,
+        in_reply_to="" if item.new_thread else enrollment.thread_message_id,
+        references=[] if item.new_thread else [enrollment.thread_message_id],
+        headers=unsubscribe_headers(runtime.settings, ctx.prospect.email), date=now,
+        envelope_from=_verp(mailbox.address, item.touch_id),
+    )
+
+
+def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> enrollments.Move:
+    """Record a sent email, or one whose fate is unknown; return its enrollment's move to
+    the next step (made with the batch's)."""
+    enrollment, mailbox, subject = item.ctx.enrollment, item.mailbox, item.rendered["subject"]
+    if item.error is not None:  # it may have arrived: never resent, and the sequence goes on
+        touch = item.existing or session.get(Touch, item.touch_id)
+        touch.state, touch.reason = "unknown", str(item.error)
+        session.add(touch)
+        decisions.record(session, now, "unknown", str(item.error), enrollment=enrollment, touch_id=item.touch_id,
+                         message_id=item.message_id)
+    else:
+        if item.existing is not None:
+            set_committed_value(item.existing, "state", "sent")
+            set_committed_value(item.existing, "sent_at", now)
+        decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}",
+                         enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
+                         message_id=item.message_id)
+    thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}
+    return enrollments.Move(enrollment, item.version + 1, item.ctx.extra["definition"], item.ctx.prospect,
+                            {"mailbox_id": mailbox.id, **thread})  # item.version + 1: what the batch's claim left
+
+
+def _with_footer(text: str, ctx: TouchContext) -> str:
+    link = unsubscribe_url(ctx.settings, ctx.prospect.email)
+    if link in text:
+        return text
+    return f"{text}\n\n--\nNot the right time? Unsubscribe with one click: {link}"
+
+
+def _verp(address: str, touch_id: int) -> str:
+    """Envelope sender carrying the touch id, so a bounce names the touch it is about."""
+    local, domain = address.split("@", 1)
+    return f"{local}+t{touch_id}@{domain}"
+
+
+def _jitter(mailbox: mailboxes.Mailbox, enrollment: Enrollment) -> float:
+    if not mailbox.gap_jitter_seconds:
+        return 0.0
+    digest = hashlib.sha256(f"{mailbox.id}:{enrollment.id}:{enrollment.current_step}".encode()).digest()
+    return digest[0] / 255 * mailbox.gap_jitter_seconds
+
+
+def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
+    """The server refused: retry later when it may pass, else hand it to the stop rules (caller commits)."""
+    exc, enrollment = item.error, item.ctx.enrollment
+    touch = item.existing or session.get(Touch, item.touch_id)
+    if isinstance(exc, UnsendableMessage):  # no server saw it, and no retry can help: a person fixes the text
+        touch.state, touch.reason = "blocked", str(exc)
+        session.add(touch)
+        decisions.record(session, now, "blocked", str(exc), enrollment=enrollment, touch_id=touch.id, guard="message")
+        if enrollments.claim(session, enrollment, item.version + 1):  # unchanged since the batch's claim
+            enrollments.pause(session, now, enrollment, f"needs attention: {exc}")
+        return "blocked"
+    attempts = 1 + len(session.exec(
+        select(Decision.id).where(Decision.touch_id == touch.id, Decision.kind == "send_failed")
+    ).all())
+    decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id,
+                     code=exc.code, attempt=attempts)
+    touch.state, touch.reason = "failed", str(exc)
+    session.add(touch)
+    if not enrollments.claim(session, enrollment, item.version + 1):  # changed since the batch's claim
+        return "failed"
+    if exc.permanent and runtime.on_delivery_error is not None:
+        runtime.on_delivery_error(session, now, touch, enrollment, exc, attempts)
+    elif exc.permanent:
+        enrollments.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
+    outcome = "failed"
+    still_here = enrollment.state == "active" and enrollment.current_step == touch.step_index
+    if still_here and attempts < MAX_SEND_ATTEMPTS:
+        if touch.state == "failed":  # the stop rules did not reschedule it themselves
+            touch.state = "retry"
+            enrollment.next_due_at = now + RETRY_BACKOFF * 2 ** (attempts - 1)
+        outcome = "retry"
+    elif still_here:
+        enrollments.stop(session, now, enrollment, f"gave up after {attempts} attempts: {exc}", rule="delivery")
+    session.add(touch)
+    session.add(enrollment)
+    return outcome
+
+
+def record_deferral(session: Session, now: datetime, enrollment: Enrollment, verdict: Verdict) -> str:
+    """Record a deferral of a claimed enrollment (the caller commits)."""
+    enrollment.next_due_at = verdict.until
+    session.add(enrollment)
+    decisions.record(session, now, "deferred", verdict.reason, enrollment=enrollment, guard=verdict.guard,
+                     until=verdict.until.isoformat() if verdict.until else None)
+    return "deferred"

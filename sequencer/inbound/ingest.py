@@ -1,0 +1,132 @@
+"""Inbound mail in: classify, store once, match to our touch, and apply the manager's rule.
+
+Every message is stored exactly once (by Message-ID, else by content hash), so ingesting
+the same message twice changes nothing. A message that cannot be read, or whose handling
+fails, is quarantined with the reason instead of raising: one bad message never stops a
+poller or loses the others in its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from sequencer.core.config import Settings
+from sequencer.core.models import Enrollment, InboundMessage, Mailbox
+from sequencer.inbound import match as matching
+from sequencer.inbound.classify import Classification, classify
+from sequencer.rules.actions import Event, apply, rulebook
+from sequencer.rules.book import RuleBook
+
+QUARANTINE_HEAD = 64 * 1024  # bytes of a quarantined message kept for a person to look at
+EVENTS = {
+    "reply": "reply", "out_of_office": "out_of_office", "auto_reply": "auto_reply", "bounce": "bounce",
+    "complaint": "complaint", "unsubscribe_request": "unsubscribe_request", "left_company": "left_company",
+}
+
+
+@dataclass
+class IngestResult:
+    message: InboundMessage
+    duplicate: bool
+    action: str
+    done: list[str] = field(default_factory=list)
+
+
+def our_domains(session: Session) -> frozenset[str]:
+    return frozenset(session.exec(select(Mailbox.sending_domain)).all())
+
+
+def dedupe_key(result: Classification, raw: bytes) -> str:
+    return result.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def event_for(result: Classification, match: matching.Match, enrollment: Enrollment | None,
+              previous_soft: int = 0) -> Event:
+    """Translate a classification into the stop-rules event it represents."""
+    address = {
+        "bounce": (result.bounced_recipients or [match.touch.recipient if match.touch else ""])[0],
+        "complaint": result.complained_recipient or (match.touch.recipient if match.touch else ""),
+    }.get(result.kind, result.from_address or "")
+    summary = {
+        "bounce": f"{result.bounce_type or ''} bounce {result.status_code or ''} for {address}".replace("  ", " "),
+        "complaint": f"spam complaint ({result.feedback_type or 'abuse'}) about {address}",
+    }.get(result.kind, f"{result.kind.replace('_', ' ')} {result.subject!r} from {result.from_address}")
+    return Event(
+        name=EVENTS[result.kind], summary=summary, address=(address or "").lower(),
+        sender_domain=(result.from_address or "").rpartition("@")[2].lower() if result.kind != "bounce" else "",
+        sentiment=result.sentiment if result.kind == "reply" else None,
+        bounce_type=result.bounce_type, return_date=result.return_date, new_contacts=result.new_contacts,
+        touch=match.touch, enrollment=enrollment,
+        detail={"matched_by": match.method, "match_strength": match.strength,
+                "previous_soft_bounces": previous_soft} if match.touch else {},
+    )
+
+
+def ingest_raw(session: Session, now: datetime, settings: Settings, raw: bytes,
+               rules: RuleBook | None = None) -> IngestResult:
+    """Store one raw message once, match it, and apply the stop rule for what it is."""
+    result = classify(raw, our_domains=our_domains(session))
+    key = dedupe_key(result, raw)
+    existing = session.exec(select(InboundMessage).where(InboundMessage.dedupe_key == key)).first()
+    if existing is not None:
+        return IngestResult(existing, True, "duplicate: already processed")
+    if result.kind == "unparseable":
+        return _quarantine(session, now, key, raw, result, f"unreadable message: {result.reason}")
+    try:
+        return _handle(session, now, rules or rulebook(settings), key, result)
+    except IntegrityError:
+        session.rollback()
+        existing = session.exec(select(InboundMessage).where(InboundMessage.dedupe_key == key)).first()
+        if existing is not None:
+            return IngestResult(existing, True, "duplicate: already processed")
+        return _quarantine(session, now, key, raw, result, "could not be stored (integrity error)")
+    except Exception as exc:  # noqa: BLE001 - any failure quarantines this one message, never the batch
+        session.rollback()
+        return _quarantine(session, now, key, raw, result, f"handling failed: {type(exc).__name__}: {exc}")
+
+
+def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: Classification) -> IngestResult:
+    match = matching.find(session, result)
+    enrollment = session.get(Enrollment, match.touch.enrollment_id) if match.touch else None
+    previous_soft = 0
+    if match.touch is not None and result.kind == "bounce" and result.bounce_type == "soft":
+        previous_soft = len(session.exec(select(InboundMessage.id).where(
+            InboundMessage.touch_id == match.touch.id, InboundMessage.bounce_type == "soft")).all())
+    row = InboundMessage(
+        dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
+        subject=result.subject[:500], kind=result.kind, bounce_type=result.bounce_type or "", touch_id=match.touch.id if match.touch else None,
+        enrollment_id=enrollment.id if enrollment else None, match_method=match.method,
+        detail={"classification": result.to_dict(), "match": match.to_dict()}, received_at=now,
+    )
+    session.add(row)
+    session.flush()
+    event = event_for(result, match, enrollment, previous_soft)
+    rule, done = apply(session, now, rules, event)
+    row.detail = {**row.detail, "rule": rule.name, "actions": done}
+    session.add(row)
+    session.commit()
+    summary = "; ".join(done) if done else ("no matching touch" if match.touch is None else "nothing to do")
+    return IngestResult(row, False, f"{rule.name}: {summary}", done)
+
+
+def _quarantine(session: Session, now: datetime, key: str, raw: bytes, result: Classification,
+                reason: str) -> IngestResult:
+    row = InboundMessage(
+        dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
+        subject=(result.subject or "")[:500], kind="quarantined", quarantined=True, received_at=now,
+        detail={"reason": reason, "size": len(raw), "head": raw[:QUARANTINE_HEAD].decode("latin-1").replace("\x00", "\\0"),
+                "classification": result.to_dict()},
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        row = session.exec(select(InboundMessage).where(InboundMessage.dedupe_key == key)).one()
+        return IngestResult(row, True, "duplicate: already processed")
+    return IngestResult(row, False, f"quarantined: {reason}")

@@ -1,0 +1,269 @@
+"""Acting on stored signals: enroll the prospects a trigger selects, wake waiting steps.
+
+Signals are processed in batches, one transaction per batch: what every signal needs
+(its prospect, the account, the suppression list, the latest enrollments) is read with
+one query per kind for the whole batch. A batch is all or nothing. When one signal in
+it cannot go through with the others (a refused payload, a race lost to another worker
+on the same prospect), the batch is rolled back and its signals are processed one at a
+time, each in its own transaction, exactly as ``process`` does for a lone signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from types import SimpleNamespace
+
+from sqlalchemy import Update, bindparam, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, select
+
+from sequencer.core import decisions
+from sequencer.core.models import Account, Enrollment, Prospect, SequenceVersion, Signal
+from sequencer.engine import enrollments
+from sequencer.intake.prospects import upsert_prospect
+from sequencer.sequences import triggers
+from sequencer.sequences.versions import current_versions
+from suppression.store import SuppressionEntry, find_suppression, find_suppressions
+
+
+@dataclass
+class SignalOutcome:
+    signal_id: int
+    enrolled: list[int] = field(default_factory=list)
+    woken: list[int] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class _OneByOne(Exception):
+    """A signal in a batch needs its own transaction; the batch is retried one by one."""
+
+
+def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
+    """Enroll and wake for one signal, then mark it processed; one transaction.
+
+    Safe to call from several processes at once: the signal is claimed first (only one
+    caller sees it unprocessed), and two different signals racing to enroll the same
+    prospect meet the unique index on running enrollments; the loser retries and then
+    finds the enrollment already there.
+    """
+    try:
+        return _process_single(session, now, signal)
+    except IntegrityError:
+        session.rollback()
+        return _process_single(session, now, signal)
+
+
+def process_batch(session: Session, now: datetime, batch: list[Signal],
+                  keep: list | None = None) -> list[SignalOutcome]:
+    """``process`` for every signal of ``batch``, in order, in one transaction when it can be.
+
+    ``keep`` receives the rows read and created, so a caller that goes on with them (the
+    tick) finds them in the session instead of loading them again.
+    """
+    if len(batch) <= 1:
+        return [process(session, now, signal) for signal in batch]
+    try:
+        with session.no_autoflush:
+            context = _Context.read(session, now, batch)
+        with decisions.batched(session):
+            outcomes = [_process(session, now, signal, context, in_batch=True) for signal in batch]
+        if context.claims and session.connection().execute(
+                _claim_statement(), context.claims).rowcount != len(context.claims):
+            raise _OneByOne  # another worker processed one of them first
+        session.commit()
+        if keep is not None:
+            keep.extend([*context.prospects.values(), *context.accounts.values()])
+        return outcomes
+    except (_OneByOne, IntegrityError):
+        session.rollback()
+        return [process(session, now, signal) for signal in batch]
+
+
+def _process_single(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
+    outcome = _process(session, now, signal, _Context.read(session, now, [signal]), in_batch=False)
+    session.commit()
+    return outcome
+
+
+@dataclass
+class _Context:
+    """What a batch of signals needs, read up front; kept current as the batch enrolls."""
+
+    versions: list[SequenceVersion]
+    prospects: dict[str, Prospect]  # by email
+    accounts: dict[int, Account]
+    suppressed: dict[tuple[str | None, int | None], SuppressionEntry | None]
+    latest: dict[tuple[int, str], tuple[str, datetime | None]]  # (prospect, sequence) -> state, enrolled at
+    waiting: dict[int, list[Enrollment]]  # prospect -> enrollments waiting for a signal
+    known: set[int]  # prospects whose ``latest`` and ``waiting`` are read
+    claims: list[dict] = field(default_factory=list)  # the batch's signal claims, made at its end
+
+    @classmethod
+    def read(cls, session: Session, now: datetime, batch: list[Signal]) -> _Context:
+        emails = sorted({s.email for s in batch if s.email})
+        prospects = {p.email: p for p in _in(session, Prospect, Prospect.email, emails)}
+        accounts = {a.id: a for a in _in(session, Account, Account.id,
+                                          sorted({p.account_id for p in prospects.values() if p.account_id}))}
+        context = cls(current_versions(session), prospects, accounts, {}, {}, {}, set())
+        context.learn(session, now, list(prospects.values()))
+        return context
+
+    def learn(self, session: Session, now: datetime, prospects: list[Prospect]) -> None:
+        """Read suppression, latest enrollments and waiting steps for prospects not yet known."""
+        new = [p for p in prospects if p.id not in self.known]
+        if not new:
+            return
+        ids = sorted({p.id for p in new})
+        self.suppressed.update(find_suppressions(session, now, [(p.email, p.account_id) for p in new]))
+        rows = session.exec(
+            select(Enrollment.prospect_id, Enrollment.sequence_name, Enrollment.state, Enrollment.enrolled_at)
+            .where(Enrollment.prospect_id.in_(ids))
+            .order_by(Enrollment.enrolled_at, Enrollment.id)
+        ).all()
+        for prospect_id, name, state, enrolled_at in rows:  # oldest first: the last one stays
+            self.latest[(prospect_id, name)] = (state, enrolled_at)
+        for enrollment in _in(session, Enrollment, Enrollment.prospect_id, ids,
+                              Enrollment.state == "active", Enrollment.waiting_for != ""):
+            self.waiting.setdefault(enrollment.prospect_id, []).append(enrollment)
+        self.known.update(ids)
+
+    def suppression(self, session: Session, now: datetime, prospect: Prospect) -> SuppressionEntry | None:
+        key = (prospect.email, prospect.account_id)
+        if key not in self.suppressed:  # a garbage address: let the lone lookup raise with the reason
+            self.suppressed[key] = find_suppression(session, now, *key)
+        return self.suppressed[key]
+
+    def enrolled(self, session: Session, now: datetime, row: SimpleNamespace) -> None:
+        """Count an enrollment the batch created (``enrollments.create``'s row)."""
+        self.latest[(row.prospect_id, row.sequence_name)] = (row.state, now)
+        if row.state == "active" and row.waiting_for:  # a later signal of the batch may wake it
+            self.waiting.setdefault(row.prospect_id, []).append(session.get(Enrollment, row.id))
+
+
+def _in(session: Session, model: type, column, values: list, *where) -> list:
+    if not values:
+        return []
+    return list(session.exec(select(model).where(column.in_(values), *where)))
+
+
+def _process(session: Session, now: datetime, signal: Signal, context: _Context, *, in_batch: bool) -> SignalOutcome:
+    outcome = SignalOutcome(signal.id)
+    try:
+        prospects, account = _subjects(session, now, signal, context)
+    except ValueError as exc:
+        if in_batch:
+            raise _OneByOne from exc
+        # The signal stays stored; it is marked processed so one bad payload cannot
+        # block every later tick, and the reason is in the decision log.
+        session.rollback()
+        decisions.record(session, now, "signal_refused", f"{signal.type} for {signal.email}: {exc}",
+                         signal_id=signal.id)
+        outcome.skipped.append(f"{signal.email}: {exc}")
+        signal.processed_at = now
+        session.add(signal)
+        return outcome
+    context.learn(session, now, prospects)
+    # The claim: only one caller sees the signal unprocessed; the others stop here. A
+    # batch claims all its signals with one statement at its end (see process_batch).
+    about = {"prospect_id": prospects[0].id if signal.email else None,
+             "account_id": account.id if account else None}
+    claim = {"claim_id": signal.id, "processed_at": now, **about}
+    if in_batch:
+        context.claims.append(claim)
+    elif session.connection().execute(_claim_statement(), claim).rowcount != 1:
+        session.rollback()
+        outcome.skipped.append("already processed")
+        return outcome
+    for name, value in {"processed_at": now, **about}.items():
+        set_committed_value(signal, name, value)
+    for version in context.versions:
+        trigger = version.definition["trigger"]
+        if signal.type not in trigger["signals"]:
+            continue
+        candidates = prospects
+        if not signal.email:
+            scope = trigger.get("account_scope", "all")
+            candidates = [] if scope == "none" else prospects
+        enrolled_here = 0
+        for prospect in candidates:
+            if not signal.email and trigger.get("account_scope") == "first" and enrolled_here:
+                break
+            reason = _why_not(session, now, prospect, account, signal, version, context)
+            if reason:
+                outcome.skipped.append(f"{prospect.email} / {version.name}: {reason}")
+                decisions.record(session, now, "not_enrolled", reason, prospect_id=prospect.id,
+                                 signal_id=signal.id, sequence=version.name)
+                continue
+            enrollment = enrollments.create(session, now, prospect, version, signal)
+            context.enrolled(session, now, enrollment)
+            outcome.enrolled.append(enrollment.id)
+            enrolled_here += 1
+    outcome.woken = _wake(session, now, signal, prospects, context)
+    return outcome
+
+
+@lru_cache(maxsize=1)
+def _claim_statement() -> Update:
+    return (
+        update(Signal)
+        .where(Signal.id == bindparam("claim_id"), Signal.processed_at.is_(None))
+        .values(processed_at=bindparam("processed_at"), prospect_id=bindparam("prospect_id"),
+                account_id=bindparam("account_id"))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _subjects(session: Session, now: datetime, signal: Signal,
+              context: _Context) -> tuple[list[Prospect], Account | None]:
+    """The prospects a signal is about: the one named, or everyone at the account's domain."""
+    if signal.email:
+        prospect = context.prospects.get(signal.email)
+        if prospect is None:
+            prospect = upsert_prospect(session, now, signal.email, dict(signal.payload))
+            decisions.record(session, now, "prospect_created", f"from {signal.type} signal",
+                             prospect_id=prospect.id, signal_id=signal.id)
+            context.prospects[prospect.email] = prospect
+        account = None
+        if prospect.account_id:
+            account = context.accounts.get(prospect.account_id) or session.get(Account, prospect.account_id)
+        return [prospect], account
+    account = session.exec(select(Account).where(Account.domain == signal.domain)).first()
+    if account is None:
+        return [], None
+    prospects = list(session.exec(select(Prospect).where(Prospect.account_id == account.id).order_by(Prospect.id)))
+    return prospects, account
+
+
+def _why_not(session: Session, now: datetime, prospect: Prospect, account: Account | None,
+             signal: Signal, version: SequenceVersion, context: _Context) -> str:
+    values = enrollments.context_of(prospect, account, signal)
+    failed = triggers.failed_filters(version.definition["trigger"].get("filters", {}), values)
+    if failed:
+        return "filters not met: " + "; ".join(failed)
+    entry = context.suppression(session, now, prospect)
+    if entry is not None:
+        return f"suppressed: {entry.reason} ({entry.kind} {entry.value})"
+    latest = context.latest.get((prospect.id, version.name))
+    return enrollments.cooldown_reason(now, version, *latest) if latest else ""
+
+
+def _wake(session: Session, now: datetime, signal: Signal, prospects: list[Prospect],
+          context: _Context) -> list[int]:
+    """Make wait-for-signal steps waiting for this signal type due now."""
+    woken = []
+    for prospect in prospects:
+        for enrollment in context.waiting.get(prospect.id, []):
+            if enrollment.state != "active" or enrollment.waiting_for != signal.type:
+                continue
+            if not enrollments.claim(session, enrollment):
+                continue
+            enrollment.waiting_for = ""
+            enrollment.next_due_at = now
+            session.add(enrollment)
+            decisions.record(session, now, "woken", f"{signal.type} signal arrived", enrollment=enrollment,
+                             signal_id=signal.id)
+            woken.append(enrollment.id)
+    return woken

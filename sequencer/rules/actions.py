@@ -1,0 +1,267 @@
+"""Apply a manager's stop rule to an event: stop, stop the account, pause, suppress, ...
+
+The rules file says *what* to do (``sequencer.rules.book``); this module does it, in
+the caller's transaction, and records each step in the decision log under the rule's
+name so ``sequencer explain`` can say which rule fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from sqlmodel import Session, or_, select
+
+from sequencer.core import decisions
+from sequencer.core.config import Settings
+from sequencer.core.models import (
+    Account,
+    CapCounter,
+    Enrollment,
+    Mailbox,
+    Prospect,
+    SequenceVersion,
+    Touch,
+)
+from sequencer.engine import enrollments
+from sequencer.intake.freemail import is_freemail
+from sequencer.rules.book import (
+    Action,
+    Enroll,
+    Ignore,
+    PauseMailboxAfter,
+    PauseUntilReturn,
+    ResolvedRule,
+    Retry,
+    RuleBook,
+    Stop,
+    StopAccount,
+    Suppress,
+    load_rules,
+)
+from sequencer.sequences import schedule
+from suppression.normalize import registrable_domain
+from suppression.store import find_suppression, make_spec, stage_entry
+
+
+@dataclass
+class Event:
+    """Something that happened to an enrollment (or just to an address)."""
+
+    name: str  # a stop-rules event: reply, out_of_office, bounce, ...
+    summary: str  # for people: 'reply "Re: Hello" from dana@x.com'
+    address: str = ""  # the person it is about (suppressed by a suppress action)
+    sender_domain: str = ""
+    sentiment: str | None = None
+    bounce_type: str | None = None
+    return_date: date | None = None
+    new_contacts: list[str] = field(default_factory=list)
+    touch: Touch | None = None
+    enrollment: Enrollment | None = None
+    detail: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str | None) -> RuleBook:
+    return load_rules(Path(path) if path else None)
+
+
+def rulebook(settings: Settings) -> RuleBook:
+    """The rules in force: the configured file (validated as a whole) or the built-ins."""
+    return _load(str(settings.rules_file) if settings.rules_file else None)
+
+
+def apply(session: Session, now: datetime, rules: RuleBook, event: Event) -> tuple[ResolvedRule, list[str]]:
+    """Carry out the rule for ``event``; return it and what was done (does not commit)."""
+    sequence = event.enrollment.sequence_name if event.enrollment else None
+    rule = rules.actions_for(event.name, sequence, sentiment=event.sentiment,
+                             bounce_type=event.bounce_type if event.name == "bounce" else None)
+    done: list[str] = []
+    for action in rule.actions:
+        if isinstance(action, Retry):
+            if _retry(session, now, rule, action, event, done):
+                break  # the later actions apply only once the attempts are used up
+            continue
+        done.extend(_do(session, now, rule, action, event))
+    if not done:
+        decisions.record(session, now, "inbound", f"{event.summary}: nothing to do", enrollment=event.enrollment,
+                         prospect_id=_prospect_id(session, event), rule=rule.name)
+    return rule, done
+
+
+def _prospect_id(session: Session, event: Event) -> int | None:
+    if event.enrollment:
+        return event.enrollment.prospect_id
+    if event.address:
+        return session.exec(select(Prospect.id).where(Prospect.email == event.address)).first()
+    return None
+
+
+def _do(session: Session, now: datetime, rule: ResolvedRule, action: Action, event: Event) -> list[str]:
+    if isinstance(action, Ignore):
+        decisions.record(session, now, "ignored", event.summary, enrollment=event.enrollment, rule=rule.name,
+                         prospect_id=_prospect_id(session, event))
+        return ["ignored"]
+    if isinstance(action, Stop):
+        return _stop(session, now, rule, event.enrollment, event.summary, event)
+    if isinstance(action, StopAccount):
+        return _stop_account(session, now, rule, event)
+    if isinstance(action, PauseUntilReturn):
+        return _pause_until_return(session, now, rule, action, event)
+    if isinstance(action, Suppress):
+        return _suppress(session, now, rule, action, event)
+    if isinstance(action, PauseMailboxAfter):
+        return _count_block(session, now, rule, action, event)
+    if isinstance(action, Enroll):
+        return _enroll(session, now, rule, action, event)
+    raise ValueError(f"no handler for action {action}")
+
+
+def _stop(session: Session, now: datetime, rule: ResolvedRule, enrollment: Enrollment | None, reason: str,
+          event: Event) -> list[str]:
+    if enrollment is None or enrollment.state not in enrollments.ACTIVE_STATES:
+        return []
+    if not enrollments.claim(session, enrollment):
+        session.refresh(enrollment)
+        if enrollment.state not in enrollments.ACTIVE_STATES or not enrollments.claim(session, enrollment):
+            return []
+    enrollments.stop(session, now, enrollment, reason, rule=rule.name, **event.detail)
+    return [f"stopped enrollment #{enrollment.id} ({enrollment.sequence_name})"]
+
+
+def _stop_account(session: Session, now: datetime, rule: ResolvedRule, event: Event) -> list[str]:
+    domain = event.sender_domain or (event.address.split("@", 1)[1] if "@" in event.address else "")
+    if not domain:
+        return []
+    org = registrable_domain(domain)
+    if is_freemail(org):  # gmail.com users are not colleagues
+        return _stop(session, now, rule, event.enrollment, event.summary, event)
+    accounts = session.exec(
+        select(Account.id).where(or_(Account.domain == org, Account.domain.like(f"%.{org}")))
+    ).all()
+    if not accounts:
+        return _stop(session, now, rule, event.enrollment, event.summary, event)
+    active = session.exec(
+        select(Enrollment).join(Prospect, Prospect.id == Enrollment.prospect_id)
+        .where(Prospect.account_id.in_(accounts), Enrollment.state.in_(enrollments.ACTIVE_STATES))
+    ).all()
+    done = []
+    for enrollment in active:
+        reason = event.summary if enrollment is event.enrollment else f"colleague at {org}: {event.summary}"
+        done += _stop(session, now, rule, enrollment, reason, event)
+    return done
+
+
+def _pause_until_return(session: Session, now: datetime, rule: ResolvedRule, action: PauseUntilReturn,
+                        event: Event) -> list[str]:
+    enrollment = event.enrollment
+    if enrollment is None or enrollment.state != "active" or not enrollments.claim(session, enrollment):
+        return []
+    prospect = session.get(Prospect, enrollment.prospect_id)
+    version = session.get(SequenceVersion, enrollment.sequence_version_id)
+    window = enrollments.window_of(version.definition)
+    if event.return_date is not None:
+        back = datetime.combine(event.return_date, window.start, schedule.zone(prospect.timezone))
+        until = schedule.add_business_days(back, action.plus_business_days, window, prospect.timezone,
+                                           prospect.country)
+        why = f"out of office until {event.return_date:%Y-%m-%d} (+{action.plus_business_days} business day)"
+    else:
+        until = now + timedelta(days=action.default_days)
+        why = f"out of office, no return date given: pausing {action.default_days} days"
+    enrollments.pause(session, now, enrollment, why, until=max(until, now), rule=rule.name)
+    return [f"paused enrollment #{enrollment.id} until {until:%Y-%m-%d %H:%M} UTC"]
+
+
+def _suppress(session: Session, now: datetime, rule: ResolvedRule, action: Suppress, event: Event) -> list[str]:
+    if not event.address:
+        return []
+    expires = now + timedelta(days=action.expires_after_days) if action.expires_after_days else None
+    spec = make_spec(event.address, kind="email", reason=action.reason, expires_at=expires,
+                     note=event.summary[:200])
+    entry, change = stage_entry(session, now, spec, added_by=f"rule {rule.name}")
+    decisions.record(session, now, "suppressed", f"{entry.value}: {entry.reason} ({change})", rule=rule.name,
+                     enrollment=event.enrollment, prospect_id=_prospect_id(session, event))
+    return [f"suppressed {entry.value} ({entry.reason}, {change})"]
+
+
+def _count_block(session: Session, now: datetime, rule: ResolvedRule, action: PauseMailboxAfter,
+                 event: Event) -> list[str]:
+    """Count a block bounce against the sending mailbox; pause it once it has ``blocks``."""
+    if event.touch is None or event.touch.mailbox_id is None:
+        return []
+    mailbox = session.get(Mailbox, event.touch.mailbox_id)
+    key = f"blocks:mailbox:{mailbox.id}"
+    counter = session.get(CapCounter, key) or CapCounter(key=key, used=0)
+    counter.used += 1
+    session.add(counter)
+    decisions.record(session, now, "block_counted", f"{mailbox.address}: {counter.used} block bounce(s) "
+                     f"of {action.blocks} allowed; {event.summary}", enrollment=event.enrollment, rule=rule.name)
+    if counter.used >= action.blocks and not mailbox.paused:
+        mailbox.paused = True
+        mailbox.pause_reason = f"{counter.used} block bounces (rule {rule.name})"
+        session.add(mailbox)
+        return [f"paused mailbox {mailbox.address} after {counter.used} block bounces"]
+    return [f"counted block bounce {counter.used}/{action.blocks} for {mailbox.address}"]
+
+
+def _retry(session: Session, now: datetime, rule: ResolvedRule, action: Retry, event: Event,
+           done: list[str]) -> bool:
+    """Send the bounced step again after a back-off; False once the attempts are used up.
+
+    ``max_attempts`` counts deliveries, the first one included: with 3, the step is sent
+    at most three times and the third soft bounce gives up.
+    """
+    touch, enrollment = event.touch, event.enrollment
+    if touch is None or enrollment is None or enrollment.state not in enrollments.ACTIVE_STATES:
+        return False
+    bounces = event.detail.get("previous_soft_bounces", 0) + 1
+    if bounces >= action.max_attempts:
+        decisions.record(session, now, "retry_exhausted", f"{bounces} soft bounce(s) in {action.max_attempts} "
+                         "attempt(s): giving up", enrollment=enrollment, rule=rule.name)
+        return False
+    if not enrollments.claim(session, enrollment):
+        return False
+    touch.state, touch.reason = "retry", f"soft bounce: {event.summary}"
+    session.add(touch)
+    if enrollment.thread_message_id == touch.message_id:
+        enrollment.thread_message_id, enrollment.thread_subject = "", ""
+    enrollment.state, enrollment.current_step, enrollment.waiting_for = "active", touch.step_index, ""
+    enrollment.next_due_at = now + timedelta(hours=action.backoff_hours)
+    session.add(enrollment)
+    decisions.record(session, now, "retry", f"soft bounce {bounces}: resend step {touch.step_index + 1} after "
+                     f"{action.backoff_hours:g} h (attempt {bounces + 1} of {action.max_attempts})",
+                     enrollment=enrollment, rule=rule.name, step_index=touch.step_index)
+    done.append(f"retry touch #{touch.id} (attempt {bounces + 1} of {action.max_attempts})")
+    return True
+
+
+def _enroll(session: Session, now: datetime, rule: ResolvedRule, action: Enroll, event: Event) -> list[str]:
+    from sequencer.intake.prospects import upsert_prospect
+    from sequencer.sequences.versions import current_version
+
+    version = current_version(session, action.sequence)
+    if version is None:
+        decisions.record(session, now, "not_enrolled", f"rule names unknown sequence {action.sequence!r}",
+                         rule=rule.name, enrollment=event.enrollment)
+        return []
+    done = []
+    owner = ""
+    if event.enrollment is not None:
+        owner = session.get(Prospect, event.enrollment.prospect_id).owner
+    for address in event.new_contacts:
+        try:
+            prospect = upsert_prospect(session, now, address, {"owner": owner, "referred_by": event.address})
+        except ValueError:
+            continue
+        why = enrollments.cooldown_blocks(session, now, prospect.id, version)
+        entry = find_suppression(session, now, prospect.email, prospect.account_id)
+        if why or entry is not None:
+            reason = why or f"suppressed: {entry.reason}"
+            decisions.record(session, now, "not_enrolled", reason, prospect_id=prospect.id, rule=rule.name)
+            continue
+        enrollment = enrollments.create(session, now, prospect, version, None)
+        decisions.record(session, now, "referred", f"{event.summary}", enrollment=enrollment, rule=rule.name)
+        done.append(f"enrolled {prospect.email} into {version.name}")
+    return done
