@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+_PACKAGE = Path(__file__).resolve().parents[1]
+# A wheel ships the root templates/ as sequencer/shipped (setup.py); a checkout has only the root.
+_SHIPPED = _PACKAGE / "shipped"
+REPO_TEMPLATES = _SHIPPED if _SHIPPED.is_dir() else _PACKAGE.parent / "templates"
 
 
 class ConfigError(ValueError):
