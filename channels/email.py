@@ -279,6 +279,17 @@ class SmtpSender:
         connection = self._connections.get(mailbox.id)
         if connection is not None:
             return connection
+        password = ""
+        if mailbox.smtp_username:
+            password = self.env.get(mailbox.smtp_password_env, "") if mailbox.smtp_password_env else ""
+            if not password:  # never log in with an empty password: say what is missing instead
+                where = (f"environment variable {mailbox.smtp_password_env} is not set"
+                         if mailbox.smtp_password_env else "smtp_password_env is not configured")
+                raise DeliveryError(0, f"no SMTP password for {mailbox.smtp_username}: {where}", permanent=False)
+        # Certificates are verified against the system CAs (ssl.create_default_context();
+        # OpenSSL honours SSL_CERT_FILE / SSL_CERT_DIR for a private CA). STARTTLS that the
+        # server does not offer raises: there is no fall-back to plain text.
+        connection = None
         try:
             if mailbox.smtp_security == "ssl":
                 connection = smtplib.SMTP_SSL(mailbox.smtp_host, mailbox.smtp_port, timeout=self.timeout,
@@ -288,12 +299,13 @@ class SmtpSender:
                 if mailbox.smtp_security == "starttls":
                     connection.starttls(context=ssl.create_default_context())
             if mailbox.smtp_username:
-                password = self.env.get(mailbox.smtp_password_env, "") if mailbox.smtp_password_env else ""
                 connection.login(mailbox.smtp_username, password)
-        except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(exc.smtp_code, f"authentication failed: {_text(exc.smtp_error)}",
-                                permanent=False) from exc
         except (smtplib.SMTPException, OSError) as exc:
+            if connection is not None:  # a half-set-up connection is never kept nor left open
+                connection.close()
+            if isinstance(exc, smtplib.SMTPAuthenticationError):
+                raise DeliveryError(exc.smtp_code, f"authentication failed: {_text(exc.smtp_error)}",
+                                    permanent=False) from exc
             raise DeliveryError(0, f"cannot connect to {mailbox.smtp_host}:{mailbox.smtp_port}: {exc}",
                                 permanent=False) from exc
         self._connections[mailbox.id] = connection

@@ -2,8 +2,9 @@
 
 ``classify`` is total: whatever bytes arrive, it returns a Classification, and
 input it cannot read comes back as ``kind="unparseable"`` with a ``reason`` so
-the caller can quarantine it. The checks run in a fixed order because the
-signals overlap:
+the caller can quarantine it. A bug in the classifier itself is quarantined the
+same way but is never mistaken for bad input: ``error`` then names the exception.
+The checks run in a fixed order because the signals overlap:
 
 1. unparseable input;
 2. complaint (ARF) and bounce (DSN or non-standard) - before the auto-reply
@@ -107,6 +108,8 @@ class Classification:
     new_contacts: list[str] = field(default_factory=list)
     complained_recipient: str | None = None
     feedback_type: str | None = None
+    # set only when the classifier itself crashed ("TypeError: ..."): the input may be fine
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: dates and datetimes become ISO 8601 strings."""
@@ -127,10 +130,13 @@ def classify(raw: bytes, *, our_domains: frozenset[str] = frozenset()) -> Classi
     try:
         return _classify(raw, frozenset(d.lower() for d in our_domains))
     except Exception as exc:  # noqa: BLE001 - contract is "never raises"; caller quarantines
+        # quarantined like unreadable input, but ``error`` says it was our crash, not the bytes
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
         return Classification(
             kind="unparseable",
             reason=f"classifier error: {type(exc).__name__}",
-            evidence=[f"{type(exc).__name__}: {str(exc)[:100]}"],
+            evidence=[error],
+            error=error,
         )
 
 
