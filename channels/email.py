@@ -25,9 +25,24 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr, make_msgid
-from typing import Any
+from typing import Any, Protocol
 
-from sequencer.core.models import Mailbox
+
+class SmtpAccount(Protocol):
+    """What the sender reads of a mailbox (the engine passes its ``Mailbox`` row).
+
+    A protocol, not that model, because ``channels`` imports nothing from ``sequencer``.
+    """
+
+    id: int | None
+    address: str
+    display_name: str
+    sending_domain: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str  # none | starttls | ssl
+    smtp_username: str
+    smtp_password_env: str  # name of the environment variable holding the password
 
 
 class DeliveryError(Exception):
@@ -58,7 +73,7 @@ class DeliveryUnknown(DeliveryError):
 
 @dataclass
 class OutgoingEmail:
-    mailbox: Mailbox
+    mailbox: SmtpAccount
     to: str
     subject: str
     text: str
@@ -275,7 +290,7 @@ class SmtpSender:
             return email.message_id
         raise AssertionError("unreachable")
 
-    def _connection(self, mailbox: Mailbox) -> smtplib.SMTP:
+    def _connection(self, mailbox: SmtpAccount) -> smtplib.SMTP:
         connection = self._connections.get(mailbox.id)
         if connection is not None:
             return connection
@@ -311,7 +326,7 @@ class SmtpSender:
         self._connections[mailbox.id] = connection
         return connection
 
-    def _drop(self, mailbox: Mailbox) -> None:
+    def _drop(self, mailbox: SmtpAccount) -> None:
         connection = self._connections.pop(mailbox.id, None)
         if connection is not None:
             try:

@@ -1,12 +1,47 @@
-"""Task channels: calls, LinkedIn steps and manual emails go to the owning SDR's queue."""
+"""Task channels: calls, LinkedIn steps and manual emails go to the owning SDR's queue.
+
+This module owns the ``Task`` table (on the shared ``SQLModel.metadata``, built by the
+one Alembic history in ``sequencer/core/migrations``): the queue is this channel's own
+storage. ``channels`` imports nothing from ``sequencer``, so the touch a task is queued
+for is taken by the ids it carries (``TouchIds``); the engine passes its ``Touch``.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
-from sqlmodel import Session, select
+from sqlalchemy import Column, Text
+from sqlmodel import Field, Session, SQLModel, select
 
-from sequencer.core.models import Task, Touch
+from suppression.columns import utc_column
+
+
+class Task(SQLModel, table=True):
+    """Work for a human: a call, a LinkedIn step or a manual email, in the owner's queue."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    touch_id: int = Field(foreign_key="touch.id", unique=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    prospect_id: int = Field(foreign_key="prospect.id", index=True)
+    owner: str = Field(default="", index=True)
+    kind: str  # call | linkedin | manual_email | task
+    title: str = ""
+    body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    state: str = "open"  # open | done | canceled
+    outcome: str = ""
+    note: str = ""
+    due_at: datetime | None = utc_column(index=True)
+    completed_at: datetime | None = utc_column()
+
+
+class TouchIds(Protocol):
+    """What ``queue`` reads of the touch a task is for (the engine's ``Touch``)."""
+
+    id: int | None
+    enrollment_id: int
+    prospect_id: int
+
 
 # Disposition codes an SDR may close a task with.
 OUTCOMES = {
@@ -28,7 +63,7 @@ class TaskError(ValueError):
 
 
 def queue(
-    session: Session, touch: Touch, owner: str, kind: str, title: str, body: str, due_at: datetime
+    session: Session, touch: TouchIds, owner: str, kind: str, title: str, body: str, due_at: datetime
 ) -> Task:
     """Put one task in ``owner``'s queue for ``touch``; does not commit."""
     task = Task(

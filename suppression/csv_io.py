@@ -20,7 +20,7 @@ from typing import BinaryIO, TextIO
 
 from sqlmodel import Session, select
 
-from sequencer.core.models import SuppressionEntry
+from suppression.models import SuppressionEntry
 from suppression.store import EntrySpec, iter_entries, make_spec, merge, new_entry
 
 COLUMNS = ("value", "kind", "reason", "expires_at", "note")

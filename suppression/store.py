@@ -23,8 +23,7 @@ from sqlalchemy import delete, or_
 from sqlmodel import Session, select
 from sqlmodel.sql.expression import Select
 
-from sequencer.core.db import chunks
-from sequencer.core.models import SuppressionEntry
+from suppression.models import SuppressionEntry
 from suppression.normalize import (
     domain_of,
     is_public_suffix,
@@ -44,6 +43,7 @@ REASONS = (
     "do_not_contact",
 )
 PROTECTED_REASONS = frozenset({"unsubscribed", "complaint"})
+_IN_LIST_SIZE = 500  # lookup values per query (sequencer.core.db.chunks' size)
 
 Kind = Literal["email", "domain", "account"]
 Change = Literal["added", "updated", "kept"]
@@ -217,8 +217,10 @@ def find_suppressions(session: Session, now: datetime, subjects: Iterable[Subjec
             continue
     values = sorted({value for keys in keys_of.values() for _, value in keys})
     found: dict[tuple[str, str], SuppressionEntry] = {}
-    for chunk in chunks(values):
-        for row in session.exec(lookup_query(now, chunk)):
+    # Slices of 500 keep the IN list under every driver's parameter limit. The loop is
+    # written here, not taken from sequencer.core.db: suppression imports nothing from sequencer.
+    for start in range(0, len(values), _IN_LIST_SIZE):
+        for row in session.exec(lookup_query(now, values[start:start + _IN_LIST_SIZE])):
             found[(row.kind, row.value)] = row
     return {subject: next((found[key] for key in keys if key in found), None)
             for subject, keys in keys_of.items()}

@@ -17,13 +17,24 @@ import binascii
 import hashlib
 import hmac
 from functools import lru_cache
+from typing import Protocol
 from urllib.parse import quote
 
-from sequencer.core.config import Settings
 from suppression.normalize import normalize_email
 
 MAC_BYTES = 16  # 128 bits: far beyond guessing, and keeps the URL short
 _PURPOSE = b"sequencer-unsubscribe-v1\x00"
+
+
+class UnsubscribeSettings(Protocol):
+    """The settings the links are made from; ``sequencer.core.config.Settings`` has them.
+
+    A protocol, not that class, because suppression imports nothing from ``sequencer``.
+    """
+
+    secret_key: str
+    unsubscribe_url: str
+    unsubscribe_mailto: str
 
 
 class InvalidToken(ValueError):
@@ -60,12 +71,12 @@ def read_token(secret: str, token: str) -> str:
     return address
 
 
-def unsubscribe_url(settings: Settings, email: str) -> str:
+def unsubscribe_url(settings: UnsubscribeSettings, email: str) -> str:
     """The visible link for the email body; the same URL the one-click header uses."""
     return f"{settings.unsubscribe_url.rstrip('/')}/{make_token(settings.secret_key, email)}"
 
 
-def unsubscribe_headers(settings: Settings, email: str) -> dict[str, str]:
+def unsubscribe_headers(settings: UnsubscribeSettings, email: str) -> dict[str, str]:
     """``List-Unsubscribe`` and ``List-Unsubscribe-Post`` for one outgoing message.
 
     Mailbox providers only offer one-click unsubscribe when the URL is HTTPS (RFC 8058

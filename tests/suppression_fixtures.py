@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from sequencer.core.db import make_engine, migrate
 from sequencer.core.db import session as new_session
-from sequencer.core.models import SuppressionEntry
+from suppression.models import SuppressionEntry
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SECRET = "test-secret-0123456789"

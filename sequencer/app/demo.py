@@ -21,12 +21,13 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, select
 
+from channels.tasks import Task
 from sequencer.app import wiring as runtime
 from sequencer.core.clock import SimulatedClock
 from sequencer.core.config import REPO_TEMPLATES, Settings
 from sequencer.core.db import make_engine, migrate
 from sequencer.core.db import session as new_session
-from sequencer.core.models import Decision, Enrollment, Prospect, Signal, Task, Touch
+from sequencer.core.models import Decision, Enrollment, Prospect, Signal, Touch
 from sequencer.domains import health
 from sequencer.engine.explain import local
 from sequencer.engine.tick import complete_task, tick

@@ -1,41 +1,24 @@
-"""The data model: every table the engine reads or writes.
+"""The data model: the tables the engine owns.
 
-Times are stored as UTC and come back as aware UTC datetimes (see ``UTCDateTime``).
+Two tables are owned elsewhere, on the same ``SQLModel.metadata`` and in the same
+migrations: ``SuppressionEntry`` by ``suppression.models`` and ``Task`` by
+``channels.tasks``, because those packages import nothing from ``sequencer``.
+Times are stored as UTC and come back as aware UTC datetimes (see ``UTCDateTime``, in
+``suppression.columns`` for the same reason; the migrations name it from here).
 Uniqueness that matters for correctness is a database constraint, not application code:
 one touch per (enrollment, step), one signal per dedupe key, one cap counter per key.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, text
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-
-class UTCDateTime(TypeDecorator):
-    """Stores naive UTC, returns aware UTC, refuses naive input (a bug upstream)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} given where UTC is required")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC)
-
-
-def utc_column(*, index: bool = False, nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+# UTCDateTime is not used here by name, but the migrations refer to it through this module.
+from suppression.columns import UTCDateTime, utc_column  # noqa: F401
 
 
 def json_column() -> Any:
@@ -164,24 +147,6 @@ class Touch(SQLModel, table=True):
     sent_at: datetime | None = utc_column(index=True)
 
 
-class Task(SQLModel, table=True):
-    """Work for a human: a call, a LinkedIn step or a manual email, in the owner's queue."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    touch_id: int = Field(foreign_key="touch.id", unique=True)
-    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
-    prospect_id: int = Field(foreign_key="prospect.id", index=True)
-    owner: str = Field(default="", index=True)
-    kind: str  # call | linkedin | manual_email | task
-    title: str = ""
-    body: str = Field(default="", sa_column=Column(Text, nullable=False))
-    state: str = "open"  # open | done | canceled
-    outcome: str = ""
-    note: str = ""
-    due_at: datetime | None = utc_column(index=True)
-    completed_at: datetime | None = utc_column()
-
-
 class Signal(SQLModel, table=True):
     """An event about a prospect or an account; stored before it is acknowledged."""
 
@@ -240,20 +205,6 @@ class InboundMessage(SQLModel, table=True):
     detail: dict = json_column()
     quarantined: bool = False
     received_at: datetime | None = utc_column()
-
-
-class SuppressionEntry(SQLModel, table=True):
-    """Someone who must not be contacted: an address, a whole domain, or an account."""
-
-    __table_args__ = (UniqueConstraint("kind", "value"),)
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str  # email | domain | account
-    value: str = Field(index=True, max_length=320)  # normalised address / domain / account id
-    reason: str  # unsubscribed | hard_bounce | complaint | manual | customer | competitor | ...
-    note: str = ""
-    added_by: str = ""
-    added_at: datetime | None = utc_column()
-    expires_at: datetime | None = utc_column()
 
 
 class DomainCheck(SQLModel, table=True):

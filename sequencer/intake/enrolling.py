@@ -26,7 +26,8 @@ from sequencer.engine import enrollments
 from sequencer.intake.prospects import upsert_prospect
 from sequencer.sequences import triggers
 from sequencer.sequences.versions import current_versions
-from suppression.store import SuppressionEntry, find_suppression, find_suppressions
+from suppression.models import SuppressionEntry
+from suppression.store import find_suppression, find_suppressions
 
 
 @dataclass

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from channels.email import SmtpSender
 from sequencer.app.api import create_app
 from sequencer.app.cli import app as cli
-from sequencer.core.models import InboundMessage, SuppressionEntry
+from sequencer.core.models import InboundMessage
 from sequencer.engine.tick import Runtime
+from suppression.models import SuppressionEntry
 
 DANA = "dana@northwind.example"
 LEE = "lee@other.example"

@@ -13,10 +13,11 @@ from inbound_support import GARBAGE, count, dsn, out_of_office, reply, send_firs
 from sqlmodel import select
 
 from channels.email import SmtpSender
-from sequencer.core.models import Decision, InboundMessage, Mailbox, SuppressionEntry
+from sequencer.core.models import Decision, InboundMessage, Mailbox
 from sequencer.engine.tick import Runtime
 from sequencer.inbound.imap_poll import ImapSettings, imap_connector, poll_mailbox
 from sequencer.inbound.ingest import ingest_raw
+from suppression.models import SuppressionEntry
 
 if TYPE_CHECKING:
     from imap_server import ImapAccount

@@ -12,12 +12,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 from typer.testing import CliRunner, Result
 
+from channels.tasks import Task
 from sequencer.app.cli import app
 from sequencer.core.clock import SimulatedClock
 from sequencer.core.config import REPO_TEMPLATES, Settings
 from sequencer.core.db import make_engine
 from sequencer.core.db import session as new_session
-from sequencer.core.models import Enrollment, Mailbox, Prospect, SequenceVersion, Signal, Task
+from sequencer.core.models import Enrollment, Mailbox, Prospect, SequenceVersion, Signal
 from sequencer.engine.tick import Runtime, tick
 
 

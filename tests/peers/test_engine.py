@@ -12,9 +12,10 @@ from engine_support import add_prospect, enrollment_of, fire, prepare, write_tem
 from sqlmodel import select
 
 from channels.email import SmtpSender
+from channels.tasks import Task
 from sequencer.core.db import make_engine
 from sequencer.core.db import session as new_session
-from sequencer.core.models import Decision, Enrollment, Task, Touch
+from sequencer.core.models import Decision, Enrollment, Touch
 from sequencer.engine.tick import Runtime, complete_task, tick
 from sequencer.inbound.ingest import ingest_raw
 

@@ -8,7 +8,10 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-import sequencer.core.models  # noqa: F401  (registers every table on SQLModel.metadata)
+# Every module that defines tables, as the migration environment imports them.
+import channels.tasks  # noqa: F401
+import sequencer.core.models  # noqa: F401
+import suppression.models  # noqa: F401
 from sequencer.core.db import make_engine, migrate
 
 

@@ -31,19 +31,19 @@ from inbound_support import (
 from sqlmodel import select
 
 from channels.email import SmtpSender
+from channels.tasks import Task
 from sequencer.app import wiring as production
 from sequencer.core.models import (
     CapCounter,
     Decision,
     Mailbox,
     Prospect,
-    SuppressionEntry,
-    Task,
     Touch,
 )
 from sequencer.engine.tick import Runtime, complete_task, tick
 from sequencer.inbound.ingest import ingest_raw
 from sequencer.rules.book import load_rules
+from suppression.models import SuppressionEntry
 
 DANA = "dana@northwind.example"
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

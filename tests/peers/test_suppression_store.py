@@ -13,9 +13,10 @@ from sqlmodel import Session
 from suppression_fixtures import NOW, all_entries, migrated_engine, open_session
 
 from sequencer.core.config import Settings
-from sequencer.core.models import Account, Enrollment, Prospect, SuppressionEntry
+from sequencer.core.models import Account, Enrollment, Prospect
 from sequencer.engine.guards import TouchContext
 from suppression.guard import suppression_guard
+from suppression.models import SuppressionEntry
 from suppression.store import (
     add_entry,
     find_suppression,

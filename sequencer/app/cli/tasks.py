@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from channels.tasks import OUTCOMES, TaskError, open_tasks
+from channels.tasks import OUTCOMES, Task, TaskError, open_tasks
 from sequencer.app.cli.common import console, fail, open_session, settings
 from sequencer.core.clock import SystemClock
 from sequencer.core.models import Prospect
@@ -30,8 +30,6 @@ def list_(owner: str = typer.Option("", help="Only this SDR's tasks."), limit: i
 def show(task_id: int) -> None:
     """One task with its script or draft."""
     with open_session() as session:
-        from sequencer.core.models import Task
-
         task = session.get(Task, task_id)
         if task is None:
             fail(f"no task {task_id}")

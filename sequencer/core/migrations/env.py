@@ -4,7 +4,11 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import sequencer.core.models  # noqa: F401  (registers the tables)
+# Every module that defines tables, so all of them are on SQLModel.metadata: the engine's,
+# the suppression list (owned by suppression) and the task queue (owned by channels).
+import channels.tasks  # noqa: F401
+import sequencer.core.models  # noqa: F401
+import suppression.models  # noqa: F401
 
 target_metadata = SQLModel.metadata
 connection = context.config.attributes.get("connection")
