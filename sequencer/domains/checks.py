@@ -4,7 +4,10 @@ Each check answers pass, warn, fail or unknown with a reason a person can act on
 "unknown" means DNS did not give a usable answer (timeout, SERVFAIL, a blocklist
 refusing the query): it is never read as "fine" or as "listed". The checks are pure
 over an injected ``dns.resolver.Resolver`` so tests point them at a loopback server
-and users at their own resolver; caching and the send guard live in ``domain_health``.
+and users at their own resolver; caching and the sending verdict live in ``health``.
+
+Domains are spelled and cut to their registrable part by ``suppression.normalize``, the
+one normaliser every stored or compared domain goes through.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import binascii
 import ipaddress
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from typing import Any
 
 import dns.exception
@@ -23,13 +25,13 @@ import dns.name
 import dns.nameserver
 import dns.resolver
 import dns.reversename
-import tldextract
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from sequencer.core.config import Settings
 from sequencer.domains.spf import evaluate_spf
+from suppression.normalize import normalize_domain, registrable_domain
 
 SEVERITY = {"pass": 0, "warn": 1, "unknown": 2, "fail": 3}
 DMARC_POLICIES = ("none", "quarantine", "reject")
@@ -162,37 +164,11 @@ def build_resolver(settings: Settings) -> dns.resolver.Resolver:
     return resolver
 
 
-def normalise_domain(text: str) -> str:
-    """Lower-case, no trailing dot, IDNA-checked; ``ValueError`` for a non-domain."""
-    candidate = text.strip().rstrip(".").lower()
-    if "." not in candidate or " " in candidate or "@" in candidate:
-        raise ValueError(f"{text!r} is not a domain name")
-    try:
-        return dns.name.from_unicode(candidate).to_text(omit_final_dot=True)
-    except (dns.exception.DNSException, UnicodeError) as exc:
-        raise ValueError(f"{text!r} is not a domain name: {exc}") from exc
-
-
-@cache
-def _extractor() -> tldextract.TLDExtract:
-    # The bundled Public Suffix List snapshot: never fetched, never written to disk.
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
-
-
-def registrable_domain(domain: str) -> str:
-    """The domain a registrant owns (``mail.acme.co.uk`` -> ``acme.co.uk``).
-
-    Names under no known public suffix fall back to their last two labels.
-    """
-    found = _extractor()(domain).top_domain_under_public_suffix
-    return found or ".".join(domain.split(".")[-2:])
-
-
 def check_domain(
     domain: str, settings: Settings, resolver: dns.resolver.Resolver, selector: str | None = None
 ) -> DomainReport:
     """Run every check for ``domain``; DNS trouble makes single checks unknown."""
-    domain = normalise_domain(domain)
+    domain = normalize_domain(domain)
     lookups = Lookups(resolver)
     selector = selector or settings.dkim_selector
     checks = [check_primary(domain, settings.primary_domain)]
@@ -227,7 +203,7 @@ def check_primary(domain: str, primary: str) -> CheckResult:
         reason = "primary domain not configured: set primary_domain so it can never send"
         return CheckResult("primary", "warn", reason)
     try:
-        primary = normalise_domain(primary)
+        primary = normalize_domain(primary)
     except ValueError as exc:
         return CheckResult("primary", "warn", f"setting primary_domain: {exc}")
     ours, theirs = registrable_domain(domain), registrable_domain(primary)

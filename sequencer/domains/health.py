@@ -21,8 +21,9 @@ from sqlmodel import Session, select
 from sequencer.core.clock import as_utc
 from sequencer.core.config import Settings
 from sequencer.core.models import DomainCheck, Mailbox
-from sequencer.domains.checks import DomainReport, build_resolver, check_domain, normalise_domain
+from sequencer.domains.checks import DomainReport, build_resolver, check_domain
 from sequencer.engine.guards import GO, TouchContext, Verdict, defer
+from suppression.normalize import normalize_domain
 
 TTL_FLOOR = timedelta(minutes=5)
 TTL_CEILING = timedelta(hours=24)
@@ -63,7 +64,7 @@ def refresh(
     ``last_good_status`` moves only when the checks reached a verdict (not "unknown").
     Two workers refreshing the same new domain at once both end up updating one row.
     """
-    domain = normalise_domain(domain)
+    domain = normalize_domain(domain)
     now = as_utc(clock_now)
     report = check_domain(domain, settings, resolver or build_resolver(settings))
     try:
@@ -96,7 +97,7 @@ def verdict_for(
     resolver: dns.resolver.Resolver | None = None,
 ) -> DomainCheck:
     """The cached row while it is fresh; otherwise a refreshed one."""
-    row = session.get(DomainCheck, normalise_domain(domain))
+    row = session.get(DomainCheck, normalize_domain(domain))
     if row is not None and row.expires_at is not None and as_utc(row.expires_at) > as_utc(now):
         return row
     return refresh(session, now, settings, domain, resolver)
@@ -151,7 +152,7 @@ def domain_health_guard(ctx: TouchContext) -> Verdict:
     if not reason:
         return GO
     try:
-        row = ctx.session.get(DomainCheck, normalise_domain(ctx.mailbox.sending_domain))
+        row = ctx.session.get(DomainCheck, normalize_domain(ctx.mailbox.sending_domain))
     except ValueError:
         row = None
     if row is None:  # the check itself could not run

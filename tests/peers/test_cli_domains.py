@@ -132,4 +132,4 @@ def test_bad_nameserver_is_a_clear_error(database: str) -> None:
 def test_bad_domain_is_a_clear_error(database: str) -> None:
     outcome = CliRunner().invoke(cli, ["domains", "check", "not-a-domain"])
     assert outcome.exit_code == 2
-    assert "is not a domain name" in outcome.output
+    assert "invalid domain 'not-a-domain'" in outcome.output

@@ -21,7 +21,6 @@ from sequencer.domains.checks import (
     build_resolver,
     check_domain,
     check_primary,
-    normalise_domain,
     parse_nameserver,
 )
 from sequencer.loopback.dns_server import DNSServer
@@ -403,17 +402,3 @@ def test_build_resolver_uses_settings() -> None:
     resolver = build_resolver(Settings(dns_nameservers=["127.0.0.1:5353"], dns_timeout=0.5))
     assert [(ns.address, ns.port) for ns in resolver.nameservers] == [("127.0.0.1", 5353)]
     assert (resolver.timeout, resolver.lifetime) == (0.5, 0.5)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("AcmeMail.COM.", "acmemail.com"), (" mail.acme.co.uk ", "mail.acme.co.uk")],
-)
-def test_normalise_domain(text: str, expected: str) -> None:
-    assert normalise_domain(text) == expected
-
-
-@pytest.mark.parametrize("text", ["localhost", "bob@acme.com", "acme .com", "a..b.com", ""])
-def test_normalise_domain_rejects_non_domains(text: str) -> None:
-    with pytest.raises(ValueError, match="not a domain name"):
-        normalise_domain(text)

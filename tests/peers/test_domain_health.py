@@ -199,7 +199,7 @@ def test_unusable_domain_defers_with_the_error(dns_server: DNSServer, session: S
     settings = settings_for(dns_server)
     verdict = domain_health_guard(touch(session, settings, NOW, mailbox("not a domain")))
     assert verdict.action == "defer"
-    assert "cannot be checked" in verdict.reason and "not a domain name" in verdict.reason
+    assert "cannot be checked" in verdict.reason and "invalid domain" in verdict.reason
 
 
 def test_refresh_due_checks_each_mailbox_domain_once(

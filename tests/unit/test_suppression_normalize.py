@@ -72,6 +72,8 @@ def test_normalize_email_refuses_garbage_naming_the_value(raw: str, problem: str
     [
         ("Example.COM.", "example.com"),
         (" mail.example.com ", "mail.example.com"),
+        ("AcmeMail.COM.", "acmemail.com"),  # a sending domain, as `domains check` takes it
+        (" mail.acme.co.uk ", "mail.acme.co.uk"),
         ("münchen.de", "xn--mnchen-3ya.de"),
         ("xn--mnchen-3ya.de", "xn--mnchen-3ya.de"),
     ],
@@ -80,7 +82,10 @@ def test_normalize_domain(raw: str, expected: str) -> None:
     assert normalize_domain(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", ".", "com", "a..com", "exa mple.com", "a-.com", "☃☃.-x.com"])
+@pytest.mark.parametrize(
+    "raw",
+    ["", ".", "com", "a..com", "exa mple.com", "a-.com", "☃☃.-x.com", "localhost", "bob@acme.com", "acme .com"],
+)
 def test_normalize_domain_refuses_garbage(raw: str) -> None:
     with pytest.raises(ValueError, match="invalid domain"):
         normalize_domain(raw)
@@ -94,6 +99,7 @@ def test_parent_domains_stop_at_the_registrable_domain() -> None:
     ]
     assert parent_domains("example.com") == ["example.com"]
     assert registrable_domain("x.corp.internal") == "corp.internal"
+    assert registrable_domain("mail.acme.co.uk") == "acme.co.uk"
 
 
 emails = st.emails()

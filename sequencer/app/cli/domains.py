@@ -18,8 +18,9 @@ from rich.table import Table
 
 from sequencer.app.cli.common import console, fail, open_session, settings
 from sequencer.core.clock import SystemClock
-from sequencer.domains.checks import DomainReport, build_resolver, check_domain, normalise_domain
+from sequencer.domains.checks import DomainReport, build_resolver, check_domain
 from sequencer.domains.health import health_of, refresh
+from suppression.normalize import normalize_domain
 
 app = typer.Typer(help="Check the DNS health of sending domains before they may send.")
 
@@ -53,7 +54,7 @@ def check(
     if nameserver:
         config = dataclasses.replace(config, dns_nameservers=list(nameserver))
     try:
-        domain = normalise_domain(domain)
+        domain = normalize_domain(domain)
         resolver = build_resolver(config)
     except ValueError as exc:
         fail(str(exc), code=2)
