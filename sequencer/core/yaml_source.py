@@ -42,25 +42,43 @@ class YamlSource:
         return f"{self.path}:{self.line(*path)}"
 
 
+def read_source(path: Path, what: str = "file") -> str:
+    """The text of ``path``; an unreadable file is a ``SourceError`` naming it at line 1."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError([f"{path}:1: cannot read {what}: {exc}"]) from exc
+
+
+def compose_yaml(text: str, filename: str | Path) -> yaml.Node | None:
+    """The node tree of ``text``, every node with its line, for callers that check the
+    document themselves (duplicate keys, tags); a syntax error is a ``SourceError``."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise SourceError([_syntax_error(filename, exc)]) from exc
+
+
 def load_yaml(path: Path, text: str | None = None) -> YamlSource:
     """Parse ``path``; a syntax error becomes a ``SourceError`` naming file and line."""
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SourceError([f"{path}:1: cannot read file: {exc}"]) from exc
+        text = read_source(path)
+    node = compose_yaml(text, path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SourceError([f"{path}:{line}: YAML syntax error: {problem}"]) from exc
+    except yaml.YAMLError as exc:  # well-formed, but a value SafeLoader cannot build
+        raise SourceError([_syntax_error(path, exc)]) from exc
     source = YamlSource(path=path, data=data)
     if node is not None:
         _walk(node, (), source.lines)
     return source
+
+
+def _syntax_error(filename: str | Path, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark else 1
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{filename}:{line}: YAML syntax error: {problem}"
 
 
 def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:

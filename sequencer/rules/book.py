@@ -58,6 +58,8 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
+from sequencer.core.yaml_source import SourceError, compose_yaml, read_source
+
 EVENTS: dict[str, tuple[str, ...]] = {
     "reply": ("positive", "negative", "neutral"),
     "out_of_office": (),
@@ -290,24 +292,25 @@ def load_rules(path: Path | None, *, known_sequences: set[str] | None = None) ->
     if path is None:
         return RuleBook({}, {})
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RulesError([f"{path}:1: cannot read rules file: {exc}"]) from exc
+        text = read_source(path, "rules file")
+    except SourceError as exc:
+        raise RulesError(exc.errors) from exc
     return parse_rules(text, str(path), known_sequences=known_sequences)
 
 
 def parse_rules(
     text: str, filename: str = "<rules>", *, known_sequences: set[str] | None = None
 ) -> RuleBook:
-    """Validate rules given as text; ``filename`` is only used in error messages."""
+    """Validate rules given as text; ``filename`` is only used in error messages.
+
+    The text is read and composed by ``sequencer.core.yaml_source`` (as sequence files
+    are); the node tree is walked here, so duplicate keys and unreadable values are
+    reported with their lines too, each as one error among all the file's errors.
+    """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise RulesError([f"{filename}:{line}: YAML syntax error: {exc.problem}"]) from exc
-    except yaml.YAMLError as exc:
-        raise RulesError([f"{filename}:1: YAML syntax error: {exc}"]) from exc
+        root = compose_yaml(text, filename)
+    except SourceError as exc:
+        raise RulesError(exc.errors) from exc
     parser = _Parser(filename, known_sequences)
     book = parser.book(root)
     if parser.errors:
