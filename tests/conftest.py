@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from hypothesis import settings as hypothesis_settings
+from loopback_faults import FaultySmtpServer
 from peers import missing_peer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -116,8 +117,8 @@ def clock() -> SimulatedClock:
 
 
 @pytest.fixture
-def smtp() -> Iterator[LocalSmtpServer]:
-    with LocalSmtpServer() as server:
+def smtp() -> Iterator[FaultySmtpServer]:
+    with FaultySmtpServer() as server:
         yield server
 
 

@@ -14,6 +14,7 @@ from functools import cache
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from loopback_faults import FaultyDNSServer
 
 from sequencer.core.config import Settings
 from sequencer.loopback.dns_server import DNSServer
@@ -101,8 +102,8 @@ def settings_for(server: DNSServer, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def dns_server() -> Iterator[DNSServer]:
-    """A started server with no zones; the test adds the zones it needs."""
-    server = DNSServer().start()
+def dns_server() -> Iterator[FaultyDNSServer]:
+    """A started server with no zones; the test adds the zones it needs (and the faults)."""
+    server = FaultyDNSServer().start()
     yield server
     server.stop()

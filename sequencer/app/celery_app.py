@@ -17,12 +17,10 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
-from kombu.exceptions import OperationalError
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -37,7 +35,7 @@ from sequencer.core.models import Signal
 from sequencer.core.yaml_source import SourceError
 from sequencer.engine import tick as engine
 from sequencer.engine.tick import Runtime
-from sequencer.intake import enrolling, signals
+from sequencer.intake import enrolling
 from sequencer.sending import mailboxes
 from sequencer.sequences import versions
 
@@ -214,26 +212,3 @@ def refresh_domains() -> list[str]:
     """Housekeeping: refresh expired sending-domain verdicts, drop old cap counters."""
     with db.session(_engine()) as session:
         return housekeeping.run(session, SystemClock().now(), settings)
-
-
-def submit_signal(
-    session: Session, now: datetime, incoming: signals.SignalIn, client: Celery | None = None
-) -> Signal:
-    """Store a signal (committed), then ask a worker to act on it at once.
-
-    The signal is durable before any message is sent, so a broker that is down loses
-    nothing: the warning is logged and the next tick processes the stored signal. A
-    repeated dedupe key returns the stored signal and enqueues again only while it is
-    unprocessed (``ingest_signal`` is idempotent). Raises ``ValueError`` on bad input.
-    ``client`` is the Celery app to publish through; by default this module's ``app``.
-    """
-    stored = signals.store(session, now, incoming).signal
-    if stored.processed_at is not None:
-        return stored
-    try:
-        (client or app).send_task(INGEST_TASK, args=[stored.id])
-    except (OperationalError, OSError) as exc:
-        log.warning(
-            "signal %s stored but not enqueued (%s); the next tick will process it", stored.id, exc
-        )
-    return stored

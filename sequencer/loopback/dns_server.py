@@ -1,10 +1,10 @@
-"""A real authoritative DNS server on loopback, for tests and the demo: the wire, not mocks.
+"""A real authoritative DNS server on loopback, for the demo and tests: the wire, not mocks.
 
-Each test hands it zone text; it answers over UDP and TCP on one free port, from a
-thread, the way an authoritative server would: NOERROR with the records, NOERROR with
-no answer and the zone's SOA (NODATA), NXDOMAIN with the SOA, REFUSED outside its zones.
-Chosen names can be made to answer SERVFAIL or never answer at all (a timeout), which is
-how the checks' "unknown" paths are reached.
+It is handed zone text and answers over UDP and TCP on one free port, from a thread,
+the way an authoritative server would: NOERROR with the records, NOERROR with no answer
+and the zone's SOA (NODATA), NXDOMAIN with the SOA, REFUSED outside its zones. The
+faults only tests need (SERVFAIL, silence, a log of the queries) are added by a
+subclass in ``tests/loopback_faults.py`` through ``respond``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
-import dns.resolver
 import dns.rrset
 import dns.zone
 
@@ -30,24 +29,15 @@ DEFAULT_TTL = 300
 CNAME_CHAIN_LIMIT = 8
 
 
-def _name(text: str) -> dns.name.Name:
-    return dns.name.from_text(text)
-
-
 @dataclass
 class DNSServer:
     """Serve ``zones`` (origin -> dnspython zone) on ``host`` until ``stop()``.
 
-    Zones, ``servfail`` and ``drop`` may be changed while the server runs; every query
-    received is appended to ``queries`` as ``(name, type)`` so tests can prove that a
-    cached verdict asked nothing.
+    Zones may be added while the server runs.
     """
 
     host: str = "127.0.0.1"
     zones: dict[dns.name.Name, dns.zone.Zone] = field(default_factory=dict)
-    servfail: set[dns.name.Name] = field(default_factory=set)
-    drop: set[dns.name.Name] = field(default_factory=set)
-    queries: list[tuple[str, str]] = field(default_factory=list)
     port: int = 0
     _servers: list[socketserver.BaseServer] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,20 +64,6 @@ class DNSServer:
         zone = dns.zone.from_text(head + records, origin=origin, relativize=False)
         with self._lock:
             self.zones[zone.origin] = zone
-
-    def fail_with_servfail(self, name: str) -> None:
-        self.servfail.add(_name(name))
-
-    def never_answer(self, name: str) -> None:
-        self.drop.add(_name(name))
-
-    def resolver(self, timeout: float = 2.0) -> dns.resolver.Resolver:
-        """A resolver that asks only this server."""
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(self.host, self.port)]
-        resolver.timeout = timeout
-        resolver.lifetime = timeout
-        return resolver
 
     def start(self) -> DNSServer:
         """Bind UDP and TCP on the same free port and serve them from daemon threads."""
@@ -124,16 +100,9 @@ class DNSServer:
             return None
         if not query.question:
             return None
-        question = query.question[0]
-        self.queries.append((question.name.to_text(), dns.rdatatype.to_text(question.rdtype)))
-        if question.name in self.drop:
+        response = self.respond(query)
+        if response is None:
             return None
-        response = dns.message.make_response(query)
-        if question.name in self.servfail:
-            response.set_rcode(dns.rcode.SERVFAIL)
-        else:
-            with self._lock:
-                self._fill(response, question.name, question.rdtype)
         if max_size is None:
             return response.to_wire()
         limit = max(512, query.payload if query.edns >= 0 else 512)
@@ -144,6 +113,14 @@ class DNSServer:
             response.authority.clear()
             response.flags |= dns.flags.TC
             return response.to_wire()
+
+    def respond(self, query: dns.message.Message) -> dns.message.Message | None:
+        """The response to one query with a question, before sizing; ``None`` stays silent."""
+        question = query.question[0]
+        response = dns.message.make_response(query)
+        with self._lock:
+            self._fill(response, question.name, question.rdtype)
+        return response
 
     def _fill(self, response: dns.message.Message, qname: dns.name.Name, rdtype: int) -> None:
         zone = self._zone_for(qname)

@@ -223,10 +223,6 @@ class RuleBook:
         ]
         self._sequences = sequences
 
-    @property
-    def sequence_names(self) -> list[str]:
-        return sorted(self._sequences)
-
     def actions_for(
         self,
         event: str,

@@ -136,10 +136,6 @@ def _inside(moment: datetime, day: date, window: Window, local_zone: ZoneInfo) -
     return local.date() == day and window.start <= local.time() < window.end
 
 
-def is_open(moment: datetime, window: Window, tz: str, country: str) -> bool:
-    return next_open(moment, window, tz, country) == moment.astimezone(UTC)
-
-
 def add_business_days(
     moment: datetime, count: int, window: Window, tz: str, country: str
 ) -> datetime:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from email import message_from_bytes, policy
 
 import pytest
+from loopback_faults import FaultySmtpServer
 from scripted_smtp import peer, scripted
 
 from channels.email import (
@@ -21,14 +22,13 @@ from channels.email import (
     UnsendableMessage,
 )
 from sequencer.core.models import Mailbox
-from sequencer.loopback.smtp_server import LocalSmtpServer
 
 DOTTY = "Line one\n.starts with a dot\n..two dots\n.\nlast line"
 
 
 @pytest.fixture(params=[True, False], ids=["pipelining", "classic"])
-def server(request: pytest.FixtureRequest) -> Iterator[LocalSmtpServer]:
-    with LocalSmtpServer(pipelining=request.param) as smtp:
+def server(request: pytest.FixtureRequest) -> Iterator[FaultySmtpServer]:
+    with FaultySmtpServer(pipelining=request.param) as smtp:
         yield smtp
 
 

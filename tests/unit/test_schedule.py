@@ -13,7 +13,6 @@ from sequencer.sequences.schedule import (
     Window,
     add_business_days,
     holiday_name,
-    is_open,
     is_working_day,
     next_open,
     wait_until,
@@ -193,12 +192,6 @@ def test_unknown_country_has_no_holidays_and_unknown_zone_is_refused() -> None:
     assert is_working_day(datetime(2026, 11, 26).date(), WEEKDAYS, "ZZ")
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         next_open(utc(2026, 11, 30, 15, 0), WEEKDAYS, "Mars/Olympus", "")
-
-
-def test_is_open() -> None:
-    assert is_open(utc(2026, 11, 30, 15, 0), WEEKDAYS, "America/New_York", "US")
-    assert not is_open(utc(2026, 11, 30, 12, 59), WEEKDAYS, "America/New_York", "US")
-    assert not is_open(at("America/New_York", 2026, 11, 26, 10, 0), WEEKDAYS, "America/New_York", "US")
 
 
 # --- business days and waits ----------------------------------------------------------
