@@ -63,7 +63,8 @@ class TaskError(ValueError):
 
 
 def queue(
-    session: Session, touch: TouchIds, owner: str, kind: str, title: str, body: str, due_at: datetime
+    session: Session, touch: TouchIds, owner: str, kind: str, title: str, body: str,
+    due_at: datetime,
 ) -> Task:
     """Put one task in ``owner``'s queue for ``touch``; does not commit."""
     task = Task(

@@ -1,4 +1,4 @@
-"""The cached health verdict of each sending domain, and the send guard built on it.
+"""The cached health verdict of each sending domain, and whether it may send now.
 
 A verdict is stored in ``DomainCheck`` and reused until it expires: the smallest TTL
 DNS gave, kept between 5 minutes and 24 hours, so a fix in DNS is seen about as soon
@@ -7,6 +7,10 @@ as resolvers would see it, without querying DNS before every touch.
 When DNS cannot answer ("unknown"), a domain that was verified before keeps its last
 complete verdict, so a resolver hiccup does not stop a healthy domain; a domain that
 was never verified may not send until DNS answers.
+
+``sending_problem`` is what the engine asks, through the mailbox choice
+(``sequencer.sending.mailboxes.choose``): a mailbox whose domain may not send is passed
+over, and looked at again within the hour.
 """
 
 from __future__ import annotations
@@ -22,13 +26,10 @@ from sequencer.core.clock import as_utc
 from sequencer.core.config import Settings
 from sequencer.core.models import DomainCheck, Mailbox
 from sequencer.domains.checks import DomainReport, build_resolver, check_domain
-from sequencer.engine.guards import GO, TouchContext, Verdict, defer
 from suppression.normalize import normalize_domain
 
 TTL_FLOOR = timedelta(minutes=5)
 TTL_CEILING = timedelta(hours=24)
-DEFER_FOR = timedelta(hours=1)
-GUARD = "domain_health"
 
 
 @dataclass(frozen=True)
@@ -137,28 +138,6 @@ def sending_problem(session: Session, now: datetime, settings: Settings, domain:
     if health.may_send:
         return ""
     return f"sending domain {row.domain} health {health.status}: {health.explanation}"
-
-
-def domain_health_guard(ctx: TouchContext) -> Verdict:
-    """Defer email from a domain that failed, or that was never verified and DNS is down.
-
-    A warning does not stop sending. The touch is retried when the verdict expires,
-    at most an hour later, so fixing DNS lets mail flow without manual action.
-    """
-    if ctx.mailbox is None or not ctx.mailbox.sending_domain:
-        return GO
-    now = as_utc(ctx.now)
-    reason = sending_problem(ctx.session, now, ctx.settings, ctx.mailbox.sending_domain)
-    if not reason:
-        return GO
-    try:
-        row = ctx.session.get(DomainCheck, normalize_domain(ctx.mailbox.sending_domain))
-    except ValueError:
-        row = None
-    if row is None:  # the check itself could not run
-        return defer(GUARD, now + DEFER_FOR, reason)
-    until = max(min(now + DEFER_FOR, as_utc(row.expires_at)), now + TTL_FLOOR)
-    return defer(GUARD, until, reason)
 
 
 def refresh_due(session: Session, now: datetime, settings: Settings) -> list[DomainCheck]:

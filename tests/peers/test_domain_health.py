@@ -1,4 +1,9 @@
-"""Cached domain verdicts and the send guard, against the loopback DNS server."""
+"""Cached domain verdicts and whether a domain may send, against the loopback DNS server.
+
+``sending_problem`` is what the engine asks, through the mailbox choice; the cases that
+need the choice around it (a retry within the hour, no mailbox at all) go through
+``mailboxes.choose`` with the production ``sending_problem`` behind it.
+"""
 
 # ruff: noqa: F811 - the imported dns_server fixture is meant to be shadowed by test arguments
 
@@ -22,20 +27,20 @@ from sqlmodel import Session
 from sequencer.core.config import Settings
 from sequencer.core.db import make_engine, migrate
 from sequencer.core.db import session as new_session
-from sequencer.core.models import DomainCheck, Enrollment, Mailbox, Prospect
+from sequencer.core.models import DomainCheck, Mailbox
 from sequencer.domains.checks import DomainReport
 from sequencer.domains.health import (
     TTL_CEILING,
     TTL_FLOOR,
     cache_lifetime,
-    domain_health_guard,
     health_of,
     refresh,
     refresh_due,
+    sending_problem,
     verdict_for,
 )
-from sequencer.engine.guards import TouchContext
 from sequencer.loopback.dns_server import DNSServer
+from sequencer.sending import mailboxes
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -49,19 +54,13 @@ def session(tmp_path: Path) -> Iterator[Session]:
     engine.dispose()
 
 
-def touch(
-    session: Session, settings: Settings, now: datetime, mailbox: Mailbox | None
-) -> TouchContext:
-    return TouchContext(
-        session=session,
-        now=now,
-        settings=settings,
-        enrollment=Enrollment(prospect_id=1, sequence_version_id=1, sequence_name="demo"),
-        prospect=Prospect(email="pat@prospect.example"),
-        account=None,
-        step={"channel": "email"},
-        channel="email",
-        mailbox=mailbox,
+def choose(
+    session: Session, settings: Settings, now: datetime, candidates: list[Mailbox]
+) -> mailboxes.Choice:
+    """The mailbox choice for one email to a prospect, asking the production ``sending_problem``."""
+    return mailboxes.choose(
+        session, now, settings, candidates, "prospect.example",
+        lambda domain: sending_problem(session, now, settings, domain), fresh=True,
     )
 
 
@@ -119,46 +118,47 @@ def test_cached_verdict_is_used_until_it_expires(dns_server: DNSServer, session:
 def test_healthy_domain_may_send(dns_server: DNSServer, session: Session) -> None:
     serve_healthy(dns_server)
     settings = settings_for(dns_server)
-    assert domain_health_guard(touch(session, settings, NOW, mailbox())).go
+    assert sending_problem(session, NOW, settings, DOMAIN) == ""
 
 
 def test_warning_does_not_block(dns_server: DNSServer, session: Session) -> None:
     serve_healthy(dns_server, dmarc=["v=DMARC1; p=none"])
     settings = settings_for(dns_server)
-    assert domain_health_guard(touch(session, settings, NOW, mailbox())).go
+    assert sending_problem(session, NOW, settings, DOMAIN) == ""
     assert session.get(DomainCheck, DOMAIN).status == "warn"
 
 
-def test_failing_domain_defers_with_the_reasons(dns_server: DNSServer, session: Session) -> None:
+def test_failing_domain_may_not_send_and_says_why(dns_server: DNSServer, session: Session) -> None:
     serve_healthy(dns_server, spf=["v=spf1 +all"], mx="0 .")
     settings = settings_for(dns_server)
-    verdict = domain_health_guard(touch(session, settings, NOW, mailbox()))
-    assert (verdict.action, verdict.guard, verdict.until) == (
-        "defer",
-        "domain_health",
-        NOW + timedelta(minutes=5),
-    )
-    assert verdict.reason.startswith("sending domain acmemail.com health fail: ")
-    assert "mx: acmemail.com publishes a null MX" in verdict.reason
-    assert "spf: SPF ends in +all" in verdict.reason
+    problem = sending_problem(session, NOW, settings, DOMAIN)
+    assert problem.startswith("sending domain acmemail.com health fail: ")
+    assert "mx: acmemail.com publishes a null MX" in problem
+    assert "spf: SPF ends in +all" in problem
+    # asked again when the verdict expires (the zone's 5-minute TTLs)
+    assert session.get(DomainCheck, DOMAIN).expires_at == NOW + timedelta(minutes=5)
 
 
-def test_defer_lasts_at_most_an_hour(dns_server: DNSServer, session: Session) -> None:
+def test_a_failing_domain_is_looked_at_again_within_the_hour(
+    dns_server: DNSServer, session: Session
+) -> None:
+    """The verdict is cached for a day (the TTLs say so), the mailbox is passed over for an hour."""
     dns_server.add_zone(DOMAIN, domain_zone(mx=None), ttl=86400, negative_ttl=86400)
     settings = settings_for(dns_server, domain_blocklists=[], sending_ips=[])
-    verdict = domain_health_guard(touch(session, settings, NOW, mailbox()))
+    choice = choose(session, settings, NOW, [mailbox()])
     assert session.get(DomainCheck, DOMAIN).expires_at == NOW + timedelta(hours=24)
-    assert (verdict.action, verdict.until) == ("defer", NOW + timedelta(hours=1))
+    assert (choice.mailbox, choice.retry_at) == (None, NOW + timedelta(hours=1))
+    [reason] = choice.reasons
+    assert reason.startswith(f"sdr@{DOMAIN}: sending domain {DOMAIN} health fail: ")
 
 
 def test_unknown_blocks_a_domain_never_verified(dns_server: DNSServer, session: Session) -> None:
     serve_healthy(dns_server)
     dns_server.fail_with_servfail(DOMAIN)
     settings = settings_for(dns_server)
-    verdict = domain_health_guard(touch(session, settings, NOW, mailbox()))
-    assert verdict.action == "defer"
-    assert "health unknown: never verified and DNS incomplete" in verdict.reason
-    assert "SERVFAIL" in verdict.reason
+    problem = sending_problem(session, NOW, settings, DOMAIN)
+    assert "health unknown: never verified and DNS incomplete" in problem
+    assert "SERVFAIL" in problem
     row = session.get(DomainCheck, DOMAIN)
     assert (row.status, row.last_good_status, row.last_good_at) == ("unknown", "", None)
 
@@ -174,8 +174,7 @@ def test_unknown_keeps_the_last_good_verdict(dns_server: DNSServer, session: Ses
     health = health_of(row)
     assert (health.status, health.verified, health.may_send) == ("pass", True, True)
     assert "keeping the last verdict 'pass' from 2026-03-02T09:00:00+00:00" in health.explanation
-    ctx = touch(session, settings, later + timedelta(minutes=1), mailbox())
-    assert domain_health_guard(ctx).go
+    assert sending_problem(session, later + timedelta(minutes=1), settings, DOMAIN) == ""
 
 
 def test_unknown_keeps_a_last_failing_verdict(dns_server: DNSServer, session: Session) -> None:
@@ -184,22 +183,23 @@ def test_unknown_keeps_a_last_failing_verdict(dns_server: DNSServer, session: Se
     refresh(session, NOW, settings, DOMAIN)
     dns_server.fail_with_servfail(DOMAIN)
     later = NOW + timedelta(hours=1)
-    verdict = domain_health_guard(touch(session, settings, later, mailbox()))
-    assert verdict.action == "defer"
-    assert "health fail: DNS incomplete now" in verdict.reason
+    assert "health fail: DNS incomplete now" in sending_problem(session, later, settings, DOMAIN)
 
 
-def test_non_email_touch_passes_without_dns(dns_server: DNSServer, session: Session) -> None:
+def test_no_mailbox_asks_no_dns(dns_server: DNSServer, session: Session) -> None:
     settings = settings_for(dns_server)
-    assert domain_health_guard(touch(session, settings, NOW, None)).go
+    choice = choose(session, settings, NOW, [])
+    assert (choice.mailbox, choice.retry_at) == (None, NOW + timedelta(hours=1))
+    assert choice.reasons[0].startswith("no mailbox configured")
     assert dns_server.queries == []
 
 
-def test_unusable_domain_defers_with_the_error(dns_server: DNSServer, session: Session) -> None:
+def test_unusable_domain_may_not_send_and_says_why(dns_server: DNSServer, session: Session) -> None:
     settings = settings_for(dns_server)
-    verdict = domain_health_guard(touch(session, settings, NOW, mailbox("not a domain")))
-    assert verdict.action == "defer"
-    assert "cannot be checked" in verdict.reason and "invalid domain" in verdict.reason
+    problem = sending_problem(session, NOW, settings, "not a domain")
+    assert "cannot be checked" in problem and "invalid domain" in problem
+    assert dns_server.queries == []
+    assert session.get(DomainCheck, "not a domain") is None
 
 
 def test_refresh_due_checks_each_mailbox_domain_once(
