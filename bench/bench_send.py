@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import resource
 import shutil
@@ -57,7 +58,8 @@ from sequencer.core import db
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import Settings
 from sequencer.core.models import DomainCheck, Enrollment, Mailbox, Signal, Touch
-from sequencer.engine.tick import Runtime, tick
+from sequencer.engine.runtime import Runtime
+from sequencer.engine.tick import tick
 from sequencer.intake import prospects, signals
 from sequencer.sending import mailboxes
 from sequencer.sequences.versions import sync
@@ -272,7 +274,8 @@ def variant(name: str, settings: Settings) -> tuple[Runtime, contextlib.Abstract
     sender = SmtpSender()
     if name == "guarded":
         return runtime.build(settings, sender=sender, check_domains=True), contextlib.nullcontext()
-    return Runtime(settings=settings, sender=sender, guards=[]), caps_disabled()
+    unguarded = dataclasses.replace(runtime.build(settings, sender=sender, check_domains=False), guards=())
+    return unguarded, caps_disabled()
 
 
 def drive(session: Session, engine_runtime: Runtime, n: int, limit: int, run: Run) -> None:

@@ -34,18 +34,19 @@ from sqlalchemy.sql import compiler
 import channels.email as email_channel
 from sequencer.core import db, decisions
 from sequencer.core.clock import SystemClock
-from sequencer.engine import enrollments, send_batch
+from sequencer.engine import send_batch, steps
 from sequencer.engine import tick as engine_module
+from sequencer.enrollments import lifecycle
 from sequencer.intake import enrolling
 from sequencer.sending import caps, mailboxes
 
 PHASES = [
-    (enrolling, "process_batch"), (enrollments, "create"), (engine_module, "_load_due"),
-    (engine_module, "_touch"), (engine_module, "_plan_email"), (mailboxes, "choose"),
-    (engine_module, "render_touch"), (sending, "send_planned"), (sending, "_claim"),
+    (enrolling, "process_batch"), (lifecycle, "create"), (engine_module, "_load_due"),
+    (steps, "_touch"), (steps, "_plan_email"), (mailboxes, "choose"),
+    (steps, "render_touch"), (send_batch, "send_planned"), (send_batch, "_claim"),
     (caps, "reserve"), (caps, "reserve_all"), (email_channel.SmtpSender, "send_many"), (email_channel, "wire"),
-    (sending, "_record_sent"), (enrollments, "step_on"), (decisions, "record"), (enrollments, "claim"),
-    (enrollments, "claim_many"),
+    (send_batch, "_record_sent"), (lifecycle, "step_on"), (decisions, "record"), (lifecycle, "claim"),
+    (lifecycle, "claim_many"),
 ]
 
 

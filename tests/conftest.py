@@ -76,7 +76,7 @@ def _truncate(engine: Engine) -> None:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database: once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sequencer.core.db'}"
+        url = f"sqlite:///{tmp_path / 'sequencer.db'}"
         engine = make_engine(url)
         migrate(engine)
         engine.dispose()
@@ -91,7 +91,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'sequencer.core.db'}"
+    url = f"sqlite:///{tmp_path / 'sequencer.db'}"
     engine = make_engine(url)
     migrate(engine)
     engine.dispose()

@@ -21,7 +21,8 @@ from engine_support import add_prospect, fire
 from sqlmodel import Session, func, select
 
 from sequencer.core.clock import Clock
-from sequencer.engine.tick import Runtime, tick
+from sequencer.engine.runtime import Runtime
+from sequencer.engine.tick import tick
 from sequencer.loopback.smtp_server import LocalSmtpServer, Received
 
 OUR_MAILBOX = "sam@outreach-acme.example"

@@ -28,7 +28,7 @@ SECRET = "test-secret-0123456789"
 
 
 def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'sequencer.core.db'}"
+    return f"sqlite:///{tmp_path / 'sequencer.db'}"
 
 
 def migrated_engine(tmp_path: Path) -> Engine:

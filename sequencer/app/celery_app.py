@@ -34,7 +34,7 @@ from sequencer.core.config import Settings, load_settings
 from sequencer.core.models import Signal
 from sequencer.core.yaml_source import SourceError
 from sequencer.engine import tick as engine
-from sequencer.engine.tick import Runtime
+from sequencer.engine.runtime import Runtime
 from sequencer.intake import enrolling
 from sequencer.sending import mailboxes
 from sequencer.sequences import versions

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, select
 
+from channels import verp
 from channels.tasks import Task
 from sequencer.app import wiring as runtime
 from sequencer.core.clock import SimulatedClock
@@ -30,12 +31,14 @@ from sequencer.core.db import session as new_session
 from sequencer.core.models import Decision, Enrollment, Prospect, Signal, Touch
 from sequencer.domains import health
 from sequencer.engine.explain import local
-from sequencer.engine.tick import complete_task, tick
+from sequencer.engine.steps import complete_task
+from sequencer.engine.tick import tick
 from sequencer.inbound.ingest import ingest_raw
 from sequencer.intake import enrolling, prospects, signals
 from sequencer.loopback import demo_zone
 from sequencer.loopback.dns_server import DNSServer
 from sequencer.loopback.smtp_server import LocalSmtpServer
+from sequencer.rules.book import RuleBook
 from sequencer.sending import mailboxes
 from sequencer.sequences.versions import sync
 from suppression.store import add_entry, make_spec
@@ -115,7 +118,7 @@ def _run_with_dns(console: Console, workspace: Path, smtp: LocalSmtpServer, temp
                 _fire(session, console, now, record)
             tick(session, clock, engine_runtime)
             _print_new(session, console, smtp, state)
-            _play_sdr(session, console, now, state)
+            _play_sdr(session, console, now, state, engine_runtime.rules)
             _maybe_reply(session, console, now, settings, state)
             _print_new(session, console, smtp, state)
             following = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -166,7 +169,7 @@ def _print_new(session: Session, console: Console, smtp: LocalSmtpServer, state:
     arrived = smtp.messages[state["mail"]:]
     state["mail"] += len(arrived)
     # The envelope sender names the touch (sam+t7@...); sends run in parallel, so arrival order differs.
-    deliveries = {_touch_of(envelope.mail_from): envelope for envelope in arrived}
+    deliveries = {verp.touch_id_in_address(envelope.mail_from): envelope for envelope in arrived}
     rows = session.exec(select(Decision).where(Decision.id > state["decision"]).order_by(Decision.id)).all()
     for decision in rows:
         state["decision"] = decision.id
@@ -185,11 +188,6 @@ def _print_new(session: Session, console: Console, smtp: LocalSmtpServer, state:
         _print_delivery(console, envelope)
 
 
-def _touch_of(envelope_from: str) -> int | None:
-    tag = envelope_from.partition("@")[0].rpartition("+t")[2]
-    return int(tag) if tag.isdigit() else None
-
-
 def _print_delivery(console: Console, envelope) -> None:
     message = message_from_bytes(envelope.content)
     console.print(f"{'':22} [cyan]delivered    [/cyan] MAIL FROM {envelope.mail_from} -> "
@@ -199,7 +197,7 @@ def _print_delivery(console: Console, envelope) -> None:
             console.print(f"{'':35}[dim]{header}:[/dim] {message[header]}", highlight=False, soft_wrap=True)
 
 
-def _play_sdr(session: Session, console: Console, now: datetime, state: dict) -> None:
+def _play_sdr(session: Session, console: Console, now: datetime, state: dict, rules: RuleBook) -> None:
     """The SDR works the task queue once a day, at 16:00 UTC."""
     if now.hour != 16 or now.date() in state["sdr_days"]:
         return
@@ -211,7 +209,7 @@ def _play_sdr(session: Session, console: Console, now: datetime, state: dict) ->
         console.print(f"{local(now, prospect.timezone):22} [magenta]SDR          [/magenta]"
                       f"{prospect.email:32} completes task #{task.id} ({task.title}) -> {outcome}",
                       highlight=False, soft_wrap=True)
-        complete_task(session, now, task.id, outcome)
+        complete_task(session, now, task.id, outcome, rules=rules)
 
 
 def _maybe_reply(session: Session, console: Console, now: datetime, settings: Settings, state: dict) -> None:

@@ -1,4 +1,9 @@
-"""Assemble the engine's ``Runtime`` from settings: the real SMTP sender and every guard."""
+"""The production wiring: the engine's ``Runtime`` from settings, with the real SMTP
+sender, every guard, the sending-domain check and the managers' stop rules.
+
+Every entry point builds its runtime here (the embedded loop, Celery, the demo, the
+tests), so what runs in production is what is tested.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,10 @@ from channels.email import DeliveryError, SmtpSender
 from sequencer.core.config import Settings
 from sequencer.core.models import Enrollment, Touch
 from sequencer.domains.health import sending_problem
-from sequencer.engine.tick import Runtime
-from sequencer.engine.window_guard import window_guard
+from sequencer.engine.guards import DEFAULT_GUARDS
+from sequencer.engine.runtime import Runtime
 from sequencer.inbound.bounces import classify_smtp_response
 from sequencer.rules.actions import Event, apply, rulebook
-from suppression.guard import suppression_guard
 
 DOMAIN_MEMORY = timedelta(minutes=1)
 
@@ -42,24 +46,19 @@ def build(settings: Settings, sender: object | None = None, check_domains: bool 
     rules = rulebook(settings)
 
     def delivery_error(session: Session, now: datetime, touch: Touch, enrollment: Enrollment,
-                       exc: DeliveryError, attempt: int) -> None:
-        """A refusal at send time is a bounce like any other: the same classes, the same rules.
-
-        ``attempt`` counts this send of the touch (1 for the first), so the soft bounces
-        before it are ``attempt - 1``.
-        """
+                       exc: DeliveryError) -> None:
+        """A refusal at send time is a bounce like any other: the same classes, the same rules."""
         verdict = classify_smtp_response(exc.code, exc.message)
         event = Event(name="bounce", bounce_type=verdict.bounce_type, address=touch.recipient,
                       summary=f"{verdict.bounce_type} refusal at send time: {exc}", touch=touch,
                       enrollment=enrollment,
-                      detail={"matched_by": "smtp", "status": verdict.status_code or "",
-                              "previous_soft_bounces": max(attempt - 1, 0)})
+                      detail={"matched_by": "smtp", "status": verdict.status_code or ""})
         apply(session, now, rules, event)
 
     return Runtime(
         settings=settings,
         sender=sender or SmtpSender(),
-        guards=[suppression_guard, window_guard],
+        guards=DEFAULT_GUARDS,
         domain_problem=domain_problem,
         on_delivery_error=delivery_error,
         rules=rules,

@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class Settings:
-    database_url: str = "sqlite:///sequencer.core.db"
+    database_url: str = "sqlite:///sequencer.db"
     templates_dir: Path = field(default_factory=lambda: REPO_TEMPLATES)
     primary_domain: str = ""  # the company's own domain; outreach must never use it
     unsubscribe_url: str = "http://127.0.0.1:8000/u"

@@ -1,6 +1,6 @@
 """Sending a batch of planned emails: claim them together, send them, record them together.
 
-The tick plans each email as it walks the due enrollments (``engine._plan_email``: guards,
+The tick plans each email as it walks the due enrollments (``steps._plan_email``: guards,
 mailbox, text); this module does the rest. One transaction claims every enrollment with a
 send lease, counts each send against its caps and minimum gap, and records each touch as
 "sending". Then the emails go out. Then one transaction records each one as sent (or hands
@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
+from channels import verp
 from channels.email import (
     DeliveryError,
     DeliveryUnknown,
@@ -30,18 +30,19 @@ from channels.email import (
 )
 from sequencer.core import db, decisions
 from sequencer.core.models import Decision, Enrollment, Touch
-from sequencer.engine import enrollments
-from sequencer.engine.guards import TouchContext, Verdict
+from sequencer.engine.guards import TouchContext
+from sequencer.engine.runtime import Runtime
+from sequencer.enrollments import lifecycle
 from sequencer.sending import caps, mailboxes
 from sequencer.sequences import schedule
 from suppression.tokens import unsubscribe_headers, unsubscribe_url
 
-if TYPE_CHECKING:
-    from sequencer.engine.tick import Runtime
-
 SEND_LEASE = timedelta(minutes=10)
-RETRY_BACKOFF = timedelta(minutes=15)
-MAX_SEND_ATTEMPTS = 5
+# A send that no server answered (the relay unreachable, the connection lost before a
+# reply) is not a refusal and says nothing about the recipient: it is tried again on this
+# schedule. A server's refusal is a bounce, and the stop rules decide what follows.
+UNREACHED_BACKOFF = timedelta(minutes=15)
+UNREACHED_ATTEMPTS = 5
 RECORD_ATTEMPTS = 3  # a batch's record, when another worker's lock gets in its way
 
 
@@ -105,7 +106,7 @@ def _record_all(session: Session, now: datetime, runtime: Runtime, planned: list
                 outcomes[index] = "sent" if item.error is None else "unknown"
             elif outcomes[index] == "claimed":
                 outcomes[index] = _delivery_failed(session, now, runtime, item)
-        enrollments.step_on(session, now, moves)
+        lifecycle.step_on(session, now, moves)
         caps.release(session, [item.limits for item, outcome in zip(planned, outcomes, strict=True)
                                if item.limits and _gives_caps_back(item, outcome)])
     session.commit()
@@ -115,7 +116,7 @@ def _record_all(session: Session, now: datetime, runtime: Runtime, planned: list
 def _claim_all(session: Session, now: datetime, planned: list[PlannedEmail]) -> list[str]:
     try:
         # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
-        claimed = enrollments.claim_many(session, [(item.ctx.enrollment, item.version) for item in planned],
+        claimed = lifecycle.claim_many(session, [(item.ctx.enrollment, item.version) for item in planned],
                                          next_due_at=now + SEND_LEASE)
         counted = caps.reserve_all(session, [item.limits for item in planned if item.ctx.enrollment.id in claimed])
         outcomes = [_claim(session, now, item, counted) if item.ctx.enrollment.id in claimed else "lost_race"
@@ -144,15 +145,17 @@ def _claim(session: Session, now: datetime, item: PlannedEmail, counted: bool) -
     enrollment, prospect, mailbox, limits = item.ctx.enrollment, item.ctx.prospect, item.mailbox, item.limits
     full = None if counted else caps.reserve(session, limits)
     if full is not None:
-        window = enrollments.window_of(item.ctx.extra["definition"])
+        window = lifecycle.window_of(item.ctx.definition)
         until = schedule.next_open(caps.frees_at(full), window, prospect.timezone, prospect.country)
-        return record_deferral(session, now, enrollment, Verdict("defer", f"{full.label} reached", until, "caps"))
+        lifecycle.defer(session, now, enrollment, until, f"{full.label} reached", "caps")
+        return "deferred"
     gap = mailbox.min_gap_seconds + _jitter(mailbox, enrollment)
     if gap and not caps.take_gap(session, mailbox, now, gap):
         caps.release(session, [limits])
         until = (mailbox.last_sent_at or now) + timedelta(seconds=gap)
-        return record_deferral(session, now, enrollment, Verdict(
-            "defer", f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", until, "gap"))
+        lifecycle.defer(session, now, enrollment, until,
+                        f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", "gap")
+        return "deferred"
     item.message_id = new_message_id(mailbox.sending_domain)
     values = {"state": "sending", "reason": "", "variant": item.variant["name"], "mailbox_id": mailbox.id,
               "message_id": item.message_id, "subject": item.rendered["subject"]}
@@ -192,11 +195,11 @@ def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEm
         in_reply_to="" if item.new_thread else enrollment.thread_message_id,
         references=[] if item.new_thread else [enrollment.thread_message_id],
         headers=unsubscribe_headers(runtime.settings, ctx.prospect.email), date=now,
-        envelope_from=_verp(mailbox.address, item.touch_id),
+        envelope_from=verp.return_path(mailbox.address, item.touch_id),
     )
 
 
-def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> enrollments.Move:
+def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> lifecycle.Move:
     """Record a sent email, or one whose fate is unknown; return its enrollment's move to
     the next step (made with the batch's)."""
     enrollment, mailbox, subject = item.ctx.enrollment, item.mailbox, item.rendered["subject"]
@@ -214,7 +217,7 @@ def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> enrollm
                          enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
                          message_id=item.message_id)
     thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}
-    return enrollments.Move(enrollment, item.version + 1, item.ctx.extra["definition"], item.ctx.prospect,
+    return lifecycle.Move(enrollment, item.version + 1, item.ctx.definition, item.ctx.prospect,
                             {"mailbox_id": mailbox.id, **thread})  # item.version + 1: what the batch's claim left
 
 
@@ -225,12 +228,6 @@ def _with_footer(text: str, ctx: TouchContext) -> str:
     return f"{text}\n\n--\nNot the right time? Unsubscribe with one click: {link}"
 
 
-def _verp(address: str, touch_id: int) -> str:
-    """Envelope sender carrying the touch id, so a bounce names the touch it is about."""
-    local, domain = address.split("@", 1)
-    return f"{local}+t{touch_id}@{domain}"
-
-
 def _jitter(mailbox: mailboxes.Mailbox, enrollment: Enrollment) -> float:
     if not mailbox.gap_jitter_seconds:
         return 0.0
@@ -239,47 +236,48 @@ def _jitter(mailbox: mailboxes.Mailbox, enrollment: Enrollment) -> float:
 
 
 def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: PlannedEmail) -> str:
-    """The server refused: retry later when it may pass, else hand it to the stop rules (caller commits)."""
+    """The email did not go: hand a refusal to the stop rules, try an unreached server again
+    (caller commits)."""
     exc, enrollment = item.error, item.ctx.enrollment
     touch = item.existing or session.get(Touch, item.touch_id)
     if isinstance(exc, UnsendableMessage):  # no server saw it, and no retry can help: a person fixes the text
         touch.state, touch.reason = "blocked", str(exc)
         session.add(touch)
         decisions.record(session, now, "blocked", str(exc), enrollment=enrollment, touch_id=touch.id, guard="message")
-        if enrollments.claim(session, enrollment, item.version + 1):  # unchanged since the batch's claim
-            enrollments.pause(session, now, enrollment, f"needs attention: {exc}")
+        if lifecycle.claim(session, enrollment, item.version + 1):  # unchanged since the batch's claim
+            lifecycle.pause(session, now, enrollment, f"needs attention: {exc}")
         return "blocked"
-    attempts = 1 + len(session.exec(
+    attempts = 1 + len(session.exec(  # this send's own decision is not written yet
         select(Decision.id).where(Decision.touch_id == touch.id, Decision.kind == "send_failed")
     ).all())
-    decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id,
-                     code=exc.code, attempt=attempts)
+    decisions.record(session, now, "send_failed", str(exc), enrollment=enrollment, touch_id=touch.id, code=exc.code,
+                     attempt=attempts)
     touch.state, touch.reason = "failed", str(exc)
     session.add(touch)
-    if not enrollments.claim(session, enrollment, item.version + 1):  # changed since the batch's claim
+    if not lifecycle.claim(session, enrollment, item.version + 1):  # changed since the batch's claim
         return "failed"
-    if exc.permanent and runtime.on_delivery_error is not None:
-        runtime.on_delivery_error(session, now, touch, enrollment, exc, attempts)
-    elif exc.permanent:
-        enrollments.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
-    outcome = "failed"
-    still_here = enrollment.state == "active" and enrollment.current_step == touch.step_index
-    if still_here and attempts < MAX_SEND_ATTEMPTS:
-        if touch.state == "failed":  # the stop rules did not reschedule it themselves
-            touch.state = "retry"
-            enrollment.next_due_at = now + RETRY_BACKOFF * 2 ** (attempts - 1)
-        outcome = "retry"
-    elif still_here:
-        enrollments.stop(session, now, enrollment, f"gave up after {attempts} attempts: {exc}", rule="delivery")
+    if exc.code == 0:
+        return _unreached(session, now, enrollment, touch, exc, attempts)
+    runtime.on_delivery_error(session, now, touch, enrollment, exc)  # a bounce: the rules say what follows
+    if touch.state == "retry":
+        return "retry"
+    if enrollment.state == "active" and enrollment.current_step == touch.step_index:
+        # The rules neither retried, stopped nor paused it: the step cannot be sent.
+        lifecycle.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
+    return "failed"
+
+
+def _unreached(session: Session, now: datetime, enrollment: Enrollment, touch: Touch, exc: DeliveryError,
+               attempts: int) -> str:
+    """No server answered this send: try again later, up to ``UNREACHED_ATTEMPTS`` sends in all."""
+    if attempts >= UNREACHED_ATTEMPTS:
+        lifecycle.stop(session, now, enrollment, f"gave up after {attempts} attempts: {exc}", rule="delivery")
+        return "failed"
+    touch.state = "retry"
     session.add(touch)
-    session.add(enrollment)
-    return outcome
-
-
-def record_deferral(session: Session, now: datetime, enrollment: Enrollment, verdict: Verdict) -> str:
-    """Record a deferral of a claimed enrollment (the caller commits)."""
-    enrollment.next_due_at = verdict.until
-    session.add(enrollment)
-    decisions.record(session, now, "deferred", verdict.reason, enrollment=enrollment, guard=verdict.guard,
-                     until=verdict.until.isoformat() if verdict.until else None)
-    return "deferred"
+    at = now + UNREACHED_BACKOFF * 2 ** (attempts - 1)
+    lifecycle.resend_step(session, enrollment, touch.step_index, at, forget_thread=False)
+    decisions.record(session, now, "retry", f"no server answered: send again at {at:%Y-%m-%d %H:%M} UTC "
+                     f"(attempt {attempts + 1} of {UNREACHED_ATTEMPTS})", enrollment=enrollment,
+                     touch_id=touch.id, until=at.isoformat())
+    return "retry"

@@ -23,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from email.utils import getaddresses
 from typing import Any, Literal
 
+from channels import verp
 from sequencer.inbound.autoreply import detect_auto_reply
 from sequencer.inbound.bounces import detect_bounce
 from sequencer.inbound.complaints import detect_complaint
@@ -157,17 +157,7 @@ def _unreadable(raw: bytes, parsed: ParsedMessage) -> str | None:
 
 def _verp_token(parsed: ParsedMessage, our_domains: frozenset[str]) -> str | None:
     h = parsed.headers
-    values = h.get_all("delivered-to") + h.get_all("x-original-to") + h.get_all("to")
-    for _, addr in getaddresses(values):
-        local, _, domain = addr.strip().lower().rpartition("@")
-        if "+" not in local or not domain:
-            continue
-        if our_domains and not any(domain == d or domain.endswith("." + d) for d in our_domains):
-            continue
-        token = local.split("+", 1)[1]
-        if token:
-            return token
-    return None
+    return verp.token_in(h.get_all("delivered-to") + h.get_all("x-original-to") + h.get_all("to"), our_domains)
 
 
 def _base(raw: bytes, parsed: ParsedMessage, our_domains: frozenset[str]) -> Classification:

@@ -45,8 +45,7 @@ def dedupe_key(result: Classification, raw: bytes) -> str:
     return result.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def event_for(result: Classification, match: matching.Match, enrollment: Enrollment | None,
-              previous_soft: int = 0) -> Event:
+def event_for(result: Classification, match: matching.Match, enrollment: Enrollment | None) -> Event:
     """Translate a classification into the stop-rules event it represents."""
     address = {
         "bounce": (result.bounced_recipients or [match.touch.recipient if match.touch else ""])[0],
@@ -62,8 +61,7 @@ def event_for(result: Classification, match: matching.Match, enrollment: Enrollm
         sentiment=result.sentiment if result.kind == "reply" else None,
         bounce_type=result.bounce_type, return_date=result.return_date, new_contacts=result.new_contacts,
         touch=match.touch, enrollment=enrollment,
-        detail={"matched_by": match.method, "match_strength": match.strength,
-                "previous_soft_bounces": previous_soft} if match.touch else {},
+        detail={"matched_by": match.method, "match_strength": match.strength} if match.touch else {},
     )
 
 
@@ -93,10 +91,6 @@ def ingest_raw(session: Session, now: datetime, settings: Settings, raw: bytes,
 def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: Classification) -> IngestResult:
     match = matching.find(session, result)
     enrollment = session.get(Enrollment, match.touch.enrollment_id) if match.touch else None
-    previous_soft = 0
-    if match.touch is not None and result.kind == "bounce" and result.bounce_type == "soft":
-        previous_soft = len(session.exec(select(InboundMessage.id).where(
-            InboundMessage.touch_id == match.touch.id, InboundMessage.bounce_type == "soft")).all())
     row = InboundMessage(
         dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
         subject=result.subject[:500], kind=result.kind, bounce_type=result.bounce_type or "", touch_id=match.touch.id if match.touch else None,
@@ -105,7 +99,7 @@ def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: 
     )
     session.add(row)
     session.flush()
-    event = event_for(result, match, enrollment, previous_soft)
+    event = event_for(result, match, enrollment)
     rule, done = apply(session, now, rules, event)
     row.detail = {**row.detail, "rule": rule.name, "actions": done}
     session.add(row)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
+from channels import verp
 from sequencer.core.models import Touch
 from sequencer.inbound.classify import Classification
 
 _PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|vs|tr|rv|antw|odp|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-_VERP = re.compile(r"^t(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ def find(session: Session, result: Classification) -> Match:
         touch = session.exec(select(Touch).where(Touch.message_id == message_id)).first()
         if touch is not None:
             return Match(touch, method, f"{method} <{message_id}>", "strong")
-    verp = _VERP.match(result.verp_token or "")
-    if verp:
-        touch = session.get(Touch, int(verp.group(1)))
+    touch_id = verp.touch_id_of(result.verp_token)
+    if touch_id is not None:
+        touch = session.get(Touch, touch_id)
         if touch is not None:
             return Match(touch, "verp", f"return-path token {result.verp_token}", "strong")
     return _weak(session, result)

@@ -22,9 +22,10 @@ from sqlmodel import Session, select
 
 from sequencer.core import decisions
 from sequencer.core.models import Account, Enrollment, Prospect, SequenceVersion, Signal
-from sequencer.engine import enrollments
+from sequencer.enrollments import lifecycle
 from sequencer.intake.prospects import upsert_prospect
 from sequencer.sequences import triggers
+from sequencer.sequences.context import values_of
 from sequencer.sequences.versions import current_versions
 from suppression.models import SuppressionEntry
 from suppression.store import find_suppression, find_suppressions
@@ -138,7 +139,7 @@ class _Context:
         return self.suppressed[key]
 
     def enrolled(self, session: Session, now: datetime, row: SimpleNamespace) -> None:
-        """Count an enrollment the batch created (``enrollments.create``'s row)."""
+        """Count an enrollment the batch created (``lifecycle.create``'s row)."""
         self.latest[(row.prospect_id, row.sequence_name)] = (row.state, now)
         if row.state == "active" and row.waiting_for:  # a later signal of the batch may wake it
             self.waiting.setdefault(row.prospect_id, []).append(session.get(Enrollment, row.id))
@@ -198,7 +199,7 @@ def _process(session: Session, now: datetime, signal: Signal, context: _Context,
                 decisions.record(session, now, "not_enrolled", reason, prospect_id=prospect.id,
                                  signal_id=signal.id, sequence=version.name)
                 continue
-            enrollment = enrollments.create(session, now, prospect, version, signal)
+            enrollment = lifecycle.create(session, now, prospect, version, signal)
             context.enrolled(session, now, enrollment)
             outcome.enrolled.append(enrollment.id)
             enrolled_here += 1
@@ -240,7 +241,7 @@ def _subjects(session: Session, now: datetime, signal: Signal,
 
 def _why_not(session: Session, now: datetime, prospect: Prospect, account: Account | None,
              signal: Signal, version: SequenceVersion, context: _Context) -> str:
-    values = enrollments.context_of(prospect, account, signal)
+    values = values_of(prospect, account, signal)
     failed = triggers.failed_filters(version.definition["trigger"].get("filters", {}), values)
     if failed:
         return "filters not met: " + "; ".join(failed)
@@ -248,7 +249,7 @@ def _why_not(session: Session, now: datetime, prospect: Prospect, account: Accou
     if entry is not None:
         return f"suppressed: {entry.reason} ({entry.kind} {entry.value})"
     latest = context.latest.get((prospect.id, version.name))
-    return enrollments.cooldown_reason(now, version, *latest) if latest else ""
+    return lifecycle.cooldown_reason(now, version, *latest) if latest else ""
 
 
 def _wake(session: Session, now: datetime, signal: Signal, prospects: list[Prospect],
@@ -259,11 +260,9 @@ def _wake(session: Session, now: datetime, signal: Signal, prospects: list[Prosp
         for enrollment in context.waiting.get(prospect.id, []):
             if enrollment.state != "active" or enrollment.waiting_for != signal.type:
                 continue
-            if not enrollments.claim(session, enrollment):
+            if not lifecycle.claim(session, enrollment):
                 continue
-            enrollment.waiting_for = ""
-            enrollment.next_due_at = now
-            session.add(enrollment)
+            lifecycle.wake(session, now, enrollment)
             decisions.record(session, now, "woken", f"{signal.type} signal arrived", enrollment=enrollment,
                              signal_id=signal.id)
             woken.append(enrollment.id)

@@ -19,13 +19,14 @@ from sequencer.core.config import Settings
 from sequencer.core.models import (
     Account,
     CapCounter,
+    Decision,
     Enrollment,
     Mailbox,
     Prospect,
     SequenceVersion,
     Touch,
 )
-from sequencer.engine import enrollments
+from sequencer.enrollments import lifecycle
 from sequencer.intake.freemail import is_freemail
 from sequencer.rules.book import (
     Action,
@@ -121,13 +122,13 @@ def _do(session: Session, now: datetime, rule: ResolvedRule, action: Action, eve
 
 def _stop(session: Session, now: datetime, rule: ResolvedRule, enrollment: Enrollment | None, reason: str,
           event: Event) -> list[str]:
-    if enrollment is None or enrollment.state not in enrollments.ACTIVE_STATES:
+    if enrollment is None or enrollment.state not in lifecycle.ACTIVE_STATES:
         return []
-    if not enrollments.claim(session, enrollment):
+    if not lifecycle.claim(session, enrollment):
         session.refresh(enrollment)
-        if enrollment.state not in enrollments.ACTIVE_STATES or not enrollments.claim(session, enrollment):
+        if enrollment.state not in lifecycle.ACTIVE_STATES or not lifecycle.claim(session, enrollment):
             return []
-    enrollments.stop(session, now, enrollment, reason, rule=rule.name, **event.detail)
+    lifecycle.stop(session, now, enrollment, reason, rule=rule.name, **event.detail)
     return [f"stopped enrollment #{enrollment.id} ({enrollment.sequence_name})"]
 
 
@@ -145,7 +146,7 @@ def _stop_account(session: Session, now: datetime, rule: ResolvedRule, event: Ev
         return _stop(session, now, rule, event.enrollment, event.summary, event)
     active = session.exec(
         select(Enrollment).join(Prospect, Prospect.id == Enrollment.prospect_id)
-        .where(Prospect.account_id.in_(accounts), Enrollment.state.in_(enrollments.ACTIVE_STATES))
+        .where(Prospect.account_id.in_(accounts), Enrollment.state.in_(lifecycle.ACTIVE_STATES))
     ).all()
     done = []
     for enrollment in active:
@@ -157,11 +158,11 @@ def _stop_account(session: Session, now: datetime, rule: ResolvedRule, event: Ev
 def _pause_until_return(session: Session, now: datetime, rule: ResolvedRule, action: PauseUntilReturn,
                         event: Event) -> list[str]:
     enrollment = event.enrollment
-    if enrollment is None or enrollment.state != "active" or not enrollments.claim(session, enrollment):
+    if enrollment is None or enrollment.state != "active" or not lifecycle.claim(session, enrollment):
         return []
     prospect = session.get(Prospect, enrollment.prospect_id)
     version = session.get(SequenceVersion, enrollment.sequence_version_id)
-    window = enrollments.window_of(version.definition)
+    window = lifecycle.window_of(version.definition)
     if event.return_date is not None:
         back = datetime.combine(event.return_date, window.start, schedule.zone(prospect.timezone))
         until = schedule.add_business_days(back, action.plus_business_days, window, prospect.timezone,
@@ -170,7 +171,7 @@ def _pause_until_return(session: Session, now: datetime, rule: ResolvedRule, act
     else:
         until = now + timedelta(days=action.default_days)
         why = f"out of office, no return date given: pausing {action.default_days} days"
-    enrollments.pause(session, now, enrollment, why, until=max(until, now), rule=rule.name)
+    lifecycle.pause(session, now, enrollment, why, until=max(until, now), rule=rule.name)
     return [f"paused enrollment #{enrollment.id} until {until:%Y-%m-%d %H:%M} UTC"]
 
 
@@ -211,30 +212,37 @@ def _retry(session: Session, now: datetime, rule: ResolvedRule, action: Retry, e
     """Send the bounced step again after a back-off; False once the attempts are used up.
 
     ``max_attempts`` counts deliveries, the first one included: with 3, the step is sent
-    at most three times and the third soft bounce gives up.
+    at most three times and the third soft bounce gives up. This is the only retry policy
+    for refusals, whether the refusal came at send time or later as a bounce message.
     """
     touch, enrollment = event.touch, event.enrollment
-    if touch is None or enrollment is None or enrollment.state not in enrollments.ACTIVE_STATES:
+    if touch is None or enrollment is None or enrollment.state not in lifecycle.ACTIVE_STATES:
         return False
-    bounces = event.detail.get("previous_soft_bounces", 0) + 1
+    bounces = retries_of(session, touch) + 1
     if bounces >= action.max_attempts:
         decisions.record(session, now, "retry_exhausted", f"{bounces} soft bounce(s) in {action.max_attempts} "
-                         "attempt(s): giving up", enrollment=enrollment, rule=rule.name)
+                         "attempt(s): giving up", enrollment=enrollment, rule=rule.name, touch_id=touch.id)
         return False
-    if not enrollments.claim(session, enrollment):
+    if not lifecycle.claim(session, enrollment):
         return False
     touch.state, touch.reason = "retry", f"soft bounce: {event.summary}"
     session.add(touch)
-    if enrollment.thread_message_id == touch.message_id:
-        enrollment.thread_message_id, enrollment.thread_subject = "", ""
-    enrollment.state, enrollment.current_step, enrollment.waiting_for = "active", touch.step_index, ""
-    enrollment.next_due_at = now + timedelta(hours=action.backoff_hours)
-    session.add(enrollment)
-    decisions.record(session, now, "retry", f"soft bounce {bounces}: resend step {touch.step_index + 1} after "
-                     f"{action.backoff_hours:g} h (attempt {bounces + 1} of {action.max_attempts})",
-                     enrollment=enrollment, rule=rule.name, step_index=touch.step_index)
+    at = now + timedelta(hours=action.backoff_hours)
+    lifecycle.resend_step(session, enrollment, touch.step_index, at,
+                          forget_thread=enrollment.thread_message_id == touch.message_id)
+    decisions.record(session, now, "retry", f"soft bounce {bounces}: resend step {touch.step_index + 1} at "
+                     f"{at:%Y-%m-%d %H:%M} UTC, after {action.backoff_hours:g} h (attempt {bounces + 1} of "
+                     f"{action.max_attempts})", enrollment=enrollment, rule=rule.name, step_index=touch.step_index,
+                     touch_id=touch.id, until=at.isoformat())
     done.append(f"retry touch #{touch.id} (attempt {bounces + 1} of {action.max_attempts})")
     return True
+
+
+def retries_of(session: Session, touch: Touch) -> int:
+    """How many times the stop rules already sent this touch again after a soft bounce."""
+    return len(session.exec(
+        select(Decision.id).where(Decision.touch_id == touch.id, Decision.kind == "retry", Decision.rule != "")
+    ).all())
 
 
 def _enroll(session: Session, now: datetime, rule: ResolvedRule, action: Enroll, event: Event) -> list[str]:
@@ -255,13 +263,13 @@ def _enroll(session: Session, now: datetime, rule: ResolvedRule, action: Enroll,
             prospect = upsert_prospect(session, now, address, {"owner": owner, "referred_by": event.address})
         except ValueError:
             continue
-        why = enrollments.cooldown_blocks(session, now, prospect.id, version)
+        why = lifecycle.cooldown_blocks(session, now, prospect.id, version)
         entry = find_suppression(session, now, prospect.email, prospect.account_id)
         if why or entry is not None:
             reason = why or f"suppressed: {entry.reason}"
             decisions.record(session, now, "not_enrolled", reason, prospect_id=prospect.id, rule=rule.name)
             continue
-        enrollment = enrollments.create(session, now, prospect, version, None)
+        enrollment = lifecycle.create(session, now, prospect, version, None)
         decisions.record(session, now, "referred", f"{event.summary}", enrollment=enrollment, rule=rule.name)
         done.append(f"enrolled {prospect.email} into {version.name}")
     return done

@@ -199,7 +199,7 @@ BUILTIN_RULES: dict[str, tuple[Action, ...]] = {
     "bounce": (Stop(),),
     "bounce.hard": (Stop(), Suppress(reason="hard_bounce")),
     "bounce.soft": (Retry(max_attempts=3, backoff_hours=24), Stop()),
-    "bounce.block": (PauseMailboxAfter(blocks=5),),
+    "bounce.block": (PauseMailboxAfter(blocks=5), Retry(max_attempts=3, backoff_hours=24), Stop()),
     "complaint": (Stop(), Suppress(reason="complaint")),
     "unsubscribe_request": (Stop(), Suppress(reason="unsubscribed")),
     "left_company": (Stop(),),

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from channels.email import SmtpSender
 from sequencer.app.api import create_app
 from sequencer.app.cli import app as cli
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.models import InboundMessage
-from sequencer.engine.tick import Runtime
 from suppression.models import SuppressionEntry
 
 DANA = "dana@northwind.example"
@@ -37,7 +37,7 @@ def touches(tmp_path, session, clock, settings, smtp):
     prepare(session, clock.now(), settings, write_templates(tmp_path / "templates"))
     sender = SmtpSender(timeout=5)
     try:
-        yield send_first_email(session, clock, Runtime(settings=settings, sender=sender), smtp, DANA, LEE)
+        yield send_first_email(session, clock, build_runtime(settings, sender, check_domains=False), smtp, DANA, LEE)
     finally:
         sender.close()
 

@@ -13,8 +13,8 @@ from inbound_support import GARBAGE, count, dsn, out_of_office, reply, send_firs
 from sqlmodel import select
 
 from channels.email import SmtpSender
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.models import Decision, InboundMessage, Mailbox
-from sequencer.engine.tick import Runtime
 from sequencer.inbound.imap_poll import ImapSettings, imap_connector, poll_mailbox
 from sequencer.inbound.ingest import ingest_raw
 from suppression.models import SuppressionEntry
@@ -40,7 +40,7 @@ def test_a_polled_mailbox_stops_suppresses_quarantines_and_pauses(
     prepare(session, clock.now(), settings, write_templates(tmp_path / "templates"))
     sender = SmtpSender(timeout=5)
     try:
-        dana, lee, kim = send_first_email(session, clock, Runtime(settings=settings, sender=sender), smtp, *PEOPLE)
+        dana, lee, kim = send_first_email(session, clock, build_runtime(settings, sender, check_domains=False), smtp, *PEOPLE)
     finally:
         sender.close()
     deliver(imap_server,
@@ -84,7 +84,7 @@ def test_a_message_that_breaks_the_handler_is_quarantined_and_the_batch_goes_on(
     prepare(session, clock.now(), settings, write_templates(tmp_path / "templates"))
     sender = SmtpSender(timeout=5)
     try:
-        dana, lee, _ = send_first_email(session, clock, Runtime(settings=settings, sender=sender), smtp, *PEOPLE)
+        dana, lee, _ = send_first_email(session, clock, build_runtime(settings, sender, check_domains=False), smtp, *PEOPLE)
     finally:
         sender.close()
     real_apply = ingest.apply

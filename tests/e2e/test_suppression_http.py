@@ -14,8 +14,8 @@ from sequencer.core.clock import SimulatedClock
 from sequencer.core.config import Settings
 from sequencer.core.db import session as new_session
 from sequencer.core.models import Enrollment, Prospect
-from sequencer.engine.guards import TouchContext
-from suppression.guard import suppression_guard
+from sequencer.engine.guards import TouchContext, suppression_guard
+from sequencer.engine.tick_state import TickState
 from suppression.tokens import make_token, unsubscribe_url
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -141,6 +141,8 @@ def test_the_send_guard_blocks_after_a_one_click_unsubscribe(server, client) -> 
             account=None,
             step={},
             channel="email",
+            definition={},
+            tick=TickState(session),
         )
         assert suppression_guard(ctx).go
         client.post(path_for("ivan@example.com"), data=ONE_CLICK)

@@ -22,9 +22,11 @@ from engine_support import (
 from sqlmodel import select
 
 from channels.email import SmtpSender
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.config import Settings
 from sequencer.core.models import CapCounter, Decision, Mailbox
-from sequencer.engine.tick import Runtime, tick
+from sequencer.engine.runtime import Runtime
+from sequencer.engine.tick import tick
 from sequencer.sending import caps
 
 TODAY = date(2026, 11, 30)  # a Monday
@@ -241,7 +243,7 @@ def desk(tmp_path, session, clock, smtp, settings):
         root = write_templates(tmp_path / "templates", pooled_sequence(pool))
         prepare(session, clock.now(), configured, root)
         senders.append(SmtpSender(timeout=5))
-        return Runtime(settings=configured, sender=senders[-1])
+        return build_runtime(configured, senders[-1], check_domains=False)
 
     yield start
     for sender in senders:
@@ -296,12 +298,12 @@ def test_sends_another_worker_makes_after_the_plan_leave_the_batch_only_what_sti
         desk, session, clock, smtp, db_url, monkeypatch):
     from sequencer.core.db import make_engine
     from sequencer.core.db import session as new_session
-    from sequencer.engine import enrollments
+    from sequencer.enrollments import lifecycle
 
     runtime = desk([SAM], [_box(smtp, SAM, daily_cap=3)])
     emails = [f"p{i}@company{i}.example" for i in range(3)]
     _due(session, clock, emails)
-    claim_many = enrollments.claim_many
+    claim_many = lifecycle.claim_many
 
     def another_worker_sends_two_first(*args, **kwargs):  # between this tick's plan and its claim
         other = make_engine(db_url)
@@ -313,7 +315,7 @@ def test_sends_another_worker_makes_after_the_plan_leave_the_batch_only_what_sti
         other.dispose()
         return claim_many(*args, **kwargs)
 
-    monkeypatch.setattr(enrollments, "claim_many", another_worker_sends_two_first)
+    monkeypatch.setattr(lifecycle, "claim_many", another_worker_sends_two_first)
     report = tick(session, clock, runtime)
 
     assert report.outcomes == {"sent": 1, "deferred": 2}

@@ -20,11 +20,12 @@ from sqlalchemy import text
 from sqlmodel import Session, SQLModel, select
 
 from channels.email import SmtpSender
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.config import REPO_TEMPLATES, Settings
 from sequencer.core.db import make_engine
 from sequencer.core.db import session as new_session
 from sequencer.core.models import CapCounter, Decision, Enrollment, Mailbox, Touch
-from sequencer.engine.tick import Runtime, tick
+from sequencer.engine.tick import tick
 from sequencer.sending import caps
 
 WORKERS = 8
@@ -203,7 +204,7 @@ def test_six_concurrent_tickers_send_exactly_the_cap_each_day_and_defer_the_rest
         def ticker(session: Session, now: datetime = now) -> None:
             sender = SmtpSender(timeout=5)
             try:
-                tick(session, _Fixed(now), Runtime(settings=settings, sender=sender))
+                tick(session, _Fixed(now), build_runtime(settings, sender, check_domains=False))
             finally:
                 sender.close()
 
@@ -253,12 +254,12 @@ def test_a_claim_that_cannot_take_a_lock_leaves_the_batch_for_the_next_tick(tmp_
             with holder.connect() as other:  # holds the mailbox counter's row lock, uncommitted
                 other.execute(text("INSERT INTO capcounter (key, used, cap_limit, expires_on) "
                                    "VALUES (:key, 0, 10, :day)"), {"key": key, "day": monday.date()})
-                report = tick(session, _Fixed(monday), Runtime(settings=settings, sender=sender))
+                report = tick(session, _Fixed(monday), build_runtime(settings, sender, check_domains=False))
                 other.rollback()
 
             assert report.outcomes == {"lost_race": 2} and smtp.messages == []
             assert session.exec(select(Touch)).all() == [] and _used(pg_url, [key]) == {}
-            assert tick(session, _Fixed(monday), Runtime(settings=settings, sender=sender)).outcomes == {"sent": 2}
+            assert tick(session, _Fixed(monday), build_runtime(settings, sender, check_domains=False)).outcomes == {"sent": 2}
             assert len(smtp.messages) == 2 and _used(pg_url, [key]) == {key: 2}
     finally:
         sender.close()
@@ -299,7 +300,7 @@ def test_a_record_that_cannot_take_a_lock_is_made_again_and_nothing_sent_is_lost
         with new_session(engine) as session:
             _two_due(session, monday, settings, tmp_path)
 
-            report = tick(session, _Fixed(monday), Runtime(settings=settings, sender=sender))
+            report = tick(session, _Fixed(monday), build_runtime(settings, sender, check_domains=False))
 
             assert timed_out.is_set()  # the first record did meet the lock
             assert report.outcomes == {"sent": 2} and len(smtp.messages) == 2

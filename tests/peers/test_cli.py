@@ -14,12 +14,13 @@ from typer.testing import CliRunner, Result
 
 from channels.tasks import Task
 from sequencer.app.cli import app
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.clock import SimulatedClock
 from sequencer.core.config import REPO_TEMPLATES, Settings
 from sequencer.core.db import make_engine
 from sequencer.core.db import session as new_session
 from sequencer.core.models import Enrollment, Mailbox, Prospect, SequenceVersion, Signal
-from sequencer.engine.tick import Runtime, tick
+from sequencer.engine.tick import tick
 
 
 @pytest.fixture
@@ -191,7 +192,7 @@ def queue_first_task(db: Engine) -> Task:
     with new_session(db) as session:
         enrollment = session.exec(select(Enrollment)).one()
         clock = SimulatedClock(enrollment.next_due_at + timedelta(minutes=1))
-        tick(session, clock, Runtime(settings=Settings(), sender=None))
+        tick(session, clock, build_runtime(Settings(), None, check_domains=False))
         return session.exec(select(Task)).one()
 
 

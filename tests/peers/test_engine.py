@@ -13,10 +13,12 @@ from sqlmodel import select
 
 from channels.email import SmtpSender
 from channels.tasks import Task
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.db import make_engine
 from sequencer.core.db import session as new_session
 from sequencer.core.models import Decision, Enrollment, Touch
-from sequencer.engine.tick import Runtime, complete_task, tick
+from sequencer.engine.steps import complete_task
+from sequencer.engine.tick import tick
 from sequencer.inbound.ingest import ingest_raw
 
 
@@ -30,7 +32,7 @@ def workspace(tmp_path, session, clock, settings):
 @pytest.fixture
 def runtime(settings):
     sender = SmtpSender(timeout=5)
-    yield Runtime(settings=settings, sender=sender)
+    yield build_runtime(settings, sender, check_domains=False)
     sender.close()
 
 
@@ -97,7 +99,7 @@ def test_follow_up_waits_business_days_threads_then_tasks_and_signals(workspace,
     assert task.body == "Call Dana about Northwind."
     assert enrollment_of(session, "dana@northwind.example").waiting_for == "task"
 
-    assert complete_task(session, clock.now(), task.id, "no_answer") == "advanced"
+    assert complete_task(session, clock.now(), task.id, "no_answer", rules=runtime.rules) == "advanced"
     enrollment = enrollment_of(session, "dana@northwind.example")
     assert enrollment.waiting_for == "website_visit"
 
@@ -120,7 +122,7 @@ def test_wait_for_signal_times_out_without_the_signal(workspace, session, clock,
     clock.advance(timedelta(days=2))
     tick(session, clock, runtime)
     tick(session, clock, runtime)
-    complete_task(session, clock.now(), session.exec(select(Task)).one().id, "voicemail")
+    complete_task(session, clock.now(), session.exec(select(Task)).one().id, "voicemail", rules=runtime.rules)
 
     clock.advance(timedelta(hours=47))
     tick(session, clock, runtime)
@@ -159,12 +161,12 @@ def test_a_missing_variable_blocks_the_touch_and_nothing_is_sent(workspace, sess
     assert enrollment.state == "paused" and enrollment.reason.startswith("needs attention")
 
     # The SDR fills in the name and resumes: the same step is sent, once.
-    from sequencer.engine import enrollments
+    from sequencer.enrollments import lifecycle
 
     prospect.first_name = "Lee"
     session.add(prospect)
-    assert enrollments.claim(session, enrollment)
-    enrollments.resume(session, clock.now(), enrollment, "fixed by hand", prospect)
+    assert lifecycle.claim(session, enrollment)
+    lifecycle.resume(session, clock.now(), enrollment, "fixed by hand", prospect)
     session.commit()
     tick(session, clock, runtime)
     assert _mail(smtp)["Subject"] == "Hello Lee"
@@ -172,7 +174,7 @@ def test_a_missing_variable_blocks_the_touch_and_nothing_is_sent(workspace, sess
 
 
 def test_claim_many_claims_the_unchanged_and_leaves_the_one_changed_elsewhere(workspace, session, clock, db_url):
-    from sequencer.engine import enrollments
+    from sequencer.enrollments import lifecycle
 
     for name in ("ann", "bob", "cy"):
         add_prospect(session, clock.now(), f"{name}@northwind.example")
@@ -180,25 +182,25 @@ def test_claim_many_claims_the_unchanged_and_leaves_the_one_changed_elsewhere(wo
     ann, bob, cy = (enrollment_of(session, f"{name}@northwind.example") for name in ("ann", "bob", "cy"))
     other = make_engine(db_url)  # another worker changes bob after this one read him
     with new_session(other) as elsewhere:
-        assert enrollments.claim(elsewhere, elsewhere.get(Enrollment, bob.id))
+        assert lifecycle.claim(elsewhere, elsewhere.get(Enrollment, bob.id))
         elsewhere.commit()
     other.dispose()
     lease = clock.now() + timedelta(minutes=10)
 
-    claimed = enrollments.claim_many(session, [(ann, 0), (bob, 0), (cy, 0)], next_due_at=lease)
+    claimed = lifecycle.claim_many(session, [(ann, 0), (bob, 0), (cy, 0)], next_due_at=lease)
     session.commit()
 
     assert claimed == {ann.id, cy.id}
     session.expire_all()
     assert [(e.version, e.next_due_at == lease) for e in (ann, bob, cy)] == [(1, True), (1, False), (1, True)]
-    assert enrollments.claim_many(session, [(ann, 0)]) == set()  # a version already taken claims nothing
+    assert lifecycle.claim_many(session, [(ann, 0)]) == set()  # a version already taken claims nothing
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_claim_many_finds_its_rows_by_key_on_sqlite(workspace, session, clock, engine):
     from sqlalchemy import event
 
-    from sequencer.engine import enrollments
+    from sequencer.enrollments import lifecycle
 
     for name in ("ann", "bob"):
         add_prospect(session, clock.now(), f"{name}@northwind.example")
@@ -207,7 +209,7 @@ def test_claim_many_finds_its_rows_by_key_on_sqlite(workspace, session, clock, e
     seen = []
     event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, params, *rest: seen.append((sql, params)))
 
-    assert enrollments.claim_many(session, [(ann, 0), (bob, 0)]) == {ann.id, bob.id}
+    assert lifecycle.claim_many(session, [(ann, 0), (bob, 0)]) == {ann.id, bob.id}
 
     sql, params = next((sql, params) for sql, params in seen if sql.startswith("UPDATE enrollment"))
     plan = " ".join(row[-1] for row in session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
@@ -218,7 +220,7 @@ def test_claim_many_finds_its_rows_by_key_on_sqlite(workspace, session, clock, e
 def test_step_on_moves_every_enrollment_whose_claim_holds_and_only_those(
         workspace, session, clock, db_url, lost):
     from sequencer.core.models import Prospect, SequenceVersion
-    from sequencer.engine import enrollments
+    from sequencer.enrollments import lifecycle
 
     for name in ("ann", "bob", "cy"):
         add_prospect(session, clock.now(), f"{name}@northwind.example")
@@ -227,14 +229,14 @@ def test_step_on_moves_every_enrollment_whose_claim_holds_and_only_those(
     if lost:  # another worker changes bob after this one read him
         other = make_engine(db_url)
         with new_session(other) as elsewhere:
-            assert enrollments.claim(elsewhere, elsewhere.get(Enrollment, bob.id))
+            assert lifecycle.claim(elsewhere, elsewhere.get(Enrollment, bob.id))
             elsewhere.commit()
         other.dispose()
     definition = session.get(SequenceVersion, ann.sequence_version_id).definition
-    moves = [enrollments.Move(e, 0, definition, session.get(Prospect, e.prospect_id),
+    moves = [lifecycle.Move(e, 0, definition, session.get(Prospect, e.prospect_id),
                               {"thread_subject": f"to {e.id}"} if e is cy else {}) for e in (ann, bob, cy)]
 
-    moved = enrollments.step_on(session, clock.now(), moves)
+    moved = lifecycle.step_on(session, clock.now(), moves)
     session.commit()
 
     assert moved == ({ann.id, cy.id} if lost else {ann.id, bob.id, cy.id})
@@ -282,7 +284,7 @@ def test_concurrent_ticks_send_each_step_exactly_once(workspace, session, clock,
         sender = SmtpSender(timeout=5)
         try:
             with new_session(engine) as own:
-                tick(own, clock, Runtime(settings=settings, sender=sender))
+                tick(own, clock, build_runtime(settings, sender, check_domains=False))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -371,9 +373,14 @@ def test_a_temporary_refusal_gives_its_cap_places_back_so_the_retry_counts_once(
 
     assert tick(session, clock, runtime).outcomes == {"retry": 1}
     assert set(_counted(session).values()) == {0}
+    # The rules file is the one retry policy (built-in: 3 sends, 24 h apart); the decision names the next one.
+    retry = session.exec(select(Decision).where(Decision.kind == "retry")).one()
+    assert retry.rule == "builtin.bounce.soft" and "2026-12-01 15:00 UTC" in retry.reason, retry.reason
 
     smtp.handler.refuse.clear()
-    clock.advance(timedelta(minutes=15))
+    clock.advance(timedelta(hours=23))
+    assert tick(session, clock, runtime).outcomes == {}
+    clock.advance(timedelta(hours=1))
     assert tick(session, clock, runtime).outcomes == {"sent": 1}
     assert _counted(session) == {"mailbox": 1, "domain": 1, "recipient": 1, "recipient-week": 1}
 
@@ -402,9 +409,9 @@ def test_an_email_whose_final_reply_never_comes_is_unknown_never_resent_and_the_
         session.commit()
         sender = SmtpSender(timeout=0.5)
         try:
-            assert tick(session, clock, Runtime(settings=settings, sender=sender)).outcomes == {"unknown": 1}
+            assert tick(session, clock, build_runtime(settings, sender, check_domains=False)).outcomes == {"unknown": 1}
             clock.advance(timedelta(days=7))
-            tick(session, clock, Runtime(settings=settings, sender=sender))
+            tick(session, clock, build_runtime(settings, sender, check_domains=False))
         finally:
             sender.close()
 
@@ -447,7 +454,7 @@ def test_outside_the_window_the_touch_waits_for_local_business_hours(workspace, 
 
 def test_ab_variants_are_weighted_and_stable_per_prospect():
     from sequencer.core.models import Prospect
-    from sequencer.engine.tick import choose_variant
+    from sequencer.engine.steps import choose_variant
 
     step = {"id": "intro", "variants": [{"name": "A", "weight": 70}, {"name": "B", "weight": 30}]}
     picks = [choose_variant(step, Prospect(email=f"p{i}@x.example"))["name"] for i in range(2000)]

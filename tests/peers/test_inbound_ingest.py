@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from channels.email import SmtpSender
 from sequencer.app.cli import app as cli
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.models import Decision, InboundMessage
-from sequencer.engine.tick import Runtime
 from sequencer.inbound.ingest import ingest_raw
 
 DANA = "dana@northwind.example"
@@ -27,7 +27,7 @@ sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def runtime(tmp_path, session, clock, settings):
     prepare(session, clock.now(), settings, write_templates(tmp_path / "templates"))
     sender = SmtpSender(timeout=5)
-    yield Runtime(settings=settings, sender=sender)
+    yield build_runtime(settings, sender, check_domains=False)
     sender.close()
 
 
@@ -89,7 +89,7 @@ def test_a_reply_without_ids_is_matched_weakly_by_sender_and_subject(session, cl
     assert result.message.match_method == "sender+subject" and result.message.touch_id == first.touch_id
     assert result.message.detail["match"]["strength"] == "weak"
     stopped = session.exec(select(Decision).where(Decision.kind == "stopped")).one()
-    assert stopped.detail == {"matched_by": "sender+subject", "match_strength": "weak", "previous_soft_bounces": 0}
+    assert stopped.detail == {"matched_by": "sender+subject", "match_strength": "weak"}
 
 
 def test_mail_from_an_unknown_sender_is_stored_and_changes_nothing(session, clock, settings, runtime, smtp):

@@ -7,6 +7,7 @@ every mailbox's reason. Pausing defers, resuming lets the touch go; nothing is d
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -28,11 +29,13 @@ from typer.testing import CliRunner
 
 from channels.email import SmtpSender
 from sequencer.app.cli import app
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.config import Settings, load_settings
 from sequencer.core.db import make_engine, migrate
 from sequencer.core.db import session as new_session
 from sequencer.core.models import Decision, Mailbox
-from sequencer.engine.tick import Runtime, tick
+from sequencer.engine.runtime import Runtime
+from sequencer.engine.tick import tick
 from sequencer.sending import caps, mailboxes
 
 SAM = "sam@outreach-acme.example"
@@ -157,9 +160,9 @@ def desk(tmp_path, session, clock, smtp, settings):
         root = write_templates(tmp_path / "templates", pooled_sequence(pool, follow_up=True))
         prepare(session, clock.now(), configured, root)
         senders.append(SmtpSender(timeout=5))
-        runtime = Runtime(settings=configured, sender=senders[-1])
+        runtime = build_runtime(configured, senders[-1], check_domains=False)
         if domain_problem:
-            runtime.domain_problem = domain_problem
+            runtime = dataclasses.replace(runtime, domain_problem=domain_problem)
         return runtime
 
     yield start

@@ -33,6 +33,7 @@ from sqlmodel import select
 from channels.email import SmtpSender
 from channels.tasks import Task
 from sequencer.app import wiring as production
+from sequencer.app.wiring import build as build_runtime
 from sequencer.core.models import (
     CapCounter,
     Decision,
@@ -40,7 +41,8 @@ from sequencer.core.models import (
     Prospect,
     Touch,
 )
-from sequencer.engine.tick import Runtime, complete_task, tick
+from sequencer.engine.steps import complete_task
+from sequencer.engine.tick import tick
 from sequencer.inbound.ingest import ingest_raw
 from sequencer.rules.book import load_rules
 from suppression.models import SuppressionEntry
@@ -63,7 +65,7 @@ def workspace(tmp_path, session, clock, settings):
 @pytest.fixture
 def runtime(workspace, settings):
     sender = SmtpSender(timeout=5)
-    yield Runtime(settings=settings, sender=sender)
+    yield build_runtime(settings, sender, check_domains=False)
     sender.close()
 
 
@@ -404,9 +406,9 @@ def test_meeting_booked_on_a_task_applies_the_rule(session, clock, settings, smt
     prepare(session, clock.now(), settings, write_templates(tmp_path / "templates", CALL_FIRST))
     add_prospect(session, clock.now(), DANA)
     fire(session, clock.now(), "intent_surge", email=DANA)
-    tick(session, clock, Runtime(settings=settings, sender=None))
+    tick(session, clock, build_runtime(settings, None, check_domains=False))
     task = session.exec(select(Task)).one()
-    book = load_rules(rules_file(tmp_path, rules)) if rules else None
+    book = load_rules(rules_file(tmp_path, rules)) if rules else load_rules(None)
 
     outcome = complete_task(session, clock.now(), task.id, "meeting_booked", rules=book)
 

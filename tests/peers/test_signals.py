@@ -594,17 +594,17 @@ def test_a_batch_with_a_signal_processed_elsewhere_is_redone_one_by_one(
 def test_an_enrollment_created_in_a_rolled_back_transaction_leaves_nothing_behind(
     session: Session, clock: SimulatedClock, tmp_path: Path
 ) -> None:
-    from sequencer.engine import enrollments
+    from sequencer.enrollments import lifecycle
 
     write_sequence(tmp_path, "solo", "intent_surge")
     versions.sync(session, clock.now(), tmp_path)
     prospect = add_prospect(session, clock.now(), "ann@northwind.example")
     version = versions.current_versions(session)[0]
-    first = enrollments.create(session, clock.now(), prospect, version, None)
+    first = lifecycle.create(session, clock.now(), prospect, version, None)
     assert session.get(Enrollment, first.id).current_step == 0  # stored in the open transaction
     session.rollback()
 
     assert session.exec(select(Enrollment)).all() == []
-    again = enrollments.create(session, clock.now(), prospect, version, None)  # the database may reuse the id
+    again = lifecycle.create(session, clock.now(), prospect, version, None)  # the database may reuse the id
     session.commit()
     assert [(e.id, e.state) for e in session.exec(select(Enrollment)).all()] == [(again.id, "active")]

@@ -14,8 +14,8 @@ from suppression_fixtures import NOW, all_entries, migrated_engine, open_session
 
 from sequencer.core.config import Settings
 from sequencer.core.models import Account, Enrollment, Prospect
-from sequencer.engine.guards import TouchContext
-from suppression.guard import suppression_guard
+from sequencer.engine.guards import TouchContext, suppression_guard
+from sequencer.engine.tick_state import TickState
 from suppression.models import SuppressionEntry
 from suppression.store import (
     add_entry,
@@ -252,6 +252,8 @@ def context(
         account=account,
         step={},
         channel=channel,
+        definition={},
+        tick=TickState(session),
     )
 
 

@@ -63,7 +63,7 @@ def test_builtin_defaults_when_no_file() -> None:
         Stop(),
     ]
     block = book.actions_for("bounce", None, bounce_type="block").actions
-    assert block == [PauseMailboxAfter(blocks=5)]
+    assert block == [PauseMailboxAfter(blocks=5), Retry(max_attempts=3, backoff_hours=24), Stop()]
     assert not any(isinstance(action, Suppress) for action in block)
     assert book.actions_for("complaint", None).actions == [Stop(), Suppress(reason="complaint")]
     assert book.actions_for("unsubscribe_request", None).actions == [

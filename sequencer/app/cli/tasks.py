@@ -9,7 +9,7 @@ from channels.tasks import OUTCOMES, Task, TaskError, open_tasks
 from sequencer.app.cli.common import console, fail, open_session, settings
 from sequencer.core.clock import SystemClock
 from sequencer.core.models import Prospect
-from sequencer.engine.tick import complete_task
+from sequencer.engine.steps import complete_task
 
 app = typer.Typer(help="Work queued for people: calls, LinkedIn, manual emails.", no_args_is_help=True)
 
@@ -48,7 +48,7 @@ def done(
     config = settings()
     with open_session(config) as session:
         try:
-            result = complete_task(session, SystemClock().now(), task_id, outcome, note, rulebook(config))
+            result = complete_task(session, SystemClock().now(), task_id, outcome, note, rules=rulebook(config))
         except TaskError as exc:
             fail(str(exc))
     console.print(f"task #{task_id} closed ({outcome}); enrollment {result}")

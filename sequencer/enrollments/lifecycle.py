@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from sequencer.core import decisions
-from sequencer.core.models import Account, Enrollment, Prospect, SequenceVersion, Signal
+from sequencer.core.models import Enrollment, Prospect, SequenceVersion, Signal
 from sequencer.sequences import schedule
 
 ACTIVE_STATES = ("active", "paused")
@@ -240,24 +240,40 @@ def resume(session: Session, now: datetime, enrollment: Enrollment, reason: str,
     decisions.record(session, now, "resumed", reason, enrollment=enrollment)
 
 
-def context_of(prospect: Prospect, account: Account | None, signal: Signal | None = None) -> dict[str, Any]:
-    """The plain-dict view of a prospect, its account and a signal used by filters and templates."""
-    prospect_values = {
-        "email": prospect.email, "first_name": prospect.first_name, "last_name": prospect.last_name,
-        "title": prospect.title, "timezone": prospect.timezone, "country": prospect.country,
-        "phone": prospect.phone, "linkedin_url": prospect.linkedin_url, "owner": prospect.owner,
-        **(prospect.custom or {}),
-    }
-    account_values = {}
-    if account is not None:
-        account_values = {
-            "domain": account.domain, "name": account.name, "industry": account.industry,
-            "employees": account.employees, "country": account.country, **(account.custom or {}),
-        }
-    signal_values = {}
-    if signal is not None:
-        signal_values = {"type": signal.type, "source": signal.source, **(signal.payload or {})}
-    return {"prospect": prospect_values, "account": account_values, "signal": signal_values}
+def defer(session: Session, now: datetime, enrollment: Enrollment, until: datetime | None, reason: str,
+          guard: str) -> None:
+    """The current step waits until ``until`` (a guard, a cap, a gap); the caller has claimed it."""
+    enrollment.next_due_at = until
+    session.add(enrollment)
+    decisions.record(session, now, "deferred", reason, enrollment=enrollment, guard=guard,
+                     until=until.isoformat() if until else None)
+
+
+def await_task(session: Session, enrollment: Enrollment) -> None:
+    """The current step is a person's task: nothing is due until it is done (``complete_task``)."""
+    enrollment.waiting_for = "task"
+    enrollment.next_due_at = None
+    session.add(enrollment)
+
+
+def resend_step(session: Session, enrollment: Enrollment, step_index: int, at: datetime,
+                forget_thread: bool) -> None:
+    """Go back to ``step_index`` and send it again at ``at`` (a retry after a soft refusal).
+
+    ``forget_thread``: the bounced email started the thread, so the resend starts it anew.
+    """
+    if forget_thread:
+        enrollment.thread_message_id, enrollment.thread_subject = "", ""
+    enrollment.state, enrollment.current_step, enrollment.waiting_for = "active", step_index, ""
+    enrollment.next_due_at = at
+    session.add(enrollment)
+
+
+def wake(session: Session, now: datetime, enrollment: Enrollment) -> None:
+    """A waited-for signal arrived: the wait is over and the next step is due now."""
+    enrollment.waiting_for = ""
+    enrollment.next_due_at = now
+    session.add(enrollment)
 
 
 def create(

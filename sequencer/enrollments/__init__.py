@@ -1,0 +1,1 @@
+"""Enrollments: one prospect in one sequence, and every change of its state (``lifecycle``)."""
