@@ -21,10 +21,13 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "sequencer" / "app"
-# The suppression send guard (it imports sequencer.engine.guards) is being moved into
-# sequencer/engine/guards.py; until that lands it is the one known exception. Once the file
-# is gone this exempts nothing: delete it then.
-MOVING = {ROOT / "suppression" / "guard.py"}
+# The layers, lowest first (README, "How it is built"): a package imports only the ones
+# before it (and itself), so no two packages form a cycle and each reads without the later ones.
+LAYERS = [
+    "suppression", "channels", "sequencer.core", "sequencer.sequences", "sequencer.domains",
+    "sequencer.sending", "sequencer.enrollments", "sequencer.intake", "sequencer.rules",
+    "sequencer.inbound", "sequencer.engine", "sequencer.loopback", "sequencer.app",
+]
 
 
 def python_files(*folders: str) -> list[Path]:
@@ -89,7 +92,7 @@ def test_the_scan_sees_imports_of_every_form(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("package", ["channels", "suppression"])
 def test_channels_and_suppression_import_nothing_from_sequencer(package: str) -> None:
-    paths = [path for path in python_files(package) if path not in MOVING]
+    paths = python_files(package)
     assert paths
     assert offending(paths, "sequencer") == []
 
@@ -109,3 +112,54 @@ def test_the_entry_points_are_imported_only_inside_the_app_layer(entry_point: st
     outside = [path for path in python_files("sequencer", "channels", "suppression", "bench")
                if not path.is_relative_to(APP)]
     assert offending(outside, entry_point) == []
+
+
+def layer_of(module: str) -> int | None:
+    for index, layer in reversed(list(enumerate(LAYERS))):
+        if within(module, layer):
+            return index
+    return None
+
+
+def test_every_package_imports_only_the_layers_below_it() -> None:
+    """No package-level cycle: a module of layer N imports nothing from a layer after N."""
+    upward = []
+    for path in python_files("suppression", "channels", "sequencer"):
+        own = layer_of(module_name(path))
+        if own is None:  # sequencer/__init__.py
+            continue
+        for line, name in imported_modules(path):
+            other = layer_of(name)
+            if other is not None and other > own:
+                upward.append(f"{path.relative_to(ROOT)}:{line}: imports {name} ({LAYERS[other]} is above "
+                              f"{LAYERS[own]})")
+    assert sorted(set(upward)) == []
+
+
+def test_every_package_has_a_layer() -> None:
+    packages = {module_name(path.parent / "__init__.py") for path in python_files("sequencer")
+                if (path.parent / "__init__.py").exists() and path.parent != ROOT / "sequencer"}
+    assert {package for package in packages if layer_of(package) is None} == set()
+
+
+def test_no_module_level_import_cycle() -> None:
+    """Within the layers too: no two modules import each other, directly or through others."""
+    paths = python_files("suppression", "channels", "sequencer")
+    modules = {module_name(path): path for path in paths}
+    graph = {name: {imported for _, imported in imported_modules(path) if imported in modules and imported != name
+                    and not name.startswith(imported + ".")}
+             for name, path in modules.items()}
+    seen: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, trail: list[str]) -> list[str]:
+        seen[name] = 1
+        for other in sorted(graph[name]):
+            if seen.get(other) == 1:
+                return [*trail, name, other]
+            if other not in seen and (cycle := visit(other, [*trail, name])):
+                return cycle
+        seen[name] = 2
+        return []
+
+    cycles = [cycle for name in sorted(graph) if name not in seen and (cycle := visit(name, []))]
+    assert cycles == []
