@@ -51,7 +51,8 @@ def buckets(stats: pstats.Stats) -> dict[str, float]:
     totals = {"sqlite3/psycopg driver (execute, fetch, commit)": 0.0, "smtplib (network)": 0.0,
               "jinja2 (environment + render)": 0.0}
     for (filename, _, name), (_, _, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
-        if filename == "~" and ("sqlite3.Cursor" in name or "sqlite3.Connection" in name) or "psycopg/cursor.py" in filename and name == "execute":
+        in_sqlite = filename == "~" and ("sqlite3.Cursor" in name or "sqlite3.Connection" in name)
+        if in_sqlite or ("psycopg/cursor.py" in filename and name == "execute"):
             totals["sqlite3/psycopg driver (execute, fetch, commit)"] += cumulative
         elif filename.endswith("smtplib.py") and name in ("sendmail", "send_message"):
             totals["smtplib (network)"] += cumulative

@@ -8,6 +8,7 @@ SMTP code and text so the caller can classify it (hard / soft / block).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -329,10 +330,8 @@ class SmtpSender:
     def _drop(self, mailbox: SmtpAccount) -> None:
         connection = self._connections.pop(mailbox.id, None)
         if connection is not None:
-            try:
+            with contextlib.suppress(OSError):
                 connection.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         if self._pool is not None:

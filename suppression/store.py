@@ -203,7 +203,8 @@ def find_suppression(
 Subject = tuple[str | None, int | None]  # (email, account id), as ``find_suppression`` takes them
 
 
-def find_suppressions(session: Session, now: datetime, subjects: Iterable[Subject]) -> dict[Subject, SuppressionEntry | None]:
+def find_suppressions(session: Session, now: datetime,
+                      subjects: Iterable[Subject]) -> dict[Subject, SuppressionEntry | None]:
     """``find_suppression`` for many subjects with one query per 500 lookup values.
 
     Subjects with a garbage address are left out of the answer (``find_suppression``

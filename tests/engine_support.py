@@ -46,7 +46,8 @@ steps:
     template: second.j2
 """
 TEMPLATES = {
-    "first.j2": "Hi {{ prospect.first_name }},\n\nSaw the {{ signal.topic | default('research') }} surge.\n\n{{ sender.name }}",
+    "first.j2": "Hi {{ prospect.first_name }},\n\nSaw the {{ signal.topic | default('research') }} surge.\n\n"
+                "{{ sender.name }}",
     "second.j2": "Following up, {{ prospect.first_name }}.",
     "call.j2": "Call {{ prospect.first_name }} about {{ account.name }}.",
 }
@@ -89,7 +90,7 @@ def prepare(session: Session, now: datetime, settings: Settings, root: Path) -> 
 def add_prospect(session: Session, now: datetime, email: str, **fields: object) -> Prospect:
     values = {"first_name": "Dana", "timezone": "America/New_York", "country": "US", "company": "Northwind",
               **fields}
-    prospect = prospects.upsert_prospect(session, now, email, {k: v for k, v in values.items()})
+    prospect = prospects.upsert_prospect(session, now, email, dict(values.items()))
     session.commit()
     return prospect
 

@@ -157,7 +157,8 @@ def _fire(session: Session, console: Console, now: datetime, record: dict) -> No
     subject = record.get("email") or record.get("domain")
     if stored.duplicate:
         console.print(f"[dim]{local(now, 'UTC'):22} signal       {subject:32} {record['type']} from "
-                      f"{record.get('source')}: duplicate of signal #{stored.signal.id}, ignored[/dim]", highlight=False)
+                      f"{record.get('source')}: duplicate of signal #{stored.signal.id}, ignored[/dim]",
+                      highlight=False)
         return
     console.print(f"{local(now, 'UTC'):22} [bold green]SIGNAL       [/bold green]{subject:32} {record['type']} "
                   f"from {record.get('source')}", highlight=False, soft_wrap=True)

@@ -196,7 +196,7 @@ class _Walk:
         if len(records) != 1:
             found = "no SPF record" if not records else f"{len(records)} SPF records"
             raise SpfError(f"{how}{target} has {found}")
-        return self.record(target, records[0], chain + (target,))
+        return self.record(target, records[0], (*chain, target))
 
     def _count_void(self, answers: list[str]) -> None:
         if not answers:

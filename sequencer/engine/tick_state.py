@@ -14,8 +14,8 @@ from typing import Any
 from sqlmodel import Session
 
 from sequencer.core.models import Touch
-from suppression.models import SuppressionEntry
 from sequencer.sending import caps, mailboxes
+from suppression.models import SuppressionEntry
 
 
 @dataclass

@@ -129,7 +129,7 @@ def classify(raw: bytes, *, our_domains: frozenset[str] = frozenset()) -> Classi
     """
     try:
         return _classify(raw, frozenset(d.lower() for d in our_domains))
-    except Exception as exc:  # noqa: BLE001 - contract is "never raises"; caller quarantines
+    except Exception as exc:
         # quarantined like unreadable input, but ``error`` says it was our crash, not the bytes
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
         return Classification(

@@ -83,7 +83,7 @@ def ingest_raw(session: Session, now: datetime, settings: Settings, raw: bytes,
         if existing is not None:
             return IngestResult(existing, True, "duplicate: already processed")
         return _quarantine(session, now, key, raw, result, "could not be stored (integrity error)")
-    except Exception as exc:  # noqa: BLE001 - any failure quarantines this one message, never the batch
+    except Exception as exc:
         session.rollback()
         return _quarantine(session, now, key, raw, result, f"handling failed: {type(exc).__name__}: {exc}")
 
@@ -93,7 +93,8 @@ def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: 
     enrollment = session.get(Enrollment, match.touch.enrollment_id) if match.touch else None
     row = InboundMessage(
         dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
-        subject=result.subject[:500], kind=result.kind, bounce_type=result.bounce_type or "", touch_id=match.touch.id if match.touch else None,
+        subject=result.subject[:500], kind=result.kind, bounce_type=result.bounce_type or "",
+        touch_id=match.touch.id if match.touch else None,
         enrollment_id=enrollment.id if enrollment else None, match_method=match.method,
         detail={"classification": result.to_dict(), "match": match.to_dict()}, received_at=now,
     )
@@ -113,7 +114,8 @@ def _quarantine(session: Session, now: datetime, key: str, raw: bytes, result: C
     row = InboundMessage(
         dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
         subject=(result.subject or "")[:500], kind="quarantined", quarantined=True, received_at=now,
-        detail={"reason": reason, "size": len(raw), "head": raw[:QUARANTINE_HEAD].decode("latin-1").replace("\x00", "\\0"),
+        detail={"reason": reason, "size": len(raw),
+                "head": raw[:QUARANTINE_HEAD].decode("latin-1").replace("\x00", "\\0"),
                 "classification": result.to_dict()},
     )
     session.add(row)

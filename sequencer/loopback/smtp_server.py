@@ -34,7 +34,8 @@ class Handler:
         return responses
 
     async def handle_DATA(self, server, session, envelope: Envelope) -> str:
-        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        content = envelope.original_content or envelope.content
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), content))
         return "250 Message accepted for delivery"
 
 

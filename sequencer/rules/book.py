@@ -464,7 +464,7 @@ class _Parser:
 
     def params(self, node: yaml.Node, rule: str, name: str) -> dict[str, tuple[yaml.Node, Any]]:
         result: dict[str, tuple[yaml.Node, Any]] = {}
-        for param, param_node, value_node in self.mapping(node, f"{rule}: {name}"):
+        for param, _param_node, value_node in self.mapping(node, f"{rule}: {name}"):
             if not isinstance(value_node, yaml.ScalarNode):
                 self.error(value_node, f"{rule}: {name}.{param} must be a single value")
                 continue

@@ -252,7 +252,7 @@ def _touch_step(
                     f"{source.where(*path)}: the first email of a thread needs a subject"
                 )
             if subject is not None:
-                for line, problem in rendering.problems(str(subject), "subject", templates):
+                for _line, problem in rendering.problems(str(subject), "subject", templates):
                     errors.append(f"{source.where(*path, 'subject')}: subject: {problem}")
     html = raw.get("html_template")
     if html is not None:

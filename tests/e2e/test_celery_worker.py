@@ -10,6 +10,7 @@ under CI (CI=true) and skipped with a reason elsewhere, like PostgreSQL in conft
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -237,14 +238,10 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
     for process in processes:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # pool children or beat left behind
-        except ProcessLookupError:
-            pass
         process.wait(timeout=10)
 
 

@@ -40,7 +40,8 @@ def test_a_polled_mailbox_stops_suppresses_quarantines_and_pauses(
     prepare(session, clock.now(), settings, write_templates(tmp_path / "templates"))
     sender = SmtpSender(timeout=5)
     try:
-        dana, lee, kim = send_first_email(session, clock, build_runtime(settings, sender, check_domains=False), smtp, *PEOPLE)
+        runtime = build_runtime(settings, sender, check_domains=False)
+        dana, lee, kim = send_first_email(session, clock, runtime, smtp, *PEOPLE)
     finally:
         sender.close()
     deliver(imap_server,
@@ -84,7 +85,8 @@ def test_a_message_that_breaks_the_handler_is_quarantined_and_the_batch_goes_on(
     prepare(session, clock.now(), settings, write_templates(tmp_path / "templates"))
     sender = SmtpSender(timeout=5)
     try:
-        dana, lee, _ = send_first_email(session, clock, build_runtime(settings, sender, check_domains=False), smtp, *PEOPLE)
+        runtime = build_runtime(settings, sender, check_domains=False)
+        dana, lee, _ = send_first_email(session, clock, runtime, smtp, *PEOPLE)
     finally:
         sender.close()
     real_apply = ingest.apply

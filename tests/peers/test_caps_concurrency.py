@@ -54,7 +54,7 @@ def _together(workers: int, work: Callable[[Session], None], url: str) -> None:
             with new_session(engine) as session:
                 barrier.wait()
                 work(session)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             engine.dispose()
@@ -259,7 +259,8 @@ def test_a_claim_that_cannot_take_a_lock_leaves_the_batch_for_the_next_tick(tmp_
 
             assert report.outcomes == {"lost_race": 2} and smtp.messages == []
             assert session.exec(select(Touch)).all() == [] and _used(pg_url, [key]) == {}
-            assert tick(session, _Fixed(monday), build_runtime(settings, sender, check_domains=False)).outcomes == {"sent": 2}
+            runtime = build_runtime(settings, sender, check_domains=False)
+            assert tick(session, _Fixed(monday), runtime).outcomes == {"sent": 2}
             assert len(smtp.messages) == 2 and _used(pg_url, [key]) == {key: 2}
     finally:
         sender.close()

@@ -110,8 +110,8 @@ TEXTS = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126) | st
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=TEXTS | st.text(max_size=100), html=TEXTS | st.just(""), subject=st.text(max_size=120), name=st.text(max_size=40),
-       reply=st.booleans())
+@given(text=TEXTS | st.text(max_size=100), html=TEXTS | st.just(""), subject=st.text(max_size=120),
+       name=st.text(max_size=40), reply=st.booleans())
 def test_wire_writes_exactly_what_the_email_package_writes(text, html, subject, name, reply):
     """The direct writer and the MIME classes agree byte for byte, ASCII or not."""
     mailbox = Mailbox(id=1, address="alex@mail.example", display_name=name, sending_domain="mail.example")
@@ -119,7 +119,8 @@ def test_wire_writes_exactly_what_the_email_package_writes(text, html, subject, 
         mailbox=mailbox, to="dana@prospect.example", subject=subject, text=text, html=html,
         message_id="abc@mail.example", in_reply_to="first@mail.example" if reply else "",
         references=["first@mail.example"] if reply else [],
-        headers={"List-Unsubscribe": "<https://example.test/u/tok>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        headers={"List-Unsubscribe": "<https://example.test/u/tok>",
+                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         date=datetime(2026, 11, 30, 15, 0, tzinfo=UTC),
     )
     with mock.patch("channels.email._boundary", lambda *_texts: "=_fixed"):

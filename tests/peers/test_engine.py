@@ -285,7 +285,7 @@ def test_concurrent_ticks_send_each_step_exactly_once(workspace, session, clock,
         try:
             with new_session(engine) as own:
                 tick(own, clock, build_runtime(settings, sender, check_domains=False))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             sender.close()
@@ -476,7 +476,8 @@ def test_enrollments_keep_their_sequence_version_after_an_edit(workspace, sessio
 
     tick(session, clock, runtime)
 
-    bodies = {m.rcpt_tos[0]: message_from_bytes(m.content, policy=policy.default).get_body(("plain",)).get_content() for m in smtp.messages}
+    bodies = {m.rcpt_tos[0]: message_from_bytes(m.content, policy=policy.default).get_body(("plain",)).get_content()
+              for m in smtp.messages}
     assert "Saw the research surge." in bodies["dana@northwind.example"]
     assert "Edited copy for Li." in bodies["li@other.example"]
     versions = {e.sequence_version_id for e in session.exec(select(Enrollment))}

@@ -315,8 +315,9 @@ def _stored(url: str) -> dict[str, Mailbox]:
 
 
 def test_cli_adds_lists_pauses_and_resumes_a_mailbox(cli):
-    added = cli("mailboxes", "add", "Alex@Outreach.example", "--display-name", "Alex", "--owner", "alex.sdr@acme.example",
-                "--daily-cap", "40", "--warmup-start", "5", "--warmup-increment", "5", "--min-gap-seconds", "60")
+    added = cli("mailboxes", "add", "Alex@Outreach.example", "--display-name", "Alex",
+                "--owner", "alex.sdr@acme.example", "--daily-cap", "40", "--warmup-start", "5",
+                "--warmup-increment", "5", "--min-gap-seconds", "60")
     assert added.exit_code == 0, added.output
     assert "mailbox alex@outreach.example saved (domain outreach.example)" in added.output
     stored = _stored(cli.url)["alex@outreach.example"]

@@ -516,7 +516,7 @@ def test_racing_processes_enroll_a_prospect_once(session: Session, clock: Simula
                 signal = own.get(Signal, signal_id)
                 barrier.wait()
                 enrolling.process(own, clock.now(), signal)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             engine.dispose()
