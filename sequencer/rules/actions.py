@@ -40,8 +40,8 @@ from sequencer.rules.book import (
     Stop,
     StopAccount,
     Suppress,
-    load_rules,
 )
+from sequencer.rules.parse import load_rules
 from sequencer.sequences import schedule
 from suppression.normalize import registrable_domain
 from suppression.store import find_suppression, make_spec, stage_entry

@@ -44,7 +44,7 @@ from sequencer.core.models import (
 from sequencer.engine.steps import complete_task
 from sequencer.engine.tick import tick
 from sequencer.inbound.ingest import ingest_raw
-from sequencer.rules.book import load_rules
+from sequencer.rules.parse import load_rules
 from suppression.models import SuppressionEntry
 
 DANA = "dana@northwind.example"

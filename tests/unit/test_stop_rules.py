@@ -22,8 +22,8 @@ from sequencer.rules.book import (
     Stop,
     StopAccount,
     Suppress,
-    load_rules,
 )
+from sequencer.rules.parse import load_rules
 
 SHIPPED = Path(__file__).resolve().parents[2] / "templates" / "rules.yaml"
 

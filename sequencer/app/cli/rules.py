@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from sequencer.app.cli.common import console, err_console, settings
-from sequencer.rules.book import RuleBook, RulesError, load_rules
+from sequencer.rules.book import RuleBook, RulesError
+from sequencer.rules.parse import load_rules
 
 app = typer.Typer(no_args_is_help=True, help="Manager-owned stop rules.")
 
