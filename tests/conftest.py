@@ -128,7 +128,7 @@ def settings(smtp: LocalSmtpServer, db_url: str) -> Settings:
         database_url=db_url,
         templates_dir=REPO_TEMPLATES,
         primary_domain="acme.example",
-        secret_key="test-secret",
+        secret_key="test-secret-0123456789abcdefghij",  # 32 characters: signing_secret() wants 16 or more
         unsubscribe_url="https://go.outreach-acme.example/u",
         mailboxes=[
             {"address": "sam@outreach-acme.example", "display_name": "Sam Rivera", "owner": "sam.sdr@acme.example",

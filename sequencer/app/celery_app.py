@@ -8,7 +8,9 @@ work and unprocessed signals from the database, and every step is claimed there.
 
 Start a worker with ``sequencer worker`` or ``celery -A sequencer.app.celery_app worker -B``.
 Settings come from ``load_settings()`` (``SEQUENCER_BROKER_URL`` names the broker); the
-beat interval of ``tick`` is ``SEQUENCER_TICK_SECONDS`` (default 10).
+beat interval of ``tick`` is ``SEQUENCER_TICK_SECONDS`` (default 10). A worker refuses to
+start without a usable ``secret_key`` (``config.signing_secret``); importing this module to
+send tasks needs none.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sequencer.app import housekeeping
 from sequencer.app import wiring as runtime
 from sequencer.core import db
 from sequencer.core.clock import SystemClock
-from sequencer.core.config import Settings, load_settings
+from sequencer.core.config import ConfigError, Settings, load_settings, signing_secret
 from sequencer.core.models import Signal
 from sequencer.core.yaml_source import SourceError
 from sequencer.engine import tick as engine
@@ -105,9 +107,24 @@ def _engine() -> Engine:
 def _runtime() -> Runtime:
     """One runtime and one SMTP sender per process, so SMTP connections are reused."""
     if _Process.engine_runtime is None:
+        signing_secret(settings)  # a task never signs a link with a secret a worker would refuse
         _Process.sender = SmtpSender()
         _Process.engine_runtime = runtime.build(settings, sender=_Process.sender)
     return _Process.engine_runtime
+
+
+@worker_init.connect
+def _refuse_without_a_secret(**_: Any) -> None:
+    """Stop ``celery -A sequencer.app.celery_app worker`` before it consumes anything.
+
+    Celery logs and swallows an Exception from a signal handler, so this raises SystemExit,
+    which it lets through; connected first, it runs before the migration below.
+    """
+    try:
+        signing_secret(settings)
+    except ConfigError as exc:
+        log.critical("refusing to start a worker: %s", exc)
+        raise SystemExit(1) from exc
 
 
 @worker_init.connect

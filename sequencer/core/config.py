@@ -2,6 +2,11 @@
 
 The config file is looked up at ``$SEQUENCER_CONFIG`` or ``./sequencer.toml``. A missing
 file is fine; a file that does not parse is an error naming the file and line.
+
+``secret_key`` has no usable default: it signs the unsubscribe links, so a value anyone
+can read in this source would let anyone unsubscribe anyone. Every command that signs asks
+``signing_secret(settings)`` for it, which refuses an empty, placeholder or short secret
+and says where the value came from; commands that sign nothing never ask.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class Settings:
     primary_domain: str = ""  # the company's own domain; outreach must never use it
     unsubscribe_url: str = "http://127.0.0.1:8000/u"
     unsubscribe_mailto: str = ""
-    secret_key: str = "change-me"
+    secret_key: str = ""  # no default on purpose: see signing_secret()
     dns_nameservers: list[str] = field(default_factory=list)  # "host" or "host:port"
     dns_timeout: float = 3.0
     domain_blocklists: list[str] = field(
@@ -45,6 +50,7 @@ class Settings:
     recipient_domain_weekly_cap: int = 15  # ... and per ISO week
     broker_url: str = "redis://127.0.0.1:6379/0"
     source: str = "defaults"
+    secret_key_origin: str = ""  # where secret_key came from, for signing_secret()'s messages
 
 
 _ENV = {
@@ -52,10 +58,19 @@ _ENV = {
     "SEQUENCER_TEMPLATES": "templates_dir",
     "SEQUENCER_PRIMARY_DOMAIN": "primary_domain",
     "SEQUENCER_UNSUBSCRIBE_URL": "unsubscribe_url",
-    "SEQUENCER_SECRET_KEY": "secret_key",
     "SEQUENCER_BROKER_URL": "broker_url",
     "SEQUENCER_RULES_FILE": "rules_file",
 }
+
+SECRET_ENV = "SEQUENCER_SECRET_KEY"
+MIN_SECRET_LENGTH = 16
+# Values that were once shipped or documented as examples: known to everyone, so no secret.
+_PLACEHOLDERS = {"change-me", "changeme", "secret", "a long random string"}
+_HOW_TO_SET = (
+    "run `sequencer init` to write a sequencer.toml with a fresh random secret, or set secret_key in "
+    f"sequencer.toml or {SECRET_ENV} (at least {MIN_SECRET_LENGTH} characters; "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` makes one)"
+)
 
 _PATHS = {"templates_dir", "rules_file"}
 _LISTS = {"dns_nameservers", "domain_blocklists", "ip_blocklists", "sending_ips", "mailboxes"}
@@ -73,6 +88,11 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     for var, name in _ENV.items():
         if env.get(var):
             setattr(settings, name, Path(env[var]) if name in _PATHS else env[var])
+    if SECRET_ENV in env:
+        # Set but empty is a mistake (an unset secret in a deployment template, say), never a
+        # reason to fall back to the file's secret: signing_secret() names the variable.
+        settings.secret_key = env[SECRET_ENV]
+        settings.secret_key_origin = SECRET_ENV
     if env.get("SEQUENCER_DNS_NAMESERVERS"):
         settings.dns_nameservers = env["SEQUENCER_DNS_NAMESERVERS"].split(",")
     return settings
@@ -83,7 +103,7 @@ def _apply_file(settings: Settings, config_path: Path) -> None:
         data = tomllib.loads(config_path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: {exc}") from exc
-    known = set(Settings.__dataclass_fields__) - {"source"}
+    known = set(Settings.__dataclass_fields__) - {"source", "secret_key_origin"}
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"{config_path}: unknown setting {key!r}")
@@ -91,5 +111,30 @@ def _apply_file(settings: Settings, config_path: Path) -> None:
             raise ConfigError(f"{config_path}: {key} must be a list")
         if key in _PATHS:
             value = (config_path.parent / value).resolve()
+        if key == "secret_key":
+            if not isinstance(value, str):
+                raise ConfigError(f"{config_path}: secret_key must be a string")
+            settings.secret_key_origin = f"secret_key in {config_path}"
         setattr(settings, key, value)
     settings.source = str(config_path)
+
+
+def signing_secret(settings: Settings) -> str:
+    """The secret that signs unsubscribe links, or a ConfigError saying what is wrong and how to fix it.
+
+    The one check every signing entry point (serve, run, worker) makes before it starts. The
+    secret is trusted only if it is not empty, not a published placeholder and at least
+    MIN_SECRET_LENGTH characters: anything shorter or known could be guessed, and then
+    anyone could forge an unsubscribe link for any address.
+    """
+    secret = settings.secret_key
+    origin = settings.secret_key_origin or "secret_key"
+    if not secret:
+        if origin == SECRET_ENV:
+            raise ConfigError(f"{SECRET_ENV} is set but empty; unset it or give it a secret: {_HOW_TO_SET}")
+        raise ConfigError(f"no secret_key is set (unsubscribe links could be forged): {_HOW_TO_SET}")
+    if secret.strip().lower() in _PLACEHOLDERS:
+        raise ConfigError(f"{origin} is the placeholder {secret!r}, which anyone can read: {_HOW_TO_SET}")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{origin} is {len(secret)} characters, shorter than {MIN_SECRET_LENGTH}: {_HOW_TO_SET}")
+    return secret

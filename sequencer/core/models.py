@@ -228,3 +228,21 @@ class InboundCursor(SQLModel, table=True):
     folder: str = "INBOX"
     uidvalidity: int = 0
     last_uid: int = 0
+
+
+class ApiKey(SQLModel, table=True):
+    """A key for the HTTP API's write endpoints (``sequencer api-keys``); the key itself is never stored.
+
+    ``key_hash`` is the SHA-256 of the whole key: the key is 32 random bytes, so a plain
+    digest cannot be reversed by guessing and needs no salt or slow hash. ``prefix`` is its
+    first characters, kept to find the row and to show which key is which; it is not secret.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    prefix: str = Field(index=True, max_length=16)
+    key_hash: str = Field(unique=True, max_length=64)
+    scopes: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime | None = utc_column()
+    last_used_at: datetime | None = utc_column()
+    revoked_at: datetime | None = utc_column()

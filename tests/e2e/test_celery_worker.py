@@ -143,7 +143,7 @@ def workspace(
             "sending_ips",
         )
     }
-    values["secret_key"] = "test-secret"
+    values["secret_key"] = "test-secret-0123456789abcdefghij"  # a worker refuses one under 16 characters
     mailbox = {
         "address": MAILBOX,
         "display_name": "Sam Rivera",

@@ -23,6 +23,7 @@ from channels.email import SmtpSender
 from sequencer.app.api import create_app
 from sequencer.app.cli import app as cli
 from sequencer.app.wiring import build as build_runtime
+from sequencer.core import api_keys
 from sequencer.core.models import InboundMessage
 from suppression.models import SuppressionEntry
 
@@ -125,8 +126,12 @@ def test_ingest_takes_eml_and_mbox_files_and_exits_1_when_something_was_quaranti
 # --- HTTP ----------------------------------------------------------------------------------
 
 @pytest.fixture
-def client(engine: Engine, settings, clock) -> Iterator[httpx.Client]:
-    with live_server(create_app(settings, engine, clock)) as base, httpx.Client(base_url=base, timeout=30) as client:
+def client(engine: Engine, session, settings, clock) -> Iterator[httpx.Client]:
+    """A client carrying an inbound key made the way ``sequencer api-keys create`` makes one."""
+    key = api_keys.create(session, clock.now(), "inbound-tests", ["inbound"]).key
+    auth = {"Authorization": f"Bearer {key}"}
+    with (live_server(create_app(settings, engine, clock)) as base,
+          httpx.Client(base_url=base, timeout=30, headers=auth) as client):
         yield client
 
 

@@ -427,7 +427,7 @@ def test_a_refused_update_leaves_the_mailbox_as_it_was(lite, clock):
 def test_sequencer_run_refuses_a_config_with_a_bad_mailbox_and_stores_none(cli, tmp_path):
     path = _config(tmp_path, 'daily_cap = "lots"')
 
-    result = cli("run", "--once", SEQUENCER_CONFIG=str(path))
+    result = cli("run", "--once", SEQUENCER_CONFIG=str(path), SEQUENCER_SECRET_KEY="test-secret-0123456789abcdefghij")
 
     assert result.exit_code == 1
     assert f"{path}: mailboxes[1]: mailbox {JO}: daily_cap must be int" in " ".join(result.stderr.split())

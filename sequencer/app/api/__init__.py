@@ -3,6 +3,10 @@
 ``create_app`` holds the settings, the SQLAlchemy engine and the clock in
 ``app.state``; route modules reach them only through the dependencies below, so a
 test can build an app on a tmp SQLite file and a simulated clock with no globals.
+
+Every write route needs an API key unless mounted open for a stated reason: see
+``sequencer.app.api.auth`` (``mount_writes`` / ``mount_open``), which ``create_app`` uses
+for every router and then checks. ``/docs`` serves the Swagger UI of ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -16,21 +20,30 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from sequencer.core.clock import Clock, SystemClock
-from sequencer.core.config import Settings
+from sequencer.core.config import Settings, signing_secret
 from sequencer.core.db import session as new_session
 
 
 def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -> FastAPI:
-    """An app serving every router on ``engine``; the schema must already be migrated."""
+    """An app serving every router on ``engine``; the schema must already be migrated.
+
+    Refuses settings without a usable ``secret_key`` (ConfigError): the unsubscribe
+    routes verify their tokens with it.
+    """
+    from sequencer.app.api.auth import mount_open, mount_writes, unauthenticated_writes
     from sequencer.app.api.inbound import router as inbound_router
     from sequencer.app.api.unsubscribe import router as unsubscribe_router
 
-    app = FastAPI(title="sequencer", docs_url=None, redoc_url=None)
+    signing_secret(settings)
+    app = FastAPI(title="sequencer", docs_url="/docs", redoc_url=None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.clock = clock or SystemClock()
-    app.include_router(unsubscribe_router)
-    app.include_router(inbound_router)
+    mount_open(app, unsubscribe_router, "RFC 8058 one-click unsubscribe: the signed token in the URL is the proof")
+    mount_writes(app, inbound_router, "inbound")
+    open_doors = unauthenticated_writes(app)
+    if open_doors:
+        raise RuntimeError(f"write routes without an API key: {', '.join(open_doors)}; mount them with mount_writes")
     return app
 
 

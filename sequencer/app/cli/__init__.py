@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from sequencer.app.cli import (
+    api_keys,
     domains,
     explain,
     inbound,
+    init,
     intake,
     mailboxes,
     rules,
@@ -29,6 +31,8 @@ app.add_typer(mailboxes.app, name="mailboxes")
 app.add_typer(domains.app, name="domains")
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(rules.app, name="rules")
+app.add_typer(api_keys.app, name="api-keys")
+app.command("init")(init.init_command)
 app.command("signal")(intake.signal_command)
 app.command("run")(run.run_command)
 app.command("explain")(explain.explain_command)

@@ -11,6 +11,7 @@ from sequencer.app import housekeeping
 from sequencer.app import wiring as runtime
 from sequencer.app.cli.common import console, fail, open_session, settings
 from sequencer.core.clock import SystemClock
+from sequencer.core.config import ConfigError, signing_secret
 from sequencer.core.yaml_source import SourceError
 from sequencer.engine.tick import tick
 from sequencer.sending import mailboxes
@@ -36,8 +37,12 @@ def run_command(
     interval: float = typer.Option(5.0, help="Seconds between ticks."),
     once: bool = typer.Option(False, "--once", help="Run a single tick and exit."),
 ) -> None:
-    """The embedded scheduler: tick forever (Ctrl-C stops it between ticks)."""
+    """The embedded scheduler: tick forever (Ctrl-C stops it between ticks). Needs a secret_key."""
     config = settings()
+    try:
+        signing_secret(config)  # every email carries a signed unsubscribe link
+    except ConfigError as exc:
+        fail(f"refusing to run: {exc}")
     engine_runtime = runtime.build(config)
     clock = SystemClock()
     with open_session(config) as session:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from sequencer.app.cli.common import fail, settings
+from sequencer.core.config import ConfigError, signing_secret
+
 
 def worker_argv(concurrency: int, beat: bool, loglevel: str) -> list[str]:
     """The ``celery worker`` arguments for these options (kept apart so they can be read)."""
@@ -24,7 +27,12 @@ def worker_command(
 
     Beat is on by default so a single host is a complete deployment. Extra hosts should
     pass --no-beat: duplicate ticks are harmless (the database decides) but wasteful.
+    Needs a secret_key: the workers send emails with signed unsubscribe links.
     """
+    try:
+        signing_secret(settings())  # before Celery starts, so the message is the last thing printed
+    except ConfigError as exc:
+        fail(f"refusing to start a worker: {exc}")
     from sequencer.app.celery_app import app  # reads the settings only when a worker starts
 
     app.worker_main(worker_argv(concurrency, beat, loglevel))
