@@ -19,10 +19,13 @@ from sequencer.core.config import Settings
 from sequencer.core.models import Enrollment, InboundMessage, Mailbox
 from sequencer.inbound import match as matching
 from sequencer.inbound.classify import Classification, classify
+from sequencer.inbound.storable import storable
 from sequencer.rules.actions import Event, apply, rulebook
 from sequencer.rules.book import RuleBook
 
 QUARANTINE_HEAD = 64 * 1024  # bytes of a quarantined message kept for a person to look at
+MAX_KEY_ID = 500  # InboundMessage.dedupe_key holds 512 characters
+MAX_REASON = 2000  # characters of a quarantine reason (an exception's text can carry a whole SQL statement)
 EVENTS = {
     "reply": "reply", "out_of_office": "out_of_office", "auto_reply": "auto_reply", "bounce": "bounce",
     "complaint": "complaint", "unsubscribe_request": "unsubscribe_request", "left_company": "left_company",
@@ -42,6 +45,9 @@ def our_domains(session: Session) -> frozenset[str]:
 
 
 def dedupe_key(result: Classification, raw: bytes) -> str:
+    """The Message-ID, else the content's hash; an id too long for the column is hashed too."""
+    if result.message_id and len(result.message_id) > MAX_KEY_ID:
+        return "sha256-id:" + hashlib.sha256(result.message_id.encode()).hexdigest()
     return result.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
@@ -68,7 +74,9 @@ def event_for(result: Classification, match: matching.Match, enrollment: Enrollm
 def ingest_raw(session: Session, now: datetime, settings: Settings, raw: bytes,
                rules: RuleBook | None = None) -> IngestResult:
     """Store one raw message once, match it, and apply the stop rule for what it is."""
-    result = classify(raw, our_domains=our_domains(session))
+    # Every string in the classification is the sender's text (headers, body, DSN fields):
+    # made storable once here, so the row, its detail and the rule's event all take it.
+    result = storable(classify(raw, our_domains=our_domains(session)))
     key = dedupe_key(result, raw)
     existing = session.exec(select(InboundMessage).where(InboundMessage.dedupe_key == key)).first()
     if existing is not None:
@@ -96,7 +104,7 @@ def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: 
         subject=result.subject[:500], kind=result.kind, bounce_type=result.bounce_type or "",
         touch_id=match.touch.id if match.touch else None,
         enrollment_id=enrollment.id if enrollment else None, match_method=match.method,
-        detail={"classification": result.to_dict(), "match": match.to_dict()}, received_at=now,
+        detail=storable({"classification": result.to_dict(), "match": match.to_dict()}), received_at=now,
     )
     session.add(row)
     session.flush()
@@ -114,9 +122,9 @@ def _quarantine(session: Session, now: datetime, key: str, raw: bytes, result: C
     row = InboundMessage(
         dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
         subject=(result.subject or "")[:500], kind="quarantined", quarantined=True, received_at=now,
-        detail={"reason": reason, "size": len(raw),
-                "head": raw[:QUARANTINE_HEAD].decode("latin-1").replace("\x00", "\\0"),
-                "classification": result.to_dict()},
+        detail=storable({"reason": reason[:MAX_REASON], "size": len(raw),
+                         "head": raw[:QUARANTINE_HEAD].decode("latin-1").replace("\x00", "\\0"),
+                         "classification": result.to_dict()}),
     )
     session.add(row)
     try:
@@ -126,3 +134,18 @@ def _quarantine(session: Session, now: datetime, key: str, raw: bytes, result: C
         row = session.exec(select(InboundMessage).where(InboundMessage.dedupe_key == key)).one()
         return IngestResult(row, True, "duplicate: already processed")
     return IngestResult(row, False, f"quarantined: {reason}")
+
+
+def quarantine_raw(session: Session, now: datetime, raw: bytes, reason: str) -> IngestResult:
+    """Store ``raw`` as quarantined with ``reason``: for a caller whose ingest of it raised.
+
+    The session is rolled back first (nothing of the failed attempt is kept); the message
+    is stored once, under the key ``ingest_raw`` would have used.
+    """
+    session.rollback()
+    result = storable(classify(raw, our_domains=our_domains(session)))
+    key = dedupe_key(result, raw)
+    existing = session.exec(select(InboundMessage).where(InboundMessage.dedupe_key == key)).first()
+    if existing is not None:
+        return IngestResult(existing, True, "duplicate: already processed")
+    return _quarantine(session, now, key, raw, result, reason)

@@ -13,6 +13,9 @@ compat32 keeps raw strings that are decoded here with explicit fallbacks.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import email
 import email.errors
 import email.message
@@ -20,7 +23,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
+from email.header import ecre as _ENCODED_WORD
+from email.quoprimime import header_decode
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 
@@ -43,6 +47,10 @@ binascii.Error are ValueErrors). Caught narrowly so real bugs still surface."""
 FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 """Tried in order when the declared charset is missing, unknown or wrong.
 latin-1 decodes any byte, so the chain always ends with text."""
+
+_ESCAPE_CODECS = frozenset({"unicode-escape", "raw-unicode-escape"})
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
 
 
 class Headers(Mapping[str, str]):
@@ -108,15 +116,51 @@ _MSGID = re.compile(r"<([^<>\s]{1,500})>")
 
 
 def decode_header_value(value: object) -> str:
-    """Decode RFC 2047 encoded words; never raises, always returns text."""
+    """Decode raw 8-bit bytes and RFC 2047 encoded words; never raises, always returns text.
+
+    Each encoded word is decoded with its own charset when that really fits, else with
+    the fallbacks (an unknown or wrong charset still gives readable text); a space is
+    kept between an encoded word and plain text next to it, as ``email.header`` does.
+    """
     if value is None:
         return ""
-    text = str(value)
+    parts = _ENCODED_WORD.split(unescape_8bit(str(value)))  # text, charset, encoding, encoded, text, ...
+    words = [parts[0]]
+    for index in range(1, len(parts), 4):
+        charset, encoding, encoded, after = parts[index : index + 4]
+        if index > 1 and not words[-1].strip():  # whitespace between two encoded words is not text
+            words[-1] = ""
+        elif words[-1] and not words[-1][-1].isspace():
+            words.append(" ")
+        words.append(_decode_word(charset, encoding, encoded))
+        words.append(after if not after or after[0].isspace() else " " + after)
+    return " ".join("".join(words).split())
+
+
+def _decode_word(charset: str, encoding: str, encoded: str) -> str:
+    """One RFC 2047 encoded word's text; a word that does not decode is kept as written."""
+    charset = charset.split("*", 1)[0]  # RFC 2231 language suffix: "utf-8*en"
     try:
-        decoded = str(make_header(decode_header(text)))
-    except MAIL_ERRORS:
-        decoded = text
-    return " ".join(decoded.split())
+        if encoding in "qQ":
+            data = header_decode(encoded).encode("latin-1")
+        else:
+            data = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (ValueError, binascii.Error):
+        return f"=?{charset}?{encoding}?{encoded}?="
+    return decode_bytes(data, charset)
+
+
+def unescape_8bit(text: str) -> str:
+    """Raw 8-bit bytes as text: the stdlib parser keeps them as surrogate escapes
+    (U+DC80..U+DCFF), which no database stores; decoded here like a body without a
+    charset (UTF-8, else cp1252, else Latin-1). Text without them is returned as is."""
+    if not _ESCAPED_BYTES.search(text):
+        return text
+    try:
+        return decode_bytes(text.encode("ascii", "surrogateescape"), None)
+    except UnicodeEncodeError:  # real non-ASCII text around the escapes: decode each run of bytes
+        return _ESCAPED_BYTES.sub(lambda run: decode_bytes(run.group().encode("utf-8", "surrogateescape"), None),
+                                  text)
 
 
 def message_ids(value: str | None) -> list[str]:
@@ -137,15 +181,28 @@ def decode_bytes(payload: bytes, declared: str | None) -> str:
     A strict decode with the declared charset is tried first; if it fails (the
     classic case is "utf-8" declared over latin-1 bytes) the fallback chain is used
     instead of replacing characters, so accented words still match keywords.
+
+    A declared charset is the sender's word and not trusted further: an escape codec
+    (unicode_escape...) is never used, and a decode that yields surrogates (UTF-7,
+    UTF-16 over odd bytes) is rejected like a failed one.
     """
-    candidates = [declared] if declared else []
+    candidates = [declared] if declared and not _escape_codec(declared) else []
     candidates.extend(FALLBACK_CHARSETS)
     for charset in candidates:
         try:
-            return payload.decode(charset)
+            text = payload.decode(charset)
         except (LookupError, UnicodeDecodeError, TypeError, ValueError):
             continue
+        if not _SURROGATES.search(text):
+            return text
     return payload.decode("latin-1", errors="replace")
+
+
+def _escape_codec(charset: str) -> bool:
+    try:
+        return codecs.lookup(charset).name in _ESCAPE_CODECS
+    except (LookupError, TypeError, ValueError):
+        return False
 
 
 def part_text(part: email.message.Message) -> str:
