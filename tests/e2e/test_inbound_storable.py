@@ -145,3 +145,17 @@ def test_each_case_posted_to_inbound_is_stored_not_a_500(session, client, case):
 
 def _names() -> list[str]:
     return [raw.split(b"Message-ID: <", 1)[1].split(b"@", 1)[0].decode() for raw, _ in CASES.values()]
+
+
+def test_a_message_id_too_long_for_the_key_column_is_stored_once_under_its_hash(session, client):
+    long_id = "a" * 600
+    raw = message(long_id, b"Subject: a very long id\r\n")
+
+    first = client.post("/inbound", content=raw, headers={"Content-Type": "message/rfc822"})
+    again = client.post("/inbound", content=raw, headers={"Content-Type": "message/rfc822"})
+
+    assert first.status_code == 200 and first.json()["kind"] == "reply", first.text
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    session.expire_all()
+    row = session.exec(select(InboundMessage)).one()
+    assert long_id in row.message_id and row.dedupe_key.startswith("sha256-id:")
