@@ -246,3 +246,66 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime | None = utc_column()
     last_used_at: datetime | None = utc_column()
     revoked_at: datetime | None = utc_column()
+
+
+class Meeting(SQLModel, table=True):
+    """A meeting an SDR set for an AE with a prospect, from booking to held (or not) and accepted (or not).
+
+    ``sequencer.meetings.booking`` is the one writer of its state:
+    scheduled -> rescheduled (any number of times) -> held | no_show | canceled. Its history
+    is the decision log (kinds ``meeting_*``, ``detail.meeting_id``), so ``sequencer explain``
+    shows it. ``uid`` is the iCalendar UID every invite for it carries; ``ical_sequence`` the
+    iCalendar SEQUENCE (0 at booking, +1 on each reschedule or cancel). A booking tool's own
+    id (``external_id``) is unique per ``source``, so a webhook delivered twice books once.
+    """
+
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(unique=True, max_length=255)
+    prospect_id: int = Field(foreign_key="prospect.id", index=True)
+    enrollment_id: int | None = Field(default=None, foreign_key="enrollment.id", index=True)
+    sdr: str = Field(default="", index=True, max_length=320)
+    ae: str = Field(index=True, max_length=320)
+    title: str = ""
+    location: str = ""
+    start_at: datetime | None = utc_column(index=True)
+    duration_minutes: int = 30
+    state: str = Field(default="scheduled", index=True)  # scheduled | rescheduled | held | no_show | canceled
+    ical_sequence: int = 0
+    source: str = "cli"  # cli | task | http | calcom | calendly
+    external_id: str | None = Field(default=None, max_length=255)
+    previous_external_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # {"email", "name", "role": ae | prospect | sdr, "partstat": NEEDS-ACTION | ACCEPTED | DECLINED | TENTATIVE}
+    attendees: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    held_minutes: int | None = None
+    held_at: datetime | None = utc_column()  # when it was recorded as held: the acceptance window starts here
+    no_show_fault: str = ""  # "" | prospect | ae | sdr | unknown
+    no_show_reason: str = ""
+    recorded_by: str = ""  # who recorded it held or a no-show
+    cancel_reason: str = ""
+    acceptance: str = "pending"  # pending | accepted | rejected
+    rejection_reason: str = ""
+    rejection_note: str = ""
+    decided_at: datetime | None = utc_column()
+    decided_by: str = ""
+    review: str = ""  # why it waits for a person's review (an unknown attendee, parked); "" when it does not
+    start_set_at: datetime | None = utc_column()  # when start_at was last set (reminders due before it are not sent)
+    created_at: datetime | None = utc_column()
+    updated_at: datetime | None = utc_column()
+
+
+class MeetingNotice(SQLModel, table=True):
+    """One reminder (or acceptance chase) sent for a meeting, at most once: ``key`` is unique.
+
+    ``key`` names what it is for, e.g. ``reminder:7:2026-12-03T15:00:00+00:00:24h`` (a
+    reschedule gives new keys) or ``acceptance:7``; the row is written, in its own
+    transaction, before the email or task goes, so two workers cannot both send it.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    kind: str  # reminder | acceptance
+    state: str = "claimed"  # claimed | sent | skipped | failed | queued
+    reason: str = ""
+    at: datetime | None = utc_column()
