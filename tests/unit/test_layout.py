@@ -26,7 +26,7 @@ APP = ROOT / "sequencer" / "app"
 LAYERS = [
     "suppression", "channels", "sequencer.core", "sequencer.sequences", "sequencer.domains",
     "sequencer.sending", "sequencer.enrollments", "sequencer.intake", "sequencer.rules",
-    "sequencer.inbound", "sequencer.engine", "sequencer.loopback", "sequencer.app",
+    "sequencer.meetings", "sequencer.inbound", "sequencer.engine", "sequencer.loopback", "sequencer.app",
 ]
 
 
