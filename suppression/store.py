@@ -251,16 +251,26 @@ def iter_entries(session: Session, batch: int = 1000) -> Iterator[SuppressionEnt
 def unsubscribe(session: Session, now: datetime, email: str, source: str) -> SuppressionEntry:
     """Record that ``email`` opted out, permanently, and commit; safe to call twice.
 
-    An existing permanent entry for the address is left exactly as it is (so a repeated
-    one-click POST changes nothing); an expiring or expired one becomes a permanent
-    ``unsubscribed`` entry, because an opt-out does not lapse. ``source`` says where
-    the request came from (``one-click``, ``reply``, ...) and is stored in ``added_by``.
+    Whatever entry the address already has becomes a permanent ``unsubscribed`` one: an
+    opt-out does not lapse, and it must not hide behind an earlier entry of another reason
+    (a hard bounce, say, that a person may later find forged and remove, re-opening the
+    address). The earlier entry's reason and note are kept in the note. Only a repeated
+    opt-out (already ``unsubscribed``, permanent) leaves the entry exactly as it is, so a
+    second one-click POST changes nothing. ``source`` says where the request came from
+    (``one-click``, ``reply``, ...) and is stored in ``added_by``.
     """
     address = normalize_email(email)
     existing = get_entry(session, "email", address)
-    if existing is not None and existing.expires_at is None:
+    if existing is not None and existing.reason == "unsubscribed" and existing.expires_at is None:
         return existing
     if existing is not None:
+        earlier = f"{existing.reason} entry added by {existing.added_by or 'unknown'}"
+        if existing.added_at is not None:
+            earlier += f" at {existing.added_at.isoformat()}"
+        if existing.expires_at is not None:
+            earlier += f", expiring {existing.expires_at.isoformat()}"
+        existing.note = f"unsubscribed over an earlier {earlier}" + (f"; its note: {existing.note}"
+                                                                       if existing.note else "")
         existing.reason, existing.expires_at = "unsubscribed", None
         existing.added_by, existing.added_at = source, now
         session.add(existing)

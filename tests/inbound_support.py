@@ -2,7 +2,8 @@
 
 Every builder starts from what the loopback SMTP server received (``smtp.messages[i]``):
 its Message-ID is what a mail client puts in In-Reply-To / References, and its envelope
-sender (``sam+t<touch id>@outreach-acme.example``) is where a bounce goes back to. So a
+sender (``sam+t<touch id>-<mac>@outreach-acme.example``, signed by channels.verp) is where a
+bounce goes back to. So a
 test that matches a reply is matching against the same ids a real recipient would see.
 
 Plain functions returning raw bytes; the tests feed them to ``ingest_raw``, the CLI, the
@@ -20,6 +21,7 @@ from email.utils import format_datetime, make_msgid
 from engine_support import add_prospect, fire
 from sqlmodel import Session, func, select
 
+from channels import verp
 from sequencer.core.clock import Clock
 from sequencer.engine.runtime import Runtime
 from sequencer.engine.tick import tick
@@ -35,16 +37,15 @@ class Sent:
     message_id: str  # with angle brackets, as in the header
     subject: str
     to: str
-    envelope_from: str  # the VERP return path, sam+t<touch id>@...
-
-    @property
-    def touch_id(self) -> int:
-        return int(self.envelope_from.split("+t", 1)[1].split("@", 1)[0])
+    envelope_from: str  # the VERP return path, sam+t<touch id>-<mac>@...
+    touch_id: int | None = None  # read back from it by channels.verp, when the secret was given
 
 
-def sent(received: Received) -> Sent:
+def sent(received: Received, secret: str = "") -> Sent:
+    """What a recipient sees of one delivery; with ``secret``, the touch id its return path names."""
     message = message_from_bytes(received.content, policy=policy.default)
-    return Sent(str(message["Message-ID"]), str(message["Subject"]), received.rcpt_tos[0], received.mail_from)
+    return Sent(str(message["Message-ID"]), str(message["Subject"]), received.rcpt_tos[0], received.mail_from,
+                verp.touch_id_in_address(received.mail_from, secret) if secret else None)
 
 
 def send_first_email(session: Session, clock: Clock, runtime: Runtime, smtp: LocalSmtpServer,
@@ -56,7 +57,7 @@ def send_first_email(session: Session, clock: Clock, runtime: Runtime, smtp: Loc
     before = len(smtp.messages)
     tick(session, clock, runtime)
     assert len(smtp.messages) == before + len(emails), "every prospect should have had the first email"
-    return [sent(received) for received in smtp.messages[before:]]
+    return [sent(received, runtime.settings.secret_key) for received in smtp.messages[before:]]
 
 
 def count(session: Session, model: type) -> int:

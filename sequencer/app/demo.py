@@ -108,7 +108,7 @@ def _run_with_dns(console: Console, workspace: Path, smtp: LocalSmtpServer, temp
                   added_by="demo")
         console.print("suppressed domain globex.example (reason: customer)")
         pending = sorted(_signal_records(templates), key=lambda item: item[0])
-        state: dict = {"decision": 0, "mail": 0, "replied": False, "sdr_days": set()}
+        state: dict = {"decision": 0, "mail": 0, "replied": False, "sdr_days": set(), "secret": settings.secret_key}
         console.rule("timeline (times in each prospect's own zone)")
         end = START + timedelta(hours=HOURS)
         while clock.now() < end:
@@ -169,8 +169,8 @@ def _print_new(session: Session, console: Console, smtp: LocalSmtpServer, state:
     """The new decisions in order; each sent email's delivery right under its decision."""
     arrived = smtp.messages[state["mail"]:]
     state["mail"] += len(arrived)
-    # The envelope sender names the touch (sam+t7@...); sends run in parallel, so arrival order differs.
-    deliveries = {verp.touch_id_in_address(envelope.mail_from): envelope for envelope in arrived}
+    # The envelope sender names the touch (sam+t7-<mac>@...); sends run in parallel, so arrival order differs.
+    deliveries = {verp.touch_id_in_address(envelope.mail_from, state["secret"]): envelope for envelope in arrived}
     rows = session.exec(select(Decision).where(Decision.id > state["decision"]).order_by(Decision.id)).all()
     for decision in rows:
         state["decision"] = decision.id

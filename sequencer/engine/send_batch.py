@@ -195,7 +195,7 @@ def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEm
         in_reply_to="" if item.new_thread else enrollment.thread_message_id,
         references=[] if item.new_thread else [enrollment.thread_message_id],
         headers=unsubscribe_headers(runtime.settings, ctx.prospect.email), date=now,
-        envelope_from=verp.return_path(mailbox.address, item.touch_id),
+        envelope_from=verp.return_path(mailbox.address, item.touch_id, runtime.settings.secret_key),
     )
 
 

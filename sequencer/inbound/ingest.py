@@ -19,8 +19,9 @@ from sequencer.core.config import Settings
 from sequencer.core.models import Enrollment, InboundMessage, Mailbox
 from sequencer.inbound import match as matching
 from sequencer.inbound.classify import Classification, classify
+from sequencer.inbound.evidence import withheld
 from sequencer.inbound.storable import storable
-from sequencer.rules.actions import Event, apply, rulebook
+from sequencer.rules.actions import Event, apply, rulebook, withhold
 from sequencer.rules.book import RuleBook
 
 QUARANTINE_HEAD = 64 * 1024  # bytes of a quarantined message kept for a person to look at
@@ -52,21 +53,33 @@ def dedupe_key(result: Classification, raw: bytes) -> str:
 
 
 def event_for(result: Classification, match: matching.Match, enrollment: Enrollment | None) -> Event:
-    """Translate a classification into the stop-rules event it represents."""
+    """Translate a classification into the stop-rules event it represents.
+
+    A bounce, complaint or unsubscribe request is about the address its matched touch went
+    to: the recipients a DSN or a report lists are the sender's claim, the touch is what we
+    know we sent (a listed recipient that differs is named in the summary). Whether the
+    event may act at all is ``sequencer.inbound.evidence``'s call, made before ``apply``.
+    """
+    sent_to = match.touch.recipient if match.touch is not None else ""
+    listed = [a.lower() for a in result.bounced_recipients] if result.kind == "bounce" else \
+        [result.complained_recipient.lower()] if result.kind == "complaint" and result.complained_recipient else []
     address = {
-        "bounce": (result.bounced_recipients or [match.touch.recipient if match.touch else ""])[0],
-        "complaint": result.complained_recipient or (match.touch.recipient if match.touch else ""),
+        "bounce": sent_to or (listed or [""])[0],
+        "complaint": sent_to or (listed or [""])[0],
+        "unsubscribe_request": sent_to or result.from_address or "",
     }.get(result.kind, result.from_address or "")
+    names = f" (it names {', '.join(listed)})" if sent_to and listed and listed != [sent_to] else ""
     summary = {
-        "bounce": f"{result.bounce_type or ''} bounce {result.status_code or ''} for {address}".replace("  ", " "),
-        "complaint": f"spam complaint ({result.feedback_type or 'abuse'}) about {address}",
+        "bounce": f"{result.bounce_type or ''} bounce {result.status_code or ''} for {address}{names}"
+        .replace("  ", " "),
+        "complaint": f"spam complaint ({result.feedback_type or 'abuse'}) about {address}{names}",
     }.get(result.kind, f"{result.kind.replace('_', ' ')} {result.subject!r} from {result.from_address}")
     return Event(
         name=EVENTS[result.kind], summary=summary, address=(address or "").lower(),
         sender_domain=(result.from_address or "").rpartition("@")[2].lower() if result.kind != "bounce" else "",
         sentiment=result.sentiment if result.kind == "reply" else None,
         bounce_type=result.bounce_type, return_date=result.return_date, new_contacts=result.new_contacts,
-        touch=match.touch, enrollment=enrollment,
+        touch=match.touch, enrollment=enrollment, strength=match.strength,
         detail={"matched_by": match.method, "match_strength": match.strength} if match.touch else {},
     )
 
@@ -84,7 +97,7 @@ def ingest_raw(session: Session, now: datetime, settings: Settings, raw: bytes,
     if result.kind == "unparseable":
         return _quarantine(session, now, key, raw, result, f"unreadable message: {result.reason}")
     try:
-        return _handle(session, now, rules or rulebook(settings), key, result)
+        return _handle(session, now, rules or rulebook(settings), key, result, settings.secret_key)
     except IntegrityError:
         session.rollback()
         existing = session.exec(select(InboundMessage).where(InboundMessage.dedupe_key == key)).first()
@@ -96,8 +109,9 @@ def ingest_raw(session: Session, now: datetime, settings: Settings, raw: bytes,
         return _quarantine(session, now, key, raw, result, f"handling failed: {type(exc).__name__}: {exc}")
 
 
-def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: Classification) -> IngestResult:
-    match = matching.find(session, result)
+def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: Classification,
+            secret_key: str) -> IngestResult:
+    match = matching.find(session, result, secret_key)
     enrollment = session.get(Enrollment, match.touch.enrollment_id) if match.touch else None
     row = InboundMessage(
         dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
@@ -109,6 +123,13 @@ def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: 
     session.add(row)
     session.flush()
     event = event_for(result, match, enrollment)
+    why_not = withheld(result, match)  # evidence before action: see sequencer.inbound.evidence
+    if why_not is not None:
+        rule, done = withhold(session, now, rules, event, why_not), []
+        row.detail = {**row.detail, "rule": rule.name, "actions": done, "not_acted": why_not}
+        session.add(row)
+        session.commit()
+        return IngestResult(row, False, f"{rule.name}: {why_not}: not acted on", done)
     rule, done = apply(session, now, rules, event)
     row.detail = {**row.detail, "rule": rule.name, "actions": done}
     session.add(row)

@@ -1,10 +1,12 @@
 """Which of our touches an inbound message is about, and the evidence for it.
 
-Our outbound Message-IDs are ours alone, so In-Reply-To and References are strong
-evidence; so is the touch id carried in a bounce's return path (VERP) or the original
-Message-ID quoted in a bounce or complaint. When none of these is present, the sender's
-address plus the subject without Re:/Fwd:/AW:/SV: prefixes is a weak fallback, and is
-recorded as weak so that a person can tell how sure the engine was.
+Our outbound Message-IDs are ours alone (64 random bits each), so In-Reply-To and
+References are strong evidence; so is the original Message-ID quoted in a bounce or
+complaint, and the touch id carried in a bounce's return path (VERP) once its MAC
+verifies with our secret (an unsigned or forged token is no evidence at all). When none
+of these is present, the sender's address plus the subject without Re:/Fwd:/AW:/SV:
+prefixes is a weak fallback, and is recorded as weak so that a person can tell how sure
+the engine was.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ def base_subject(subject: str) -> str:
     return " ".join(_PREFIX.sub("", subject or "").split()).casefold()
 
 
-def find(session: Session, result: Classification) -> Match:
-    """The best match for a classified message, strongest evidence first."""
+def find(session: Session, result: Classification, secret_key: str) -> Match:
+    """The best match for a classified message, strongest evidence first.
+
+    ``secret_key`` verifies the VERP token (``settings.secret_key``, the one the send path signs with).
+    """
     by_id = [("in-reply-to", result.in_reply_to)] if result.in_reply_to else []
     by_id += [("references", ref) for ref in reversed(result.references)]
     if result.original_message_id:
@@ -48,7 +53,7 @@ def find(session: Session, result: Classification) -> Match:
         touch = session.exec(select(Touch).where(Touch.message_id == message_id)).first()
         if touch is not None:
             return Match(touch, method, f"{method} <{message_id}>", "strong")
-    touch_id = verp.touch_id_of(result.verp_token)
+    touch_id = verp.touch_id_of(result.verp_token, secret_key)
     if touch_id is not None:
         touch = session.get(Touch, touch_id)
         if touch is not None:

@@ -43,7 +43,7 @@ from sequencer.rules.book import (
 )
 from sequencer.rules.parse import load_rules
 from sequencer.sequences import schedule
-from suppression.normalize import registrable_domain
+from suppression.normalize import domain_of, is_public_suffix, normalize_email, registrable_domain
 from suppression.store import find_suppression, make_spec, stage_entry
 
 
@@ -62,6 +62,10 @@ class Event:
     touch: Touch | None = None
     enrollment: Enrollment | None = None
     detail: dict = field(default_factory=dict)
+    # How sure we are the event is about ``enrollment``: "strong" for the engine's own events
+    # (a refusal at send time, a task a person closed) and for inbound mail that names our
+    # Message-ID or a signed return path; "weak" (sender + subject) or "" (no match) otherwise.
+    strength: str = "strong"
 
 
 @lru_cache(maxsize=8)
@@ -76,9 +80,7 @@ def rulebook(settings: Settings) -> RuleBook:
 
 def apply(session: Session, now: datetime, rules: RuleBook, event: Event) -> tuple[ResolvedRule, list[str]]:
     """Carry out the rule for ``event``; return it and what was done (does not commit)."""
-    sequence = event.enrollment.sequence_name if event.enrollment else None
-    rule = rules.actions_for(event.name, sequence, sentiment=event.sentiment,
-                             bounce_type=event.bounce_type if event.name == "bounce" else None)
+    rule = _rule_for(rules, event)
     done: list[str] = []
     for action in rule.actions:
         if isinstance(action, Retry):
@@ -90,6 +92,21 @@ def apply(session: Session, now: datetime, rules: RuleBook, event: Event) -> tup
         decisions.record(session, now, "inbound", f"{event.summary}: nothing to do", enrollment=event.enrollment,
                          prospect_id=_prospect_id(session, event), rule=rule.name)
     return rule, done
+
+
+def withhold(session: Session, now: datetime, rules: RuleBook, event: Event, why: str) -> ResolvedRule:
+    """Record that ``event`` was not acted on, and why; return the rule it would have met (does not commit)."""
+    rule = _rule_for(rules, event)
+    decisions.record(session, now, "not_acted", f"{event.summary}: {why}: not acted on (rule {rule.name} not applied)",
+                     enrollment=event.enrollment, prospect_id=_prospect_id(session, event),
+                     touch_id=event.touch.id if event.touch else None)
+    return rule
+
+
+def _rule_for(rules: RuleBook, event: Event) -> ResolvedRule:
+    sequence = event.enrollment.sequence_name if event.enrollment else None
+    return rules.actions_for(event.name, sequence, sentiment=event.sentiment,
+                             bounce_type=event.bounce_type if event.name == "bounce" else None)
 
 
 def _prospect_id(session: Session, event: Event) -> int | None:
@@ -133,14 +150,23 @@ def _stop(session: Session, now: datetime, rule: ResolvedRule, enrollment: Enrol
 
 
 def _stop_account(session: Session, now: datetime, rule: ResolvedRule, event: Event) -> list[str]:
-    domain = event.sender_domain or (event.address.split("@", 1)[1] if "@" in event.address else "")
-    if not domain:
-        return []
-    org = registrable_domain(domain)
-    if is_freemail(org):  # gmail.com users are not colleagues
+    """Stop every enrollment at the matched prospect's organisation (its registrable domain).
+
+    Trusted: the prospect of the enrollment the event is strongly tied to, whose address we
+    validated when we stored it. Not trusted: the From header (anyone can write any domain
+    there, ``x@%`` included), a weak match (sender + subject, both forgeable), a public suffix
+    (``co.uk`` is a country, not a company) or a freemail domain. In those cases only the
+    event's own enrollment stops.
+    """
+    org, why = _organisation(session, event)
+    if org is None:
+        if event.enrollment is not None and why:
+            decisions.record(session, now, "account_not_stopped", f"{event.summary}: {why}",
+                             enrollment=event.enrollment, rule=rule.name)
         return _stop(session, now, rule, event.enrollment, event.summary, event)
     accounts = session.exec(
-        select(Account.id).where(or_(Account.domain == org, Account.domain.like(f"%.{org}")))
+        # autoescape: a % or _ in the value is matched literally, never as a LIKE wildcard
+        select(Account.id).where(or_(Account.domain == org, Account.domain.endswith(f".{org}", autoescape=True)))
     ).all()
     if not accounts:
         return _stop(session, now, rule, event.enrollment, event.summary, event)
@@ -153,6 +179,24 @@ def _stop_account(session: Session, now: datetime, rule: ResolvedRule, event: Ev
         reason = event.summary if enrollment is event.enrollment else f"colleague at {org}: {event.summary}"
         done += _stop(session, now, rule, enrollment, reason, event)
     return done
+
+
+def _organisation(session: Session, event: Event) -> tuple[str | None, str]:
+    """The registrable domain whose account ``event`` may stop, or None and why not."""
+    if event.enrollment is None:
+        return None, ""
+    if event.strength != "strong":
+        return None, "matched only by sender and subject: stopping this enrollment, not the account"
+    prospect = session.get(Prospect, event.enrollment.prospect_id)
+    try:
+        org = registrable_domain(domain_of(normalize_email(prospect.email)))
+    except (ValueError, AttributeError):
+        return None, f"prospect address {getattr(prospect, 'email', '')!r} has no valid domain"
+    if "." not in org or is_public_suffix(org):
+        return None, f"{org} is a public suffix, not one organisation"
+    if is_freemail(org):  # gmail.com users are not colleagues
+        return None, ""
+    return org, ""
 
 
 def _pause_until_return(session: Session, now: datetime, rule: ResolvedRule, action: PauseUntilReturn,
@@ -179,8 +223,13 @@ def _suppress(session: Session, now: datetime, rule: ResolvedRule, action: Suppr
     if not event.address:
         return []
     expires = now + timedelta(days=action.expires_after_days) if action.expires_after_days else None
-    spec = make_spec(event.address, kind="email", reason=action.reason, expires_at=expires,
-                     note=event.summary[:200])
+    try:
+        spec = make_spec(event.address, kind="email", reason=action.reason, expires_at=expires,
+                         note=event.summary[:200])
+    except ValueError as exc:  # an address out of a header, not one we validated: say so, suppress nothing
+        decisions.record(session, now, "not_suppressed", f"{event.summary}: {exc}", rule=rule.name,
+                         enrollment=event.enrollment)
+        return []
     entry, change = stage_entry(session, now, spec, added_by=f"rule {rule.name}")
     decisions.record(session, now, "suppressed", f"{entry.value}: {entry.reason} ({change})", rule=rule.name,
                      enrollment=event.enrollment, prospect_id=_prospect_id(session, event))

@@ -11,6 +11,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from channels import verp
 from channels.email import _WIRE, OutgoingEmail, SmtpSender, _boundary, build, wire
 from sequencer.core.models import Mailbox
 
@@ -45,7 +46,8 @@ def test_whole_messages_are_byte_for_byte_what_compat32_writes():
             message_id="abc@mail.example", in_reply_to="first@mail.example", references=["first@mail.example"],
             headers={"List-Unsubscribe": "<https://example.test/u/" + "t" * 120 + ">",
                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-            date=datetime(2026, 11, 30, 15, 0, tzinfo=UTC), envelope_from="alex+t1@mail.example",
+            date=datetime(2026, 11, 30, 15, 0, tzinfo=UTC),
+            envelope_from=verp.return_path("alex@mail.example", 1, "wire-test-secret"),
         )
         message = build(email)
         assert message.as_bytes(policy=_WIRE) == message.as_bytes(policy=COMPAT32_WIRE), subject

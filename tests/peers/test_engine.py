@@ -11,6 +11,7 @@ import pytest
 from engine_support import add_prospect, enrollment_of, fire, prepare, write_templates
 from sqlmodel import select
 
+from channels import verp
 from channels.email import SmtpSender
 from channels.tasks import Task
 from sequencer.app.wiring import build as build_runtime
@@ -53,7 +54,8 @@ def test_a_signal_enrolls_and_the_first_email_reaches_the_smtp_server(workspace,
     message = _mail(smtp)
     touch = session.exec(select(Touch)).one()
     assert envelope.rcpt_tos == ["dana@northwind.example"]
-    assert envelope.mail_from == f"sam+t{touch.id}@outreach-acme.example"
+    assert envelope.mail_from == verp.return_path("sam@outreach-acme.example", touch.id, runtime.settings.secret_key)
+    assert verp.touch_id_in_address(envelope.mail_from, runtime.settings.secret_key) == touch.id
     assert message["Subject"] == "Hello Dana"
     assert message["From"] == "Sam Rivera <sam@outreach-acme.example>"
     assert message["Message-ID"] == f"<{touch.message_id}>"

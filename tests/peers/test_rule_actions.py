@@ -30,6 +30,7 @@ from inbound_support import (
 )
 from sqlmodel import select
 
+from channels import verp
 from channels.email import SmtpSender
 from channels.tasks import Task
 from sequencer.app import wiring as production
@@ -162,7 +163,8 @@ def test_a_bounce_without_any_message_id_is_matched_by_the_verp_token(session, c
     result = ingest_raw(session, clock.now(), settings, verp_only_bounce(first))
 
     assert result.message.match_method == "verp"
-    assert result.message.detail["match"]["evidence"] == f"return-path token t{first.touch_id}"
+    assert result.message.detail["match"]["evidence"] == \
+        f"return-path token {verp.token(first.touch_id, settings.secret_key)}"
 
 
 @sqlite_only
@@ -171,7 +173,7 @@ def test_a_soft_bounce_resends_the_step_after_the_back_off_and_gives_up_after_th
     send_first_email(session, clock, runtime, smtp, DANA)
 
     for attempt in (1, 2):
-        bounced = sent(smtp.messages[-1])
+        bounced = sent(smtp.messages[-1], settings.secret_key)
         ingest_raw(session, clock.now(), settings, dsn(bounced, "4.2.2", "452 4.2.2 Mailbox full", action="delayed"))
         assert enrollment_of(session, DANA).state == "active"
         clock.advance(timedelta(hours=23))
@@ -180,7 +182,7 @@ def test_a_soft_bounce_resends_the_step_after_the_back_off_and_gives_up_after_th
         clock.advance(timedelta(hours=1))
         tick(session, clock, runtime)
         assert len(smtp.messages) == attempt + 1, "the same step is sent again after 24 h"
-        resent = sent(smtp.messages[-1])
+        resent = sent(smtp.messages[-1], settings.secret_key)
         assert resent.subject == bounced.subject and resent.touch_id == bounced.touch_id
         assert resent.message_id != bounced.message_id
 

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from scripted_smtp import peer, scripted
 
+from channels import verp
 from channels.email import DeliveryError, DeliveryUnknown, OutgoingEmail, SmtpSender
 from sequencer.core.models import Mailbox
 from sequencer.loopback.smtp_server import free_port
@@ -39,6 +40,7 @@ from sequencer.loopback.smtp_server import free_port
 USER = "sdr@mail.example"
 PASSWORD = "correct horse battery staple"
 PASSWORD_ENV = "SDR_SMTP_PASSWORD"
+VERP_SECRET = "tls-test-secret"
 
 
 # --- a throw-away CA and server certificate -------------------------------------------
@@ -227,7 +229,11 @@ def _mailbox(server, security: str, *, host: str | None = None, password_env: st
 def _email(mailbox: Mailbox, n: int = 1) -> OutgoingEmail:
     return OutgoingEmail(mailbox=mailbox, to=f"dana{n}@prospect.example", subject=f"Quick question {n}",
                          text="Hi Dana,\n\nshort and plain.", message_id=f"m{n}@mail.example",
-                         envelope_from=f"bounces+t{n}@mail.example")
+                         envelope_from=_return_path(n))
+
+
+def _return_path(n: int) -> str:
+    return verp.return_path("bounces@mail.example", n, VERP_SECRET)
 
 
 @contextmanager
@@ -259,8 +265,8 @@ def test_starttls_then_auth_delivers_over_one_kept_connection(trust_ca, host):
         record = server.record
         assert [(a.login, a.accepted, a.encrypted) for a in record.auth] == [(USER, True, True)]  # once
         assert [(m.mail_from, m.rcpt_tos, m.encrypted) for m in record.messages] == [
-            ("bounces+t1@mail.example", ["dana1@prospect.example"], True),
-            ("bounces+t2@mail.example", ["dana2@prospect.example"], True),
+            (_return_path(1), ["dana1@prospect.example"], True),
+            (_return_path(2), ["dana2@prospect.example"], True),
         ]
         parsed = message_from_bytes(record.messages[0].content)
         assert (parsed["Message-ID"], parsed["From"], parsed["To"]) == (
@@ -298,7 +304,7 @@ def test_implicit_tls_with_auth_delivers(trust_ca):
 
         assert [(a.accepted, a.encrypted) for a in server.record.auth] == [(True, True)]
         assert [(m.mail_from, m.rcpt_tos, m.encrypted) for m in server.record.messages] == [
-            ("bounces+t1@mail.example", ["dana1@prospect.example"], True)]
+            (_return_path(1), ["dana1@prospect.example"], True)]
     server.record.wait_all_closed()
 
 

@@ -200,11 +200,12 @@ def test_unsubscribe_is_idempotent(engine: Engine, session: Session) -> None:
     )
 
 
-def test_unsubscribe_keeps_an_existing_permanent_entry(engine: Engine, session: Session) -> None:
+def test_unsubscribe_is_recorded_over_an_existing_permanent_entry(engine: Engine, session: Session) -> None:
     add(session, "ann@example.com", reason="complaint")
     unsubscribe(session, NOW, "ann@example.com", "one-click")
     (row,) = all_entries(engine)
-    assert row.reason == "complaint"
+    assert (row.reason, row.added_by) == ("unsubscribed", "one-click")
+    assert "earlier complaint entry" in row.note
 
 
 def test_unsubscribe_makes_an_expiring_entry_permanent(engine: Engine, session: Session) -> None:

@@ -73,7 +73,7 @@ def classify(
     raw = file.read_bytes()
     with open_session() as session:
         result = classify_raw(raw, our_domains=our_domains(session))
-        match = matching.find(session, result)
+        match = matching.find(session, result, settings().secret_key)
         touch: Touch | None = match.touch
         enrollment_id = touch.enrollment_id if touch else None
     if as_json:
