@@ -64,6 +64,10 @@ class UnsendableMessage(DeliveryError):
         super().__init__(0, message, permanent=True)
 
 
+class HeaderTooLong(HeaderParseError):
+    """A structured header (an address, an id) that cannot be folded within the line limit."""
+
+
 class DeliveryUnknown(DeliveryError):
     """The whole message went out but the server's verdict never came back: it may have
     been delivered, so it must never be sent again."""
@@ -122,12 +126,15 @@ def build(email: OutgoingEmail) -> Message:
 def wire(email: OutgoingEmail) -> bytes:
     """The message as SMTP DATA: byte for byte what ``build(email).as_bytes(policy=_WIRE)`` is.
 
-    When both texts are ASCII (the common case) the bytes are written directly:
+    No line of it is longer than ``MAX_LINE`` (RFC 5322 2.1.1): a body with a longer line
+    goes quoted-printable, a subject that cannot be folded within the limit goes as
+    RFC 2047 encoded words, and any other header that cannot raises ``HeaderTooLong``.
+    When both texts are 7-bit-safe ASCII (the common case) the bytes are written directly:
     building and flattening the MIME objects cost more than sending them. Otherwise
     the email package builds them (quoted-printable bodies). A test holds the two equal.
     """
     html_part = email.html or text_to_html(email.text)
-    if not (email.text.isascii() and html_part.isascii()):
+    if _charset_for(email.text) is not _ASCII or _charset_for(html_part) is not _ASCII:
         return build(email).as_bytes(policy=_WIRE)
     boundary = _boundary(email.text, html_part)
     headers = [("Content-Type", f'multipart/alternative; boundary="{boundary}"'), ("MIME-Version", "1.0"),
@@ -155,7 +162,7 @@ def _headers(email: OutgoingEmail) -> list[tuple[str, str | Header]]:
         ("From", formataddr((mailbox.display_name, mailbox.address), charset="utf-8")
          if mailbox.display_name else mailbox.address),
         ("To", email.to),
-        ("Subject", email.subject if email.subject.isascii() else Header(email.subject, "utf-8")),
+        ("Subject", _unstructured("Subject", email.subject)),
         ("Message-ID", f"<{email.message_id or new_message_id(mailbox.sending_domain)}>"),
     ]
     if email.date is not None:
@@ -164,7 +171,41 @@ def _headers(email: OutgoingEmail) -> list[tuple[str, str | Header]]:
         headers.append(("In-Reply-To", f"<{email.in_reply_to}>"))
         headers.append(("References", " ".join(f"<{ref}>" for ref in email.references or [email.in_reply_to])))
     headers.extend(email.headers.items())
+    for name, value in headers:
+        _check_fits(name, value)
     return headers
+
+
+MAX_LINE = 998  # RFC 5322 2.1.1: characters a line may have, CRLF excluded
+_ENCODED_LINE = 76  # folding encoded words here keeps each within RFC 2047's 75 characters
+
+
+def _unstructured(name: str, value: str) -> str:
+    """An unstructured header's value (the subject) as it goes out.
+
+    ASCII that compat32 folds within ``MAX_LINE`` is left as it is; anything else (other
+    text, or a word too long for any line: a long token from prospect data) becomes UTF-8
+    RFC 2047 encoded words, folded here, at 76, so that no encoded word is longer than 75
+    characters (section 2). The folded value is handed on as text, so ``wire`` and
+    ``build`` write it alike. A line break in it becomes folding: it can embed nothing.
+    """
+    if value.isascii() and _fits(name, value):
+        return value
+    return Header(value, "utf-8", maxlinelen=_ENCODED_LINE, header_name=name).encode(linesep="\r\n")
+
+
+def _fits(name: str, value: str | Header) -> bool:
+    """Whether ``name: value`` folds without a line over ``MAX_LINE`` (HeaderParseError: it
+    would embed another header)."""
+    if isinstance(value, str) and _ONE_LINE_ASCII.fullmatch(value) and len(name) + len(value) + 2 <= MAX_LINE:
+        return True
+    return max(len(line) for line in _WIRE.fold_binary(name, value).split(b"\r\n")) <= MAX_LINE
+
+
+def _check_fits(name: str, value: str | Header) -> None:
+    if not _fits(name, value):
+        raise HeaderTooLong(f"the {name} header cannot be folded into lines of at most {MAX_LINE} characters "
+                            "(RFC 5322 2.1.1)")
 
 
 def _boundary(*texts: str) -> str:
@@ -181,10 +222,14 @@ def _boundary(*texts: str) -> str:
 
 
 def _charset_for(text: str) -> Charset:
-    """us-ascii when it fits; otherwise UTF-8 in quoted-printable (readable, 7-bit safe)."""
-    if text.isascii():
+    """us-ascii when it goes as it is: ASCII with no line over ``MAX_LINE``; otherwise UTF-8
+    in quoted-printable (readable, 7-bit safe, soft line breaks every 76 characters)."""
+    if text.isascii() and not _LONG_LINE.search(text):
         return _ASCII
     return _UTF8_QP
+
+
+_LONG_LINE = re.compile(r"[^\r\n]{999}")  # a line longer than MAX_LINE
 
 
 _ONE_LINE_ASCII = re.compile(r"[\x20-\x7e\t]*")
@@ -260,6 +305,8 @@ class SmtpSender:
             email = replace(email, message_id=new_message_id(email.mailbox.sending_domain))
         try:
             data = wire(email)
+        except HeaderTooLong as exc:
+            raise UnsendableMessage(f"message not sent: {exc}") from exc
         except HeaderParseError as exc:  # a header value that would smuggle in another header
             raise UnsendableMessage(f"message not sent, a header is unsafe: {exc}") from exc
         envelope_from = email.envelope_from or email.mailbox.address
