@@ -33,6 +33,7 @@ from sequencer.core.models import Decision, Enrollment, Touch
 from sequencer.engine.guards import TouchContext
 from sequencer.engine.runtime import Runtime
 from sequencer.enrollments import lifecycle
+from sequencer.inbound.bounces import classify_smtp_response
 from sequencer.sending import caps, mailboxes
 from sequencer.sequences import schedule
 from suppression.tokens import unsubscribe_headers, unsubscribe_url
@@ -240,7 +241,8 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: Pl
     (caller commits)."""
     exc, enrollment = item.error, item.ctx.enrollment
     touch = item.existing or session.get(Touch, item.touch_id)
-    if isinstance(exc, UnsendableMessage):  # no server saw it, and no retry can help: a person fixes the text
+    exc = _ours_to_fix(exc) or exc
+    if isinstance(exc, UnsendableMessage):  # no retry can help (and no address is at fault): a person fixes the text
         touch.state, touch.reason = "blocked", str(exc)
         session.add(touch)
         decisions.record(session, now, "blocked", str(exc), enrollment=enrollment, touch_id=touch.id, guard="message")
@@ -265,6 +267,15 @@ def _delivery_failed(session: Session, now: datetime, runtime: Runtime, item: Pl
         # The rules neither retried, stopped nor paused it: the step cannot be sent.
         lifecycle.stop(session, now, enrollment, f"email refused: {exc}", rule="delivery")
     return "failed"
+
+
+def _ours_to_fix(exc: DeliveryError) -> UnsendableMessage | None:
+    """A 5xx refusing the message itself (too big, a line too long, bad syntax, its content) is
+    our fault, like a message refused before sending: never a bounce of the recipient."""
+    if isinstance(exc, UnsendableMessage) or not 500 <= exc.code <= 599:
+        return None
+    verdict = classify_smtp_response(exc.code, exc.message)
+    return UnsendableMessage(f"{verdict.reason}: {exc}") if verdict.about_our_message else None
 
 
 def _unreached(session: Session, now: datetime, enrollment: Enrollment, touch: Touch, exc: DeliveryError,

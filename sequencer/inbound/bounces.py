@@ -84,6 +84,11 @@ class BounceVerdict:
     bounce_type: BounceType
     status_code: str | None
     reason: str
+    # The refusal is about the message we sent (too big, a line too long, bad syntax, its
+    # content), not the recipient: our fault, for a person to fix; no reason to suppress
+    # or bounce the address. Set by ``classify_smtp_response`` only; bounce_type is then
+    # "soft", which suppresses nothing for a reader that does not know this field.
+    about_our_message: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,9 @@ def classify_smtp_response(code: int, message: str) -> BounceVerdict:
     if not 400 <= code <= 599:
         raise ValueError(f"SMTP reply code {code} is not a failure")
     text = message or ""
+    ours = _about_our_message(code, text)
+    if ours is not None:
+        return ours
     if _STATUS.search(text):
         return classify_status(None, text, permanent=code >= 500)
     if code < 500:
@@ -174,6 +182,58 @@ def classify_smtp_response(code: int, message: str) -> BounceVerdict:
     if code == 554:
         return BounceVerdict("block", "554", "transaction refused, no reason given")
     return BounceVerdict("hard", str(code), "permanent failure, reason not recognised")
+
+
+_OUR_MESSAGE_WORDS = re.compile(
+    r"line (?:is )?too long|too long line|line length|header (?:line )?too long|headers? too (?:large|big)|"
+    r"message (?:is )?too (?:big|large)|(?:message )?size exceeds|exceeds? (?:the )?(?:fixed |maximum |message )+size|"
+    r"message (?:length|size) (?:exceeds|limit)|too much mail data|"
+    r"syntax error|bad syntax|malformed|bare (?:lf|cr|linefeed|carriage)|barelinefeed|"
+    r"invalid (?:mime|header|message)|not (?:rfc ?)?(?:5322|2822|822)[ -]?compliant",
+    re.IGNORECASE,
+)
+_OUR_STATUS = {  # RFC 3463 codes that are about the message itself, whatever the text says
+    (3, 4): "message too big for the receiving system",
+    (2, 3): "message longer than the receiver's limit",
+}
+
+
+def _about_our_message(code: int, text: str) -> BounceVerdict | None:
+    """A permanent refusal of our message itself, not of the recipient; None otherwise.
+
+    Read from the enhanced code when there is one: X.3.4 and X.2.3 (too big), X.5.x (a
+    protocol or syntax error), X.6.x (the content or its encoding), X.0.0 with words that
+    say so; else from the basic code: 500 and 501 (syntax), or any 5xx whose text says the
+    message is too big, has a line too long or is malformed. Text naming the recipient or
+    a policy block keeps its own verdict ("550 5.5.0 mailbox unavailable" is still hard).
+    """
+    if code < 500:
+        return None
+    match = _STATUS.search(text)
+    status = match.group(0) if match else str(code)
+    if _HARD_WORDS.search(text) or _BLOCK_WORDS.search(text):
+        return None
+    if match is not None:
+        klass, subject, detail = (int(g) for g in match.groups())
+        if klass != 5:
+            return None
+        if (subject, detail) in _OUR_STATUS:
+            why = _OUR_STATUS[(subject, detail)]
+        elif subject == 5:
+            why = "protocol or syntax error in what we sent"
+        elif subject == 6:
+            why = "its content or encoding was not accepted"
+        elif (subject, detail) == (0, 0) and _OUR_MESSAGE_WORDS.search(text):
+            why = "the server says the message itself is at fault"
+        else:
+            return None
+    elif code in (500, 501):
+        why = "syntax error in what we sent"
+    elif _OUR_MESSAGE_WORDS.search(text):
+        why = "the server says the message itself is at fault"
+    else:
+        return None
+    return BounceVerdict("soft", status, f"our message was refused: {why}", about_our_message=True)
 
 
 def _strip_type(value: str) -> str:
