@@ -49,6 +49,14 @@ class Settings:
     recipient_domain_daily_cap: int = 5  # emails to one recipient company per day
     recipient_domain_weekly_cap: int = 15  # ... and per ISO week
     broker_url: str = "redis://127.0.0.1:6379/0"
+    # Meetings (sequencer.meetings). The AEs meetings may be booked for; empty: any valid address.
+    meeting_aes: list[str] = field(default_factory=list)
+    meeting_default_ae: str = ""  # the AE of a booking that names none (a task closed as meeting_booked)
+    meeting_default_duration: int = 30  # minutes
+    meeting_unknown_prospect: str = "create"  # a booking for an address we do not know: create | park
+    meeting_reminders_hours: list[float] = field(default_factory=lambda: [24, 1])  # before the start
+    meeting_acceptance_days: int = 14  # the AE accepts or rejects a held meeting within this many days
+    qualification_file: Path | None = None  # what makes a meeting sales-accepted; default qualification.yaml
     source: str = "defaults"
     secret_key_origin: str = ""  # where secret_key came from, for signing_secret()'s messages
 
@@ -72,8 +80,9 @@ _HOW_TO_SET = (
     "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` makes one)"
 )
 
-_PATHS = {"templates_dir", "rules_file"}
-_LISTS = {"dns_nameservers", "domain_blocklists", "ip_blocklists", "sending_ips", "mailboxes"}
+_PATHS = {"templates_dir", "rules_file", "qualification_file"}
+_LISTS = {"dns_nameservers", "domain_blocklists", "ip_blocklists", "sending_ips", "mailboxes", "meeting_aes",
+          "meeting_reminders_hours"}
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -17,11 +17,12 @@ The file has two optional top-level keys::
         reply.negative: [stop, {suppress: {expires_after_days: 180, reason: manual}}]
 
 A key is an event (``reply``, ``out_of_office``, ``auto_reply``, ``bounce``, ``complaint``,
-``unsubscribe_request``, ``left_company``, ``meeting_booked``), optionally narrowed by a
-qualifier: ``reply.positive|negative|neutral`` (the reply's sentiment) or
-``bounce.hard|soft|block`` (the bounce type). Its value is a list of actions applied in
-order; an action is a bare name (``stop``) or a one-key mapping with parameters
-(``{suppress: {expires_after_days: 30}}``):
+``unsubscribe_request``, ``left_company``, ``meeting_booked``, ``meeting_no_show``), optionally
+narrowed by a qualifier: ``reply.positive|negative|neutral`` (the reply's sentiment),
+``bounce.hard|soft|block`` (the bounce type) or ``meeting_no_show.prospect|ae|sdr|unknown``
+(whose fault it was; e.g. ``meeting_no_show.prospect: [{enroll: {sequence: re-engage}}]``).
+Its value is a list of actions applied in order; an action is a bare name (``stop``) or a
+one-key mapping with parameters (``{suppress: {expires_after_days: 30}}``):
 
 =====================  ===================================================================
 ``stop``               stop this enrollment
@@ -63,6 +64,7 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "unsubscribe_request": (),
     "left_company": (),
     "meeting_booked": (),
+    "meeting_no_show": ("prospect", "ae", "sdr", "unknown"),
 }
 
 
@@ -170,6 +172,7 @@ BUILTIN_RULES: dict[str, tuple[Action, ...]] = {
     "unsubscribe_request": (Stop(), Suppress(reason="unsubscribed")),
     "left_company": (Stop(),),
     "meeting_booked": (Stop(),),
+    "meeting_no_show": (Ignore(),),  # a team that re-engages a prospect who did not show says so in its rules
 }
 
 
@@ -199,12 +202,16 @@ class RuleBook:
     ) -> ResolvedRule:
         """The most specific rule for ``event``; always returns one (built-ins cover all).
 
-        Raises ``ValueError`` for an unknown event or qualifier: that is a caller bug,
-        not a rules-file problem.
+        ``event`` may carry its qualifier (``meeting_no_show.prospect``), as the events
+        whose qualifier is neither a sentiment nor a bounce type do. Raises ``ValueError``
+        for an unknown event or qualifier: that is a caller bug, not a rules-file problem.
         """
+        event, _, named = event.partition(".")
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}")
-        qualifier = sentiment if event == "reply" else bounce_type if event == "bounce" else None
+        if named and event in ("reply", "bounce"):
+            raise ValueError(f"{event}: give its qualifier as sentiment or bounce_type, not {named!r}")
+        qualifier = sentiment if event == "reply" else bounce_type if event == "bounce" else (named or None)
         stray = (
             bounce_type
             if event == "reply"

@@ -79,8 +79,11 @@ def test_builtins_cover_every_event_and_qualifier() -> None:
     for event, qualifiers in EVENTS.items():
         assert book.actions_for(event, None).name == f"builtin.{event}"
         for qualifier in qualifiers:
-            kwargs = {"sentiment" if event == "reply" else "bounce_type": qualifier}
-            assert book.actions_for(event, None, **kwargs).name.startswith(f"builtin.{event}")
+            if event in ("reply", "bounce"):
+                kwargs = {"sentiment" if event == "reply" else "bounce_type": qualifier}
+                assert book.actions_for(event, None, **kwargs).name.startswith(f"builtin.{event}")
+            else:  # the other events carry their qualifier in the name: meeting_no_show.prospect
+                assert book.actions_for(f"{event}.{qualifier}", None).name.startswith(f"builtin.{event}")
 
 
 def test_shipped_rules_file_validates_and_matches_builtins() -> None:
