@@ -5,10 +5,13 @@ it moves one message at a time, committed right after that message's callback re
 So a crash re-reads at most the message in flight, and a restart never skips one. The
 callback must therefore be idempotent (dedupe by Message-ID is its job, not ours).
 
-A message whose callback raises is counted as failed, its error recorded, and the cursor
-still moves past it: one poisonous message must not block the mailbox forever, and the
-callback is responsible for quarantining what it could not process. The session is
-rolled back first, so a half-done ingest never commits alongside the cursor.
+A message whose callback raises is counted as failed, its error recorded, and handed to
+``quarantine`` (stored for a person with the reason); only once that is stored does the
+cursor move past it, so one poisonous message never blocks the mailbox, and none is ever
+skipped unstored. When it cannot be quarantined either (or no ``quarantine`` was given),
+polling of the folder stops at it, the cursor just before it: the next poll reads it
+again. The session is rolled back first, so a half-done ingest never commits alongside
+the cursor.
 
 When the server's UIDVALIDITY for the folder changes (the folder was recreated or the
 server rebuilt its index), UIDs no longer mean what the cursor remembers, so polling
@@ -33,6 +36,10 @@ from sequencer.core.config import Settings
 from sequencer.core.models import InboundCursor, Mailbox
 
 log = logging.getLogger(__name__)
+
+
+# Stores a raw message that could not be ingested, with the reason: (raw, reason) -> anything.
+Quarantine = Callable[[bytes, str], object]
 
 
 class ImapConfigError(ValueError):
@@ -128,11 +135,14 @@ def poll_mailbox(
     connect: Callable[[], IMAPClient],
     ingest: Callable[[bytes], object],
     *,
+    quarantine: Quarantine | None = None,
     folder: str = "INBOX",
     batch: int = 100,
 ) -> PollResult:
     """Feed every message after the stored cursor to ``ingest``, oldest first.
 
+    ``quarantine(raw, reason)`` stores a message whose ``ingest`` raised; without it, or
+    when it raises too, polling stops at that message (see the module's docstring).
     ``connect`` returns a logged-in client. Bodies are fetched ``batch`` at a time so a
     large backlog does not sit in memory; all new messages are processed in one call.
     IMAP and network failures raise ``PollError``; what was ingested before stays, and
@@ -148,7 +158,7 @@ def poll_mailbox(
     except Exception as exc:
         raise PollError(f"{mailbox.address}: cannot connect to IMAP: {exc}") from exc
     try:
-        _poll(session, mailbox.id, client, ingest, folder, batch, result)
+        _poll(session, mailbox.id, client, ingest, quarantine, folder, batch, result)
     except (IMAPClient.Error, IMAPClient.AbortError, OSError) as exc:
         raise PollError(f"{mailbox.address}/{folder}: IMAP failed: {exc}") from exc
     finally:
@@ -161,6 +171,7 @@ def _poll(
     mailbox_id: int,
     client: IMAPClient,
     ingest: Callable[[bytes], object],
+    quarantine: Quarantine | None,
     folder: str,
     batch: int,
     result: PollResult,
@@ -192,7 +203,8 @@ def _poll(
             raw = bodies.get(uid, {}).get(b"BODY[]")
             if raw is not None:  # None: expunged since the search; nothing left to read
                 result.fetched += 1
-                _ingest_one(session, ingest, uid, raw, result)
+                if not _ingest_one(session, ingest, quarantine, uid, raw, result):
+                    return  # neither ingested nor quarantined: the cursor stays before it
             cursor.last_uid = uid
             session.add(cursor)
             session.commit()
@@ -201,19 +213,34 @@ def _poll(
 def _ingest_one(
     session: Session,
     ingest: Callable[[bytes], object],
+    quarantine: Quarantine | None,
     uid: int,
     raw: bytes,
     result: PollResult,
-) -> None:
+) -> bool:
+    """Ingest one message, or quarantine it when that raises; False when neither was stored."""
     try:
         ingest(raw)
     except Exception as exc:  # one bad message must not stop the others
         session.rollback()
         result.failed += 1
-        result.errors.append(f"UID {uid}: {type(exc).__name__}: {exc}")
+        error = f"UID {uid}: {type(exc).__name__}: {exc}"
         log.exception("ingest failed for UID %s", uid)
     else:
         result.ingested += 1
+        return True
+    try:
+        if quarantine is None:
+            raise RuntimeError("no quarantine to keep it in")
+        quarantine(raw, f"ingest failed while polling (UID {uid}): {error.partition(': ')[2]}")
+    except Exception as exc:
+        session.rollback()
+        result.errors.append(f"{error}; not quarantined ({type(exc).__name__}: {exc}): polling stopped at it, "
+                             "the next poll reads it again")
+        log.exception("quarantine failed for UID %s", uid)
+        return False
+    result.errors.append(f"{error} (quarantined)")
+    return True
 
 
 def _cursor(session: Session, mailbox_id: int, folder: str) -> InboundCursor:

@@ -209,11 +209,14 @@ def test_a_failing_message_does_not_stop_the_others(
 ) -> None:
     put(imap_server, 1, 2, 3)
     ingest = Recorder(fail_on={2})
-    result = poll(session, imap_server, ingest)
+    quarantined: list[tuple[int, str]] = []
+    result = poll(session, imap_server, ingest,
+                  quarantine=lambda raw, why: quarantined.append((message_number(raw), why)))
     assert ingest.seen == [1, 3]
     assert (result.fetched, result.ingested, result.failed) == (3, 2, 1)
-    assert result.errors == ["UID 2: ValueError: cannot parse"]
-    # the callback quarantines; the cursor has moved past the failed message
+    assert result.errors == ["UID 2: ValueError: cannot parse (quarantined)"]
+    assert quarantined == [(2, "ingest failed while polling (UID 2): ValueError: cannot parse")]
+    # quarantined, so the cursor has moved past the failed message
     assert poll(session, imap_server, Recorder(fail_on={2})).fetched == 0
 
 
@@ -228,7 +231,7 @@ def test_a_failed_ingest_is_rolled_back_not_committed_with_the_cursor(
         if number == 2:
             raise RuntimeError("classifier crashed")
 
-    result = poll(session, imap_server, ingest)
+    result = poll(session, imap_server, ingest, quarantine=lambda raw, why: None)
     assert result.failed == 1
     keys = session.exec(select(InboundMessage.dedupe_key)).all()
     assert sorted(keys) == ["m1", "m3"]

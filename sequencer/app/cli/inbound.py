@@ -32,7 +32,7 @@ from sequencer.inbound.imap_poll import (
     imap_settings,
     poll_mailbox,
 )
-from sequencer.inbound.ingest import ingest_raw, our_domains
+from sequencer.inbound.ingest import ingest_raw, our_domains, quarantine_raw
 
 IngestFactory = Callable[[Session, Settings], Callable[[bytes], object]]
 
@@ -146,12 +146,18 @@ def poll_mailboxes(
             console.print("No mailbox has IMAP settings (imap_host); nothing to poll.")
             return True
     ingest = make_ingest(session, config)
+    clock = SystemClock()
+
+    def quarantine(raw: bytes, reason: str) -> object:
+        """A message whose ingest raised is stored quarantined before the cursor passes it."""
+        return quarantine_raw(session, clock.now(), raw, reason)
+
     table = Table("Mailbox", "Fetched", "Ingested", "Failed", title=f"IMAP poll ({folder})")
     ok = True
     for box in mailboxes:
         try:
             connect = imap_connector(imap_settings(box, config))
-            result = poll_mailbox(session, box, connect, ingest, folder=folder)
+            result = poll_mailbox(session, box, connect, ingest, quarantine=quarantine, folder=folder)
         except (ImapConfigError, PollError) as exc:
             err_console.print(
                 f"{box.address}: {exc}", highlight=False, markup=False, soft_wrap=True
