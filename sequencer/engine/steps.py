@@ -168,7 +168,8 @@ def choose_variant(step: dict, prospect: Prospect) -> dict:
 
 
 def render_touch(ctx: TouchContext, variant: dict, sender: dict[str, Any], thread_subject: str) -> dict[str, str]:
-    """Subject and body for a touch; raises ``RenderError`` naming a missing variable."""
+    """Subject and body for a touch; raises ``RenderError`` (and nothing else) naming the template,
+    the line and what went wrong: a missing variable, a value of the wrong type, a bound reached."""
     definition = ctx.definition
     signal = ctx.session.get(Signal, ctx.enrollment.signal_id) if ctx.enrollment.signal_id else None
     context = template_context(ctx.settings, ctx.prospect, ctx.account, signal, sender, definition["name"],
