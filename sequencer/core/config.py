@@ -48,6 +48,7 @@ class Settings:
     domain_daily_cap: int = 500  # per sending domain per UTC day
     recipient_domain_daily_cap: int = 5  # emails to one recipient company per day
     recipient_domain_weekly_cap: int = 15  # ... and per ISO week
+    meeting_invite_prospect: bool = False  # the calendar invitation goes to the AE; with this, to the prospect too
     broker_url: str = "redis://127.0.0.1:6379/0"
     # Meetings (sequencer.meetings). The AEs meetings may be booked for; empty: any valid address.
     meeting_aes: list[str] = field(default_factory=list)
@@ -57,6 +58,10 @@ class Settings:
     meeting_reminders_hours: list[float] = field(default_factory=lambda: [24, 1])  # before the start
     meeting_acceptance_days: int = 14  # the AE accepts or rejects a held meeting within this many days
     qualification_file: Path | None = None  # what makes a meeting sales-accepted; default qualification.yaml
+    # Booking tools' webhooks (POST /webhooks/calcom, /webhooks/calendly): no secret, no delivery accepted.
+    calcom_webhook_secret: str = ""  # the secret given to the Cal.com webhook (X-Cal-Signature-256)
+    calendly_signing_key: str = ""  # the webhook subscription's signing_key (Calendly-Webhook-Signature)
+    webhook_unknown_attendee: str = "create"  # a booking by an address we do not know: create | park (for review)
     source: str = "defaults"
     secret_key_origin: str = ""  # where secret_key came from, for signing_secret()'s messages
 
@@ -68,6 +73,8 @@ _ENV = {
     "SEQUENCER_UNSUBSCRIBE_URL": "unsubscribe_url",
     "SEQUENCER_BROKER_URL": "broker_url",
     "SEQUENCER_RULES_FILE": "rules_file",
+    "SEQUENCER_CALCOM_WEBHOOK_SECRET": "calcom_webhook_secret",
+    "SEQUENCER_CALENDLY_SIGNING_KEY": "calendly_signing_key",
 }
 
 SECRET_ENV = "SEQUENCER_SECRET_KEY"
@@ -141,6 +148,8 @@ def signing_secret(settings: Settings) -> str:
     if not secret:
         if origin == SECRET_ENV:
             raise ConfigError(f"{SECRET_ENV} is set but empty; unset it or give it a secret: {_HOW_TO_SET}")
+        if settings.secret_key_origin:
+            raise ConfigError(f"{origin} is empty (unsubscribe links could be forged): {_HOW_TO_SET}")
         raise ConfigError(f"no secret_key is set (unsubscribe links could be forged): {_HOW_TO_SET}")
     if secret.strip().lower() in _PLACEHOLDERS:
         raise ConfigError(f"{origin} is the placeholder {secret!r}, which anyone can read: {_HOW_TO_SET}")

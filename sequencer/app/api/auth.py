@@ -26,6 +26,12 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 from fastapi.security.http import HTTPBase
 
+try:  # FastAPI 0.16x keeps included routers nested; this walks them, with their dependencies merged in
+    from fastapi.routing import iter_route_contexts as _every_route
+except ImportError:  # older FastAPI copies every route, dependencies included, into app.routes
+    def _every_route(routes):  # type: ignore[no-redef]
+        return iter(routes)
+
 from sequencer.core import api_keys
 from sequencer.core.db import session as new_session
 from sequencer.core.models import ApiKey
@@ -119,9 +125,11 @@ def unauthenticated_writes(app: FastAPI) -> list[str]:
     """``METHOD path`` of every write route that neither requires a key nor was mounted open."""
     open_writes = getattr(app.state, "open_writes", {})
     found = []
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.methods & WRITE_METHODS or route.path in open_writes:
+    for route in _every_route(app.routes):
+        writes = set(getattr(route, "methods", None) or ()) & WRITE_METHODS
+        if not writes or route.path in open_writes:
             continue
-        if not any(isinstance(dependency.call, RequireKey) for dependency in route.dependant.dependencies):
-            found.extend(f"{method} {route.path}" for method in sorted(route.methods & WRITE_METHODS))
+        dependant = getattr(route, "dependant", None)  # a plain Starlette route has none: it is open
+        if dependant is None or not any(isinstance(d.call, RequireKey) for d in dependant.dependencies):
+            found.extend(f"{method} {route.path}" for method in sorted(writes))
     return found

@@ -28,9 +28,9 @@ CONFIG_TEMPLATE = """\
 # owner only) and keep it stable: a new secret makes every link already sent invalid.
 secret_key = "{secret}"
 
-# Where the engine keeps its state: SQLite for one host, PostgreSQL for workers on several.
+# Where the engine keeps its state: SQLite (the default, this folder) for one host, or
+# PostgreSQL for workers on several, e.g. "postgresql://sequencer@127.0.0.1:5432/sequencer".
 # database_url = "sqlite:///sequencer.db"
-# database_url = "postgresql://sequencer@127.0.0.1:5432/sequencer"
 
 # Your company's own domain: outreach never goes out from it.
 # primary_domain = "acme.example"
