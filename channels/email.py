@@ -8,6 +8,7 @@ SMTP code and text so the caller can classify it (hard / soft / block).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import os
@@ -89,6 +90,10 @@ class OutgoingEmail:
     headers: dict[str, str] = field(default_factory=dict)
     envelope_from: str = ""
     date: datetime | None = None
+    # An iTIP message (RFC 5546) carried over iMIP (RFC 6047): the iCalendar object and its
+    # METHOD (REQUEST, CANCEL, ...). When set, ``build`` writes the calendar layout (``_with_calendar``).
+    calendar: bytes = b""
+    calendar_method: str = ""
 
 
 def new_message_id(sending_domain: str) -> str:
@@ -113,6 +118,8 @@ def build(email: OutgoingEmail) -> Message:
     as ``EmailMessage`` at a fraction of the cost. ``wire`` writes the same bytes
     directly in the common case.
     """
+    if email.calendar:
+        return _with_calendar(email, email.html or text_to_html(email.text))
     html_part = email.html or text_to_html(email.text)
     message = MIMEMultipart("alternative", boundary=_boundary(email.text, html_part), _subparts=[
         MIMEText(email.text, "plain", _charset_for(email.text)),
@@ -133,6 +140,8 @@ def wire(email: OutgoingEmail) -> bytes:
     building and flattening the MIME objects cost more than sending them. Otherwise
     the email package builds them (quoted-printable bodies). A test holds the two equal.
     """
+    if email.calendar:  # an invitation: always built by the email package (``_with_calendar``)
+        return build(email).as_bytes(policy=_WIRE)
     html_part = email.html or text_to_html(email.text)
     if _charset_for(email.text) is not _ASCII or _charset_for(html_part) is not _ASCII:
         return build(email).as_bytes(policy=_WIRE)
@@ -145,6 +154,57 @@ def wire(email: OutgoingEmail) -> bytes:
         f"\r\n--{boundary}\r\n{_ascii_part('html', html_part)}"
         f"\r\n--{boundary}--\r\n".encode("ascii"),
     ])
+
+
+_METHOD = re.compile(r"[A-Z][A-Z-]{0,30}")  # an iTIP method: REQUEST, CANCEL, REPLY, ... (RFC 5546, 1.4)
+CALENDAR_FILENAME = "invite.ics"
+
+
+def _with_calendar(email: OutgoingEmail, html_part: str) -> Message:
+    """An invitation in the shape both Outlook and Gmail act on (RFC 6047, 2.4; what Google Calendar sends)::
+
+        multipart/mixed
+          multipart/alternative
+            text/plain                                    the words, for people
+            text/html
+            text/calendar; method=REQUEST; charset=UTF-8  the iTIP message a calendar client acts on
+          application/ics; name="invite.ics"              the same object as a file, for clients that
+                                                          look only at attachments
+
+    The method parameter must equal the object's METHOD (RFC 6047, 2.4): the caller passes both.
+    """
+    method = email.calendar_method.upper()
+    if not _METHOD.fullmatch(method):
+        raise ValueError(f"calendar_method: {email.calendar_method!r} is not an iTIP method")
+    ics = email.calendar
+    inline = Message()
+    inline["Content-Type"] = f"text/calendar; method={method}; charset=UTF-8"
+    _calendar_payload(inline, ics)
+    attached = Message()
+    attached["Content-Type"] = f'application/ics; name="{CALENDAR_FILENAME}"'
+    attached["Content-Disposition"] = f'attachment; filename="{CALENDAR_FILENAME}"'
+    attached["Content-Transfer-Encoding"] = "base64"
+    attached.set_payload(base64.encodebytes(ics).decode("ascii"))
+    texts = (email.text, html_part, ics.decode("utf-8", "replace"))
+    alternative = MIMEMultipart("alternative", boundary=_boundary(*texts), _subparts=[
+        MIMEText(email.text, "plain", _charset_for(email.text)),
+        MIMEText(html_part, "html", _charset_for(html_part)),
+        inline,
+    ])
+    message = MIMEMultipart("mixed", boundary=_boundary(*texts), _subparts=[alternative, attached])
+    for name, value in _headers(email):
+        message[name] = value
+    return message
+
+
+def _calendar_payload(part: Message, ics: bytes) -> None:
+    """7bit when the object is ASCII (its lines are folded at 75 octets, RFC 5545 3.1), else base64."""
+    if ics.isascii():
+        part["Content-Transfer-Encoding"] = "7bit"
+        part.set_payload(ics.decode("ascii"))
+    else:
+        part["Content-Transfer-Encoding"] = "base64"
+        part.set_payload(base64.encodebytes(ics).decode("ascii"))
 
 
 def _ascii_part(subtype: str, text: str) -> str:

@@ -14,6 +14,10 @@ The checks run in a fixed order because the signals overlap:
 4. human mail: unsubscribe request, then "left the company", then a reply with
    its sentiment.
 
+A calendar RSVP (an iTIP ``METHOD:REPLY`` in a text/calendar part, RFC 6047) is
+``calendar_reply`` and is looked for after bounces and complaints (a DSN can quote one)
+and before the auto-reply checks (calendar clients send RSVPs automatically).
+
 Every step appends short ``evidence`` strings so a later "why did this stop?"
 can be answered from the stored classification alone.
 """
@@ -30,7 +34,7 @@ from sequencer.inbound.autoreply import detect_auto_reply
 from sequencer.inbound.bounces import detect_bounce
 from sequencer.inbound.complaints import detect_complaint
 from sequencer.inbound.language import guess_language
-from sequencer.inbound.parse import MAX_PARSE_BYTES, ParsedMessage, parse_message
+from sequencer.inbound.parse import MAX_PARSE_BYTES, ParsedMessage, _own_parts, parse_message
 from sequencer.inbound.quoting import strip_quoted
 from sequencer.inbound.replies import (
     left_company_phrase,
@@ -39,6 +43,7 @@ from sequencer.inbound.replies import (
     unsubscribe_phrase,
 )
 from sequencer.inbound.return_date import find_return_date, prefers_day_first
+from sequencer.meetings.ical import read_reply
 
 Kind = Literal[
     "reply",
@@ -48,6 +53,7 @@ Kind = Literal[
     "complaint",
     "unsubscribe_request",
     "left_company",
+    "calendar_reply",
     "unparseable",
 ]
 
@@ -108,6 +114,11 @@ class Classification:
     new_contacts: list[str] = field(default_factory=list)
     complained_recipient: str | None = None
     feedback_type: str | None = None
+    # an RSVP (kind calendar_reply): the REPLY's UID, the attendee answering, their PARTSTAT, the SEQUENCE answered
+    calendar_uid: str | None = None
+    calendar_attendee: str | None = None
+    calendar_partstat: str | None = None
+    calendar_sequence: int | None = None
     # set only when the classifier itself crashed ("TypeError: ..."): the input may be fine
     error: str | None = None
 
@@ -218,6 +229,9 @@ def _classify(raw: bytes, our_domains: frozenset[str]) -> Classification:
         result.original_message_id = bounce.original_message_id
         return result
 
+    if _calendar_reply(result, parsed):
+        return result
+
     reply_text = strip_quoted(parsed.body_text)
     result.reply_text = reply_text
     result.language = guess_language(f"{parsed.subject}\n{reply_text}")
@@ -253,6 +267,29 @@ def _classify(raw: bytes, our_domains: frozenset[str]) -> Classification:
     if phrases:
         result.evidence.append(f"sentiment {mood}: " + ", ".join(repr(p) for p in phrases))
     return result
+
+
+_CALENDAR_TYPES = frozenset({"text/calendar", "application/ics"})
+
+
+def _calendar_reply(result: Classification, parsed: ParsedMessage) -> bool:
+    """Fill ``result`` as a calendar_reply when a part of the message itself (not of a message
+    it quotes) is an iTIP REPLY; whether to believe it is for ``sequencer.meetings.rsvp``."""
+    for part in _own_parts(parsed.message):
+        ctype = part.get_content_type()
+        if ctype not in _CALENDAR_TYPES:
+            continue
+        payload = part.get_payload(decode=True)
+        reply = read_reply(payload) if isinstance(payload, bytes) else None
+        if reply is None:
+            continue
+        result.kind = "calendar_reply"
+        result.calendar_uid, result.calendar_attendee = reply.uid, reply.attendee
+        result.calendar_partstat, result.calendar_sequence = reply.partstat, reply.sequence
+        result.evidence.append(f"iTIP REPLY in a {ctype} part: {reply.attendee} {reply.partstat} "
+                               f"for UID {reply.uid[:80]!r} (SEQUENCE {reply.sequence})")
+        return True
+    return False
 
 
 def _left_company(

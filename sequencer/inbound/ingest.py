@@ -21,6 +21,7 @@ from sequencer.inbound import match as matching
 from sequencer.inbound.classify import Classification, classify
 from sequencer.inbound.evidence import withheld
 from sequencer.inbound.storable import storable
+from sequencer.meetings import rsvp
 from sequencer.rules.actions import Event, apply, rulebook, withhold
 from sequencer.rules.book import RuleBook
 
@@ -97,6 +98,8 @@ def ingest_raw(session: Session, now: datetime, settings: Settings, raw: bytes,
     if result.kind == "unparseable":
         return _quarantine(session, now, key, raw, result, f"unreadable message: {result.reason}")
     try:
+        if result.kind == "calendar_reply":  # an RSVP answers a meeting, not a touch: sequencer.meetings.rsvp
+            return _calendar_reply(session, now, rules or rulebook(settings), key, result)
         return _handle(session, now, rules or rulebook(settings), key, result, settings.secret_key)
     except IntegrityError:
         session.rollback()
@@ -136,6 +139,23 @@ def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: 
     session.commit()
     summary = "; ".join(done) if done else ("no matching touch" if match.touch is None else "nothing to do")
     return IngestResult(row, False, f"{rule.name}: {summary}", done)
+
+
+def _calendar_reply(session: Session, now: datetime, rules: RuleBook, key: str,
+                    result: Classification) -> IngestResult:
+    """Store an RSVP once and apply it to its meeting when it may be believed (``rsvp.apply_reply``)."""
+    outcome = rsvp.apply_reply(session, now, rules, uid=result.calendar_uid or "", attendee=result.calendar_attendee
+                               or "", partstat=result.calendar_partstat or "", sequence=result.calendar_sequence or 0,
+                               sender=result.from_address or "")
+    row = InboundMessage(
+        dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
+        subject=result.subject[:500], kind=result.kind, enrollment_id=outcome.enrollment_id,
+        match_method="calendar_uid" if outcome.meeting_id else "",
+        detail=storable({"classification": result.to_dict(), "meeting": outcome.to_dict()}), received_at=now,
+    )
+    session.add(row)
+    session.commit()
+    return IngestResult(row, False, outcome.action, outcome.done)
 
 
 def _quarantine(session: Session, now: datetime, key: str, raw: bytes, result: Classification,

@@ -17,8 +17,9 @@ The file has two optional top-level keys::
         reply.negative: [stop, {suppress: {expires_after_days: 180, reason: manual}}]
 
 A key is an event (``reply``, ``out_of_office``, ``auto_reply``, ``bounce``, ``complaint``,
-``unsubscribe_request``, ``left_company``, ``meeting_booked``, ``meeting_no_show``), optionally
-narrowed by a qualifier: ``reply.positive|negative|neutral`` (the reply's sentiment),
+``unsubscribe_request``, ``left_company``, ``meeting_booked``, ``meeting_declined``,
+``meeting_no_show``), optionally narrowed by a qualifier: ``reply.positive|negative|neutral``
+(the reply's sentiment),
 ``bounce.hard|soft|block`` (the bounce type) or ``meeting_no_show.prospect|ae|sdr|unknown``
 (whose fault it was; e.g. ``meeting_no_show.prospect: [{enroll: {sequence: re-engage}}]``).
 Its value is a list of actions applied in order; an action is a bare name (``stop``) or a
@@ -64,6 +65,7 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "unsubscribe_request": (),
     "left_company": (),
     "meeting_booked": (),
+    "meeting_declined": (),
     "meeting_no_show": ("prospect", "ae", "sdr", "unknown"),
 }
 
@@ -173,6 +175,7 @@ BUILTIN_RULES: dict[str, tuple[Action, ...]] = {
     "left_company": (Stop(),),
     "meeting_booked": (Stop(),),
     "meeting_no_show": (Ignore(),),  # a team that re-engages a prospect who did not show says so in its rules
+    "meeting_declined": (Ignore(),),  # recorded on the timeline; a team that re-engages says so in its rules
 }
 
 

@@ -12,6 +12,7 @@ from sequencer.app.cli import (
     init,
     intake,
     mailboxes,
+    meetings,
     rules,
     run,
     sequences,
@@ -32,6 +33,7 @@ app.add_typer(domains.app, name="domains")
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(rules.app, name="rules")
 app.add_typer(api_keys.app, name="api-keys")
+app.add_typer(meetings.app, name="meetings")
 app.command("init")(init.init_command)
 app.command("signal")(intake.signal_command)
 app.command("run")(run.run_command)
