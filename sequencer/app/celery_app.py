@@ -38,6 +38,7 @@ from sequencer.core.yaml_source import SourceError
 from sequencer.engine import tick as engine
 from sequencer.engine.runtime import Runtime
 from sequencer.intake import enrolling
+from sequencer.meetings import reminders
 from sequencer.sending import mailboxes
 from sequencer.sequences import versions
 
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 TICK_TASK = "sequencer.tick"
 INGEST_TASK = "sequencer.ingest_signal"
 REFRESH_DOMAINS_TASK = "sequencer.refresh_domains"
+MEETINGS_TASK = "sequencer.meetings_due"
+MEETINGS_SECONDS = 60.0  # reminders are due at 24 h and 1 h before a meeting: a minute late is on time
 TICK_SECONDS = float(os.environ.get("SEQUENCER_TICK_SECONDS", "10"))
 DOMAIN_REFRESH_SECONDS = 15 * 60
 
@@ -78,6 +81,11 @@ app.conf.update(
             "task": REFRESH_DOMAINS_TASK,
             "schedule": float(DOMAIN_REFRESH_SECONDS),
             "options": {"expires": float(DOMAIN_REFRESH_SECONDS)},
+        },
+        "meetings-due": {
+            "task": MEETINGS_TASK,
+            "schedule": MEETINGS_SECONDS,
+            "options": {"expires": MEETINGS_SECONDS},
         },
     },
 )
@@ -229,3 +237,14 @@ def refresh_domains() -> list[str]:
     """Housekeeping: refresh expired sending-domain verdicts, drop old cap counters."""
     with db.session(_engine()) as session:
         return housekeeping.run(session, SystemClock().now(), settings)
+
+
+@app.task(name=MEETINGS_TASK)
+def meetings_due() -> list[str]:
+    """Meetings: reminders to prospects and overdue acceptance chases, each once (``reminders.run_due``);
+    overlapping runs share the work, as every reminder is claimed by its unique key first."""
+    engine_runtime = _runtime()
+    with db.session(_engine()) as session:
+        _prepare_once(session)
+        return reminders.run_due(session, SystemClock().now(), settings, engine_runtime.sender,
+                                 engine_runtime.domain_problem)

@@ -9,6 +9,7 @@ added to the tick's outbox and sent with its batch (``send_batch``).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -16,12 +17,15 @@ from sqlmodel import Session, select
 
 from channels import tasks as task_channel
 from sequencer.core import decisions
+from sequencer.core.config import Settings
 from sequencer.core.models import Account, Enrollment, Prospect, SequenceVersion, Signal, Touch
 from sequencer.engine import send_batch
 from sequencer.engine.guards import TouchContext, Verdict, run_guards
 from sequencer.engine.runtime import Runtime
 from sequencer.engine.tick_state import TickState
 from sequencer.enrollments import lifecycle
+from sequencer.meetings import booking
+from sequencer.meetings.booking import BookingIn, MeetingError
 from sequencer.rules.actions import Event
 from sequencer.rules.actions import apply as apply_rule
 from sequencer.rules.book import RuleBook
@@ -261,17 +265,26 @@ def _task_body(step: dict, rendered: dict[str, str]) -> str:
 
 
 def complete_task(session: Session, now: datetime, task_id: int, outcome: str, note: str = "", *,
-                  rules: RuleBook) -> str:
+                  rules: RuleBook, meeting: BookingIn | None = None, settings: Settings | None = None) -> str:
     """Close a task with a disposition and move its enrollment on; one transaction.
 
-    ``meeting_booked`` is an event for the managers' stop rules (by default: stop).
+    ``meeting_booked`` is an event for the managers' stop rules (by default: stop). With
+    ``meeting`` (its time, AE, length) the meeting is booked too, for the task's prospect
+    and enrollment, and the booking applies that rule; a bad one refuses the whole close.
     """
+    if meeting is not None and outcome != "meeting_booked":
+        raise MeetingError(f"outcome: a meeting can only be booked with the outcome meeting_booked, not {outcome!r}")
     task = task_channel.close(session, now, task_id, outcome, note)
     enrollment = session.get(Enrollment, task.enrollment_id)
     decisions.record(session, now, "task_done", f"{task.kind} task #{task.id}: {outcome}",
                      enrollment=enrollment, touch_id=task.touch_id, outcome=outcome, note=note)
     result = "recorded"
-    if outcome == "meeting_booked":
+    if meeting is not None:
+        prospect = session.get(Prospect, enrollment.prospect_id)
+        booked = replace(meeting, prospect_email=prospect.email, source="task", enrollment_id=enrollment.id)
+        booking.book(session, now, settings or Settings(), rules, booked)
+        result = "stopped" if enrollment.state == "stopped" else "recorded"
+    elif outcome == "meeting_booked":
         prospect = session.get(Prospect, enrollment.prospect_id)
         event = Event(name="meeting_booked", summary=f"meeting booked on {task.kind} task #{task.id}",
                       address=prospect.email, enrollment=enrollment)

@@ -24,7 +24,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import String, cast
@@ -347,18 +347,22 @@ def clear_review(session: Session, now: datetime, meeting: Meeting, by: str = ""
     return meeting
 
 
+def as_dict(meeting: Meeting, prospect_email: str = "") -> dict[str, Any]:
+    """The meeting as JSON-ready values (times as ISO 8601 UTC), for ``--json`` and the HTTP API."""
+    values = meeting.model_dump()
+    for name, value in values.items():
+        if isinstance(value, datetime):
+            values[name] = value.isoformat()
+    if prospect_email:
+        values["prospect_email"] = prospect_email
+    return values
+
+
 def get(session: Session, meeting_id: int) -> Meeting:
     meeting = session.get(Meeting, meeting_id)
     if meeting is None:
         raise MeetingError(f"id: no meeting #{meeting_id}")
     return meeting
-
-
-def acceptance_due(meeting: Meeting, settings: Settings) -> datetime | None:
-    """When the AE's window to accept or reject a held meeting closes (None if not held)."""
-    if meeting.held_at is None:
-        return None
-    return meeting.held_at + timedelta(days=settings.meeting_acceptance_days)
 
 
 # --- checks -----------------------------------------------------------------------------

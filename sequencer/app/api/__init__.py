@@ -32,6 +32,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     """
     from sequencer.app.api.auth import mount_open, mount_writes, unauthenticated_writes
     from sequencer.app.api.inbound import router as inbound_router
+    from sequencer.app.api.meetings import router as meetings_router
     from sequencer.app.api.unsubscribe import router as unsubscribe_router
 
     signing_secret(settings)
@@ -41,6 +42,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     app.state.clock = clock or SystemClock()
     mount_open(app, unsubscribe_router, "RFC 8058 one-click unsubscribe: the signed token in the URL is the proof")
     mount_writes(app, inbound_router, "inbound")
+    mount_writes(app, meetings_router, "admin")
     open_doors = unauthenticated_writes(app)
     if open_doors:
         raise RuntimeError(f"write routes without an API key: {', '.join(open_doors)}; mount them with mount_writes")

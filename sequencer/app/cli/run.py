@@ -14,6 +14,7 @@ from sequencer.core.clock import SystemClock
 from sequencer.core.config import ConfigError, signing_secret
 from sequencer.core.yaml_source import SourceError
 from sequencer.engine.tick import tick
+from sequencer.meetings import reminders
 from sequencer.sending import mailboxes
 from sequencer.sequences.versions import sync
 
@@ -57,6 +58,10 @@ def run_command(
                 report = tick(session, clock, engine_runtime)
                 if report.advanced or report.signals:
                     console.print(f"{clock.now():%H:%M:%S} signals {report.signals}, steps {report.outcomes}")
+                # Meetings: reminders to prospects and overdue acceptances, each sent once.
+                for line in reminders.run_due(session, clock.now(), config, engine_runtime.sender,
+                                              engine_runtime.domain_problem):
+                    console.print(f"{clock.now():%H:%M:%S} {line}", highlight=False)
                 if once:
                     break
                 time.sleep(interval)
