@@ -11,6 +11,7 @@ shaped as Outlook and Google Calendar send them. On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import base64
+import mailbox
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -20,8 +21,10 @@ import vobject
 from engine_support import prepare, write_templates
 from inbound_support import reply, send_first_email
 from sqlmodel import select
+from typer.testing import CliRunner
 
 from channels.email import SmtpSender
+from sequencer.app.cli import app as cli
 from sequencer.app.wiring import build as build_runtime
 from sequencer.core.config import ConfigError
 from sequencer.core.models import Decision, InboundMessage, Meeting
@@ -351,3 +354,27 @@ def test_a_forged_rsvp_changes_nothing(session, clock, settings, sender, meeting
     assert refused.reason == result.action
     stored = session.exec(select(InboundMessage).where(InboundMessage.kind == "calendar_reply")).one()
     assert stored.id == result.message.id
+
+
+def test_the_invite_and_the_rsvp_are_on_the_prospects_timeline(tmp_path, monkeypatch, session, clock, settings,
+                                                               sender, meeting):
+    """Over the CLI: an mbox with the AE's acceptance and a forged decline, then ``explain``."""
+    invites.deliver(session, clock.now(), settings, sender, meeting, "REQUEST")
+    box = mailbox.mbox(str(tmp_path / "rsvps.mbox"))
+    box.add(outlook_rsvp(AE, rsvp_ics(meeting, AE, "ACCEPTED")))
+    box.add(outlook_rsvp("mallory@attacker.example", rsvp_ics(meeting, AE, "DECLINED"), "Declined"))
+    box.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQUENCER_CONFIG", raising=False)
+    monkeypatch.setenv("SEQUENCER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("COLUMNS", "400")
+
+    ingested = CliRunner().invoke(cli, ["inbound", "ingest", str(tmp_path / "rsvps.mbox")])
+    result = CliRunner().invoke(cli, ["explain", DANA, "--tz", "UTC"])
+
+    assert ingested.exit_code == 0, ingested.output
+    assert partstats(session, meeting)[AE] == "ACCEPTED"
+    assert result.exit_code == 0, result.output
+    assert "the message comes from 'mallory@attacker.example', not from the attendee: not applied" in result.output
+    assert f"meeting_invite: REQUEST (SEQUENCE 0) from {SDR_MAILBOX}: sent to {AE}" in result.output
+    assert f"meeting_partstat: meeting #{meeting.id}: {AE} answered ACCEPTED" in result.output
