@@ -3,8 +3,8 @@
 Every builder starts from what the loopback SMTP server received (``smtp.messages[i]``):
 its Message-ID is what a mail client puts in In-Reply-To / References, and its envelope
 sender (``sam+t<touch id>-<mac>@outreach-acme.example``, signed by channels.verp) is where a
-bounce goes back to. So a
-test that matches a reply is matching against the same ids a real recipient would see.
+bounce goes back to. So a test that matches a reply is matching against the same ids a real
+recipient would see.
 
 Plain functions returning raw bytes; the tests feed them to ``ingest_raw``, the CLI, the
 HTTP endpoint or a Dovecot mailbox.
