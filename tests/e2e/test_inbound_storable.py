@@ -159,3 +159,32 @@ def test_a_message_id_too_long_for_the_key_column_is_stored_once_under_its_hash(
     session.expire_all()
     row = session.exec(select(InboundMessage)).one()
     assert long_id in row.message_id and row.dedupe_key.startswith("sha256-id:")
+
+
+def test_a_message_whose_ingest_raises_is_quarantined_and_the_rest_of_the_mbox_still_goes_in(
+        session, settings, monkeypatch, tmp_path):
+    from sequencer.app.cli import inbound as inbound_cli
+
+    real = inbound_cli.ingest_raw
+
+    def ingest_raw(session, now, settings, raw, rules=None):
+        if b"poison" in raw:
+            raise RuntimeError("the rules crashed")
+        return real(session, now, settings, raw, rules)
+
+    monkeypatch.setattr(inbound_cli, "ingest_raw", ingest_raw)
+    path = tmp_path / "inbox.mbox"
+    box = mailbox.mbox(str(path))
+    for raw in (message("before", b"Subject: one\r\n"), message("poison", b"Subject: poison\r\n"), GOOD):
+        box.add(raw)
+    box.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEQUENCER_DATABASE_URL", settings.database_url)
+
+    result = CliRunner().invoke(cli, ["inbound", "ingest", str(path)], env={"COLUMNS": "250"})
+
+    assert result.exit_code == 1, result.output
+    assert "inbox.mbox#2: quarantined - quarantined: ingest failed: RuntimeError: the rules crashed" in result.output
+    assert stored(session, "before").kind == stored(session, "good").kind == "reply"
+    poisoned = stored(session, "poison")
+    assert poisoned.quarantined and "RuntimeError: the rules crashed" in poisoned.detail["reason"]

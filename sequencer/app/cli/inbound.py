@@ -32,7 +32,7 @@ from sequencer.inbound.imap_poll import (
     imap_settings,
     poll_mailbox,
 )
-from sequencer.inbound.ingest import ingest_raw, our_domains, quarantine_raw
+from sequencer.inbound.ingest import IngestResult, ingest_raw, our_domains, quarantine_raw
 
 IngestFactory = Callable[[Session, Settings], Callable[[bytes], object]]
 
@@ -57,11 +57,31 @@ def ingest(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False))
     with open_session(config) as session:
         for path in files:
             for label, raw in raw_messages(path):
-                result = ingest_raw(session, SystemClock().now(), config, raw)
+                result = _ingest_or_quarantine(session, config, label, raw)
+                if result is None:
+                    quarantined += 1
+                    continue
                 quarantined += result.message.quarantined and not result.duplicate
                 console.print(f"{label}: {result.message.kind} - {result.action}", highlight=False, soft_wrap=True)
     if quarantined:
         raise typer.Exit(1)
+
+
+def _ingest_or_quarantine(session: Session, config: Settings, label: str, raw: bytes) -> IngestResult | None:
+    """One message of a batch: ingested, else quarantined with why; None (said on stderr) when
+    neither could be stored. Never raises for one message, so the rest of the batch goes in."""
+    try:
+        return ingest_raw(session, SystemClock().now(), config, raw)
+    except Exception as exc:
+        session.rollback()
+        reason = f"ingest failed: {type(exc).__name__}: {exc}"
+    try:
+        return quarantine_raw(session, SystemClock().now(), raw, reason)
+    except Exception as exc:
+        session.rollback()
+        err_console.print(f"{label}: not stored ({reason}; quarantine failed: {type(exc).__name__}: {exc}); "
+                          "ingest the file again once that is fixed", highlight=False, markup=False, soft_wrap=True)
+        return None
 
 
 @app.command()
