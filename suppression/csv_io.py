@@ -7,27 +7,27 @@ a crash (or a kill) mid-import loses at most the batch in flight and never leave
 half-written row, and because importing is an upsert keyed on ``(kind, value)``,
 running the same file again finishes the job without duplicating anything.
 
-Export writes the same columns, so an export re-imports to the same list.
+The file is read by ``suppression.csv_input`` (encodings, delimiters, rows that cannot be
+read), as every CSV import is. Export writes the same columns, so an export re-imports to
+the same list; a value a spreadsheet would run as a formula is escaped on the way out.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
 
 from sqlmodel import Session, select
 
+from suppression.csv_input import BadLine, CsvError, CsvInput, Row, escape_formula
 from suppression.models import SuppressionEntry
 from suppression.store import EntrySpec, iter_entries, make_spec, merge, new_entry
 
 COLUMNS = ("value", "kind", "reason", "expires_at", "note")
-
-
-class CsvError(ValueError):
-    """The file as a whole cannot be imported (no header, unknown columns)."""
+__all__ = ["COLUMNS", "BadRow", "CsvError", "ImportReport", "export_csv", "import_csv", "parse_expiry"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     bad: list[BadRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader guessed (an encoding)
 
 
 def import_csv(
@@ -69,21 +70,27 @@ def import_csv(
     midnight UTC and a time without offset meaning UTC. Existing entries are updated
     in place, except that an unsubscribe or complaint is never weakened (see
     ``suppression.store``). ``on_progress`` receives the number of bytes read so far.
-    Raises ``CsvError`` (naming ``name``) when the header is unusable.
+    Raises ``CsvError`` (naming ``name``) when the header is unusable or the encoding is
+    one that will not be guessed.
     """
     report = ImportReport()
-    lines = _decoded_lines(source, report, on_progress)
-    reader = csv.reader(lines, strict=True)
-    columns = _read_header(reader, name)
+    reader = CsvInput(source, name, on_progress)
+    report.notes.extend(reader.notes)
+    rows = iter(reader)
+    columns = _read_header(rows, name)
     value_at = columns.index("value")
     batch: dict[tuple[str, str], EntrySpec] = {}
-    for line, fields in _numbered_rows(reader, report):
+    for row in rows:
         report.rows += 1
+        fields = row.fields
+        if isinstance(row, BadLine):
+            report.bad.append(BadRow(row.line, fields[value_at] if value_at < len(fields) else "", row.problem))
+            continue
         try:
             spec = _row_spec(columns, fields, default_reason)
         except ValueError as exc:
             value = fields[value_at] if value_at < len(fields) else ""
-            report.bad.append(BadRow(line, value, str(exc)))
+            report.bad.append(BadRow(row.line, value, str(exc)))
             continue
         batch[(spec.kind, spec.value)] = spec
         if len(batch) >= batch_size:
@@ -96,13 +103,19 @@ def import_csv(
 
 
 def export_csv(session: Session, out: TextIO) -> int:
-    """Write every entry (expired ones too) as CSV; returns the number of rows written."""
+    """Write every entry (expired ones too) as CSV; returns the number of rows written.
+
+    A value starting with ``= + - @``, a tab or a CR gets a leading ``'`` (OWASP's advice
+    against CSV formula injection: a note of ``=HYPERLINK(...)`` must not run when the
+    export is opened in a spreadsheet); importing the file removes it again.
+    """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     count = 0
     for entry in iter_entries(session):
         expires = entry.expires_at.isoformat() if entry.expires_at else ""
-        writer.writerow([entry.value, entry.kind, entry.reason, expires, entry.note])
+        values = (entry.value, entry.kind, entry.reason, expires, entry.note)
+        writer.writerow([escape_formula(value) for value in values])
         count += 1
     return count
 
@@ -121,67 +134,24 @@ def parse_expiry(text: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def _decoded_lines(
-    source: BinaryIO, report: ImportReport, on_progress: Callable[[int], None] | None
-) -> Iterator[str]:
-    """Decode line by line, so one mis-encoded line is one bad row, not a dead import.
-
-    A bad line is replaced by an empty one, which the CSV reader skips while keeping
-    its line count, so later line numbers still match the file.
-    """
-    consumed = 0
-    for number, raw in enumerate(source, start=1):
-        consumed += len(raw)
-        if number == 1:
-            raw = raw.removeprefix(b"\xef\xbb\xbf")  # Excel's UTF-8 byte order mark
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            report.bad.append(BadRow(number, "", f"not valid UTF-8 ({exc.reason})"))
-            text = "\n"
-        if on_progress is not None:
-            on_progress(consumed)
-        yield text
-
-
-def _read_header(reader: Iterator[list[str]], name: str) -> list[str]:
-    for fields in reader:
-        if not fields:
-            continue
-        columns = [column.strip().lower() for column in fields]
+def _read_header(rows: Iterator[Row | BadLine], name: str) -> list[str]:
+    for row in rows:
+        if isinstance(row, BadLine):
+            raise CsvError(f"{name}: line {row.line}: cannot read the header: {row.problem}")
+        columns = [column.strip().lower() for column in row.fields]
         unknown = [column for column in columns if column not in COLUMNS]
         if unknown:
             raise CsvError(
-                f"{name}: line {reader.line_num}: unknown column(s) {', '.join(map(repr, unknown))};"
+                f"{name}: line {row.line}: unknown column(s) {', '.join(map(repr, unknown))};"
                 f" expected a header of {','.join(COLUMNS)}"
             )
         if "value" not in columns or len(set(columns)) != len(columns):
             raise CsvError(
-                f"{name}: line {reader.line_num}: the header needs a 'value' column and no"
+                f"{name}: line {row.line}: the header needs a 'value' column and no"
                 f" repeats; expected {','.join(COLUMNS)}"
             )
         return columns
     raise CsvError(f"{name}: empty file; expected a header of {','.join(COLUMNS)}")
-
-
-def _numbered_rows(
-    reader: Iterator[list[str]], report: ImportReport
-) -> Iterable[tuple[int, list[str]]]:
-    """Non-blank rows with the line each starts on (quoted fields may span lines)."""
-    previous = reader.line_num
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            report.rows += 1
-            report.bad.append(BadRow(previous + 1, "", f"unreadable CSV: {exc}"))
-            previous = reader.line_num
-            continue
-        start, previous = previous + 1, reader.line_num
-        if fields and any(value.strip() for value in fields):
-            yield start, fields
 
 
 def _row_spec(columns: list[str], fields: list[str], default_reason: str) -> EntrySpec:

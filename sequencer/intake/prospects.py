@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from sqlmodel import Session, select
 from sequencer.core.models import Account, Prospect
 from sequencer.intake.freemail import is_freemail
 from sequencer.sequences import schedule
+from suppression.csv_input import BadLine, CsvError, CsvInput
 from suppression.normalize import domain_of, normalize_domain, normalize_email
 
 PROSPECT_FIELDS = (
@@ -26,6 +26,7 @@ ACCOUNT_FIELDS = {"company": "name", "industry": "industry", "employees": "emplo
 class ImportReport:
     stored: int = 0
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader guessed (an encoding)
 
 
 def clean_prospect_fields(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -107,26 +108,42 @@ def import_csv(
 ) -> ImportReport:
     """Import prospects from CSV; bad rows are reported by line, good rows are stored.
 
+    The file is read by ``suppression.csv_input`` (UTF-8, UTF-16 with a BOM, or
+    Windows-1252 with a note; ``,``, ``;`` or tab; each row named by the line it starts
+    on), so an odd file is a list of refused rows or one clear refusal, never a traceback.
     Each row is written inside a savepoint and rows are committed in batches, so a crash
     loses at most the uncommitted batch and never leaves half a row.
     """
     report = ImportReport()
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "email" not in reader.fieldnames:
+    with path.open("rb") as handle:
+        try:
+            reader = CsvInput(handle, str(path))
+        except CsvError as exc:
+            report.errors.append(str(exc))
+            return report
+        report.notes.extend(reader.notes)
+        rows = iter(reader)
+        header = next(rows, None)
+        if isinstance(header, BadLine):
+            report.errors.append(f"{path}:{header.line}: cannot read the header: {header.problem}")
+            return report
+        columns = [column.strip() for column in header.fields] if header else []
+        if "email" not in columns:
             report.errors.append(f"{path}:1: header must include an 'email' column")
             return report
-        for row in _rows(reader):
-            line, values = row
-            if None in values:
-                report.errors.append(f"{path}:{line}: more fields than the header has")
+        for row in rows:
+            if isinstance(row, BadLine):
+                report.errors.append(f"{path}:{row.line}: {row.problem}")
+            elif len(row.fields) > len(columns):
+                report.errors.append(f"{path}:{row.line}: more fields than the header has")
             else:
+                values = dict(zip(columns, row.fields, strict=False))
                 try:
                     with session.begin_nested():
                         upsert_prospect(session, now, values.get("email") or "", values, values.get("domain") or "")
                     report.stored += 1
                 except ValueError as exc:
-                    report.errors.append(f"{path}:{line}: {exc}")
+                    report.errors.append(f"{path}:{row.line}: {exc}")
             if progress:
                 progress(1)
             if report.stored and report.stored % batch == 0:
@@ -135,11 +152,11 @@ def import_csv(
     return report
 
 
-def _rows(reader: csv.DictReader) -> Iterable[tuple[int, dict]]:
-    for values in reader:
-        yield reader.line_num, values
-
-
 def count_rows(path: Path) -> int:
-    with path.open(encoding="utf-8-sig") as handle:
-        return max(sum(1 for _ in handle) - 1, 0)
+    """About how many rows ``path`` has (its line breaks, less the header), for a progress bar;
+    read as bytes, so any encoding counts without failing."""
+    lines = 0
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+    return max(lines - 1, 0)

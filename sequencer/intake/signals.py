@@ -3,13 +3,20 @@
 A signal is committed before the caller is told it was accepted; acting on it
 (enrolling, waking waiting steps) happens afterwards and is re-done for any stored
 signal whose ``processed_at`` is still empty, so a crash in between loses nothing.
+
+What is trusted: nothing in a signal. It comes from a vendor's feed, a form, a file, so
+every field is checked for its type, the payload for its size, depth and content (text
+both databases can store; finite numbers), and a bad one refuses that signal alone with
+the field named; a file import reports it with its line and goes on. Payload values that
+the triggers compare as numbers are stored as numbers (a CSV's ``"80"`` becomes ``80``),
+so templates can do arithmetic with them.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,10 +27,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from sequencer.core.models import Signal
-from sequencer.sequences.triggers import SIGNAL_TYPES
+from sequencer.sequences.triggers import SIGNAL_TYPES, numeric_signal_fields, typed_payload
+from sequencer.sequences.versions import current_versions
+from suppression.csv_input import BadLine, CsvError, CsvInput
 from suppression.normalize import normalize_domain, normalize_email
 
 _RESERVED = {"type", "email", "domain", "occurred_at", "source", "dedupe_key"}
+MAX_SIGNAL_BYTES = 64 * 1024  # one signal: a JSONL line, or a payload as stored JSON
+MAX_DEPTH = 8  # objects and lists inside a payload ({"a": {"b": [1]}} is 3)
+MAX_TEXT = 1000  # characters in type, email, domain, source, dedupe_key
+MAX_KEY = 200  # characters in a payload key
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -40,18 +54,44 @@ class SignalIn:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str) -> SignalIn:
-        """Build from a flat record (a JSONL object or CSV row); extra keys are payload."""
-        payload = dict(values.get("payload") or {})
+        """Build from a flat record (a JSONL object or CSV row); extra keys are payload.
+
+        Raises ``ValueError`` naming the field when a field has the wrong type.
+        """
+        given = values.get("payload")
+        if given not in (None, "") and not isinstance(given, dict):
+            raise ValueError(f"payload: must be an object, got {_kind(given)}")
+        payload = dict(given or {})
         payload.update({k: v for k, v in values.items() if k not in _RESERVED | {"payload"} and v not in (None, "")})
+        occurred = values.get("occurred_at")
+        if occurred not in (None, "") and not isinstance(occurred, str):
+            raise ValueError(f"occurred_at: must be an ISO 8601 time as text, got {_kind(occurred)}")
         return cls(
-            type=str(values.get("type") or "").strip(),
-            email=str(values.get("email") or "").strip(),
-            domain=str(values.get("domain") or "").strip(),
+            type=_text(values, "type"),
+            email=_text(values, "email"),
+            domain=_text(values, "domain"),
             payload=payload,
-            occurred_at=parse_time(values["occurred_at"]) if values.get("occurred_at") else None,
-            source=str(values.get("source") or source),
-            dedupe_key=str(values.get("dedupe_key") or "").strip(),
+            occurred_at=parse_time(occurred) if occurred else None,
+            source=_text(values, "source") or source,
+            dedupe_key=_text(values, "dedupe_key", numbers=True),
         )
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", bool: "true/false", int: "a number", float: "a number",
+            str: "text"}.get(type(value), type(value).__name__)
+
+
+def _text(values: dict[str, Any], name: str, numbers: bool = False) -> str:
+    """A text field of a record, stripped; a list, object or (unless ``numbers``) number is refused."""
+    value = values.get(name)
+    if value is None:
+        return ""
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: must be text, got {_kind(value)}")
+    return value.strip()
 
 
 @dataclass
@@ -61,16 +101,81 @@ class Stored:
 
 
 def parse_time(raw: Any) -> datetime:
-    """ISO 8601 time; a value without an offset is taken as UTC."""
+    """ISO 8601 time, in UTC; a value without an offset is taken as UTC.
+
+    An impossible date (February 30th) or a time before 1970 is a ``ValueError`` naming
+    ``occurred_at``.
+    """
+    text = str(raw)
     try:
-        moment = datetime.fromisoformat(str(raw))
-    except ValueError:
-        raise ValueError(f"occurred_at: not an ISO 8601 time: {raw!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(text[:64])
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"occurred_at: not an ISO 8601 time: {text[:64]!r} ({exc})") from None
+    if moment < _EARLIEST:
+        raise ValueError(f"occurred_at: {moment.isoformat()} is before 1970")
+    return moment
+
+
+def check_payload(payload: Any) -> None:
+    """Refuse a payload that is not plain, bounded JSON both databases store as it is.
+
+    Keys are text; values are text, finite numbers, integers of at most 64 bits, true,
+    false, null, lists and objects, at most ``MAX_DEPTH`` deep and ``MAX_SIGNAL_BYTES``
+    as JSON; text holds no NUL character (PostgreSQL cannot store one) and no lone
+    surrogate (it is not UTF-8). The message names the path of the bad value.
+    """
+    if not isinstance(payload, dict):
+        raise ValueError(f"payload: must be an object, got {_kind(payload)}")
+    pending: list[tuple[str, Any, int]] = [("payload", payload, 1)]
+    while pending:
+        path, value, depth = pending.pop()
+        if isinstance(value, (dict, list)) and depth > MAX_DEPTH:
+            raise ValueError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ValueError(f"{path}: keys must be text, got {_kind(key)}")
+                _check_text(f"{path}.{key[:40]}", key, MAX_KEY, what="key")
+                pending.append((f"{path}.{key}", item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item, depth + 1) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(path, value, MAX_SIGNAL_BYTES)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not -(2**63) <= value < 2**63:
+                raise ValueError(f"{path}: the number is too large (at most 64 bits)")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"{path}: not a finite number ({value})")
+        else:
+            raise ValueError(f"{path}: not a JSON value ({type(value).__name__})")
+    size = len(json.dumps(payload, ensure_ascii=False).encode())
+    if size > MAX_SIGNAL_BYTES:
+        raise ValueError(f"payload: {size} bytes as JSON; a signal's payload may be at most {MAX_SIGNAL_BYTES}")
+
+
+def _check_text(path: str, text: str, limit: int, what: str = "text") -> None:
+    if len(text) > limit:
+        raise ValueError(f"{path}: {what} of {len(text)} characters (at most {limit})")
+    if "\x00" in text:
+        raise ValueError(f"{path}: a NUL character in the {what}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{path}: the {what} is not valid Unicode (a lone surrogate)") from None
 
 
 def validate(signal: SignalIn, now: datetime) -> SignalIn:
     """Normalise and check a signal; raise ``ValueError`` naming the bad field."""
+    for name in ("type", "email", "domain", "source", "dedupe_key"):
+        value = getattr(signal, name)
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: must be text, got {_kind(value)}")
+        _check_text(name, value, MAX_TEXT)
+    check_payload(signal.payload)
     if signal.type not in SIGNAL_TYPES:
         raise ValueError(f"type: unknown signal type {signal.type!r} (known: {', '.join(sorted(SIGNAL_TYPES))})")
     if not signal.email and not signal.domain:
@@ -95,8 +200,24 @@ def _derived_key(kind: str, email: str, domain: str, occurred: datetime, payload
     return "auto:" + hashlib.sha256(body.encode()).hexdigest()
 
 
-def store(session: Session, now: datetime, signal: SignalIn) -> Stored:
-    """Validate and commit one signal; a repeated dedupe key returns the stored one."""
+def numeric_fields(session: Session, signal_type: str, known: dict[str, set[str]] | None = None) -> set[str]:
+    """The payload fields the current sequences' triggers compare as numbers for ``signal_type``;
+    ``known`` caches them by type for the length of an import."""
+    if known is not None and signal_type in known:
+        return known[signal_type]
+    fields = numeric_signal_fields((v.definition.get("trigger") or {} for v in current_versions(session)),
+                                   signal_type)
+    if known is not None:
+        known[signal_type] = fields
+    return fields
+
+
+def store(session: Session, now: datetime, signal: SignalIn, *, numeric: dict[str, set[str]] | None = None) -> Stored:
+    """Validate and commit one signal; a repeated dedupe key returns the stored one.
+
+    The dedupe key is derived from the payload as received; the payload is stored with
+    the values the triggers compare as numbers made numbers (``numeric`` caches which).
+    """
     clean = validate(signal, now)
     existing = session.exec(select(Signal).where(Signal.dedupe_key == clean.dedupe_key)).first()
     if existing is not None:
@@ -106,7 +227,7 @@ def store(session: Session, now: datetime, signal: SignalIn) -> Stored:
         dedupe_key=clean.dedupe_key,
         email=clean.email,
         domain=clean.domain or (clean.email.split("@", 1)[1] if clean.email else ""),
-        payload=clean.payload,
+        payload=typed_payload(clean.payload, numeric_fields(session, clean.type, numeric)),
         source=clean.source,
         occurred_at=clean.occurred_at,
         received_at=now,
@@ -122,34 +243,78 @@ def store(session: Session, now: datetime, signal: SignalIn) -> Stored:
 
 
 def read_file(path: Path) -> Iterator[tuple[int, dict[str, Any] | ValueError]]:
-    """Yield ``(line, record)`` from a JSONL or CSV file; a bad line yields a ``ValueError``."""
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield line_no, ValueError(f"not valid JSON: {exc.msg} at column {exc.colno}")
-                    continue
-                if not isinstance(record, dict):
-                    yield line_no, ValueError("each line must be a JSON object")
-                    continue
-                yield line_no, record
-    elif path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or "type" not in reader.fieldnames:
+    """Yield ``(line, record)`` from a JSONL or CSV file; a bad line yields a ``ValueError``.
+
+    A file that cannot be read at all (a CSV in an encoding that is refused) raises
+    ``ValueError`` naming it; an unknown suffix too.
+    """
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        with path.open("rb") as handle:
+            yield from _json_lines(handle)
+    elif suffix == ".csv":
+        with path.open("rb") as handle:
+            try:
+                reader = CsvInput(handle, str(path))
+            except CsvError as exc:
+                raise ValueError(str(exc)) from None
+            rows = iter(reader)
+            header = next(rows, None)
+            columns = [column.strip() for column in header.fields] if header is not None else []
+            if isinstance(header, BadLine) or "type" not in columns:
                 yield 1, ValueError("CSV header must include a 'type' column")
                 return
-            for values in reader:
-                if None in values:
-                    yield reader.line_num, ValueError("more fields than the header has")
+            for row in rows:
+                if isinstance(row, BadLine):
+                    yield row.line, ValueError(row.problem)
+                elif len(row.fields) > len(columns):
+                    yield row.line, ValueError("more fields than the header has")
                 else:
-                    yield reader.line_num, values
+                    yield row.line, dict(zip(columns, row.fields, strict=False))
     else:
         raise ValueError(f"{path}: unknown signal file type {path.suffix!r} (use .jsonl or .csv)")
+
+
+def _json_lines(handle: Any) -> Iterator[tuple[int, dict[str, Any] | ValueError]]:
+    """JSON objects, one a line; a line over ``MAX_SIGNAL_BYTES`` is skipped unread."""
+    line_no = 0
+    while True:
+        raw = handle.readline(MAX_SIGNAL_BYTES + 1)
+        if not raw:
+            return
+        line_no += 1
+        if len(raw) > MAX_SIGNAL_BYTES and not raw.endswith(b"\n"):
+            size = len(raw)
+            while (rest := handle.readline(MAX_SIGNAL_BYTES)) and not rest.endswith(b"\n"):
+                size += len(rest)
+            yield line_no, ValueError(f"line of over {size + len(rest)} bytes; a signal may be at most "
+                                      f"{MAX_SIGNAL_BYTES}")
+            continue
+        if not raw.strip():
+            continue
+        yield line_no, _json_record(raw)
+
+
+def _json_record(raw: bytes) -> dict[str, Any] | ValueError:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return ValueError(f"not valid UTF-8 ({exc.reason} at byte {exc.start + 1})")
+    try:
+        record = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        return ValueError(f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return ValueError(f"nested too deeply (a payload may be {MAX_DEPTH} levels deep)")
+    except ValueError as exc:  # NaN or Infinity, or an integer of thousands of digits
+        return ValueError(f"not valid JSON: {exc}")
+    if not isinstance(record, dict):
+        return ValueError("each line must be a JSON object")
+    return record
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def import_file(
@@ -162,6 +327,7 @@ def import_file(
     stored: list[Signal] = []
     duplicates = 0
     errors: list[str] = []
+    numeric: dict[str, set[str]] = {}  # per signal type, read once for the file
     for line, record in read_file(path):
         if progress:
             progress(1)
@@ -169,7 +335,7 @@ def import_file(
             errors.append(f"{path}:{line}: {record}")
             continue
         try:
-            result = store(session, now, SignalIn.from_mapping(record, source=f"import:{path.name}"))
+            result = store(session, now, SignalIn.from_mapping(record, source=f"import:{path.name}"), numeric=numeric)
         except ValueError as exc:
             errors.append(f"{path}:{line}: {exc}")
             continue

@@ -1,9 +1,20 @@
-"""Which signals enroll whom: trigger filters over prospect, account and signal fields."""
+"""Which signals enroll whom: trigger filters over prospect, account and signal fields.
+
+The values filtered come from outside (a CSV column, a JSONL line, a webhook), so a filter
+never raises on them: a value that is not a number fails a numeric filter with that
+reason, and ``matches`` runs on RE2, whose matching time is linear in the text whatever
+the pattern (Python's ``re`` backtracks: ``(a+)+$`` on forty a's and a b never ends).
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
+
+import re2
 
 SIGNAL_TYPES = frozenset(
     {
@@ -21,7 +32,29 @@ SIGNAL_TYPES = frozenset(
     }
 )
 OPERATORS = ("equals", "in", "matches", "between", "at_least", "at_most", "exists")
+NUMERIC_OPERATORS = ("between", "at_least", "at_most")
 ACCOUNT_SCOPES = ("all", "first", "none")
+MAX_PATTERN = 1000  # characters in a ``matches`` pattern
+_RE2_SYNTAX = "RE2 syntax: no backreferences or look-around; \\z for the end of text"
+
+
+def compile_pattern(pattern: str) -> Any:
+    """The RE2 program for ``pattern``; raises ``ValueError`` saying why it cannot be one."""
+    if len(pattern) > MAX_PATTERN:
+        raise ValueError(f"the pattern is {len(pattern)} characters long (the limit is {MAX_PATTERN})")
+    return _compiled(pattern)
+
+
+@lru_cache(maxsize=512)
+def _compiled(pattern: str) -> Any:
+    options = re2.Options()
+    options.log_errors = False  # the reason is in the exception; RE2 would also print it to stderr
+    options.max_mem = 8 << 20  # a pattern whose program needs more is refused, not built
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(f"{reason} ({_RE2_SYNTAX})") from None
 
 
 def validate_filter(field: str, spec: Any) -> list[str]:
@@ -35,8 +68,8 @@ def validate_filter(field: str, spec: Any) -> list[str]:
         return [f"unknown filter operator {op!r} on {field!r} (known: {', '.join(OPERATORS)})"]
     if op == "matches":
         try:
-            re.compile(str(value))
-        except re.error as exc:
+            compile_pattern(str(value))
+        except ValueError as exc:
             return [f"bad regular expression for {field!r}: {exc}"]
     if op == "between" and not (
         isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
@@ -70,38 +103,104 @@ def failed_filters(filters: dict[str, dict], context: dict[str, Any]) -> list[st
     for field, spec in filters.items():
         (op, expected), = spec.items()
         actual = lookup(context, field)
-        if not _passes(op, expected, actual):
-            failed.append(f"{field} {op} {expected!r} (was {actual!r})")
+        passes, why = _passes(op, expected, actual)
+        if not passes:
+            failed.append(f"{field} {op} {expected!r} (was {actual!r}{f': {why}' if why else ''})")
     return failed
 
 
-def _passes(op: str, expected: Any, actual: Any) -> bool:
+def _passes(op: str, expected: Any, actual: Any) -> tuple[bool, str]:
+    """Whether ``actual`` passes, and why not when the value (not the comparison) is the reason."""
     if op == "exists":
-        return (actual not in (None, "")) == bool(expected)
+        return (actual not in (None, "")) == bool(expected), ""
     if actual in (None, ""):
-        return False
+        return False, ""
     if op == "equals":
-        return str(actual).lower() == str(expected).lower()
+        return str(actual).lower() == str(expected).lower(), ""
     if op == "in":
-        return str(actual).lower() in {str(item).lower() for item in expected}
+        return str(actual).lower() in {str(item).lower() for item in expected}, ""
     if op == "matches":
-        return re.search(str(expected), str(actual)) is not None
-    number = _number(actual)
+        try:
+            pattern = compile_pattern(str(expected))
+        except ValueError as exc:  # a version stored before patterns were checked as RE2
+            return False, f"the pattern cannot be used: {exc}"
+        return pattern.search(str(actual)) is not None, ""
+    number = as_number(actual)
     if number is None:
-        return False
-    if op == "between":
-        return float(expected[0]) <= number <= float(expected[1])
-    if op == "at_least":
-        return number >= float(expected)
-    return number <= float(expected)
+        return False, "not a number"
+    try:
+        if op == "between":
+            return float(expected[0]) <= number <= float(expected[1]), ""
+        if op == "at_least":
+            return number >= float(expected), ""
+        return number <= float(expected), ""
+    except (TypeError, ValueError, IndexError, OverflowError):  # a bound stored before it was checked
+        return False, f"the bound {expected!r} is not a number"
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
+_NUMBER_TEXT = re.compile(r"[+-]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][+-]?\d{1,3})?")
+
+
+def as_number(value: Any) -> int | float | None:
+    """``value`` as a number: an int or finite float as it is, text such as ``"80"``,
+    ``" 80 "`` or ``"7.5e3"`` converted; anything else (``True``, ``"high"``, ``"nan"``,
+    ``"1_000"``, ``[80]``) is ``None``."""
+    if isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not _NUMBER_TEXT.fullmatch(text):
+        return None
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def numeric_signal_fields(triggers: Iterable[dict[str, Any]], signal_type: str) -> set[str]:
+    """The signal payload fields (``score`` for ``signal.score``) that the triggers listening
+    for ``signal_type`` compare as numbers."""
+    fields = set()
+    for trigger in triggers:
+        if signal_type not in (trigger.get("signals") or ()):
+            continue
+        for field, spec in (trigger.get("filters") or {}).items():
+            if field.startswith("signal.") and isinstance(spec, dict) and set(spec) & set(NUMERIC_OPERATORS):
+                fields.add(field.removeprefix("signal."))
+    return fields
+
+
+def typed_payload(payload: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """``payload`` with each of ``fields`` that holds a number as text holding the number.
+
+    A value that is not a number is left as it came: its filter fails with the reason, and
+    a template using it says so. Nested fields (``signal.usage.seats``) are followed.
+    """
+    typed = payload
+    for field in sorted(fields):
+        parts = field.split(".")
+        parents = [typed]
+        for part in parts[:-1]:
+            child = parents[-1].get(part)
+            if not isinstance(child, dict):
+                break
+            parents.append(child)
+        else:
+            value = parents[-1].get(parts[-1])
+            number = as_number(value) if isinstance(value, str) else None
+            if number is None:
+                continue
+            rebuilt: Any = number  # copy the dicts on the path, never change the caller's
+            for parent, part in zip(reversed(parents), reversed(parts), strict=True):
+                rebuilt = {**parent, part: rebuilt}
+            typed = rebuilt
+    return typed

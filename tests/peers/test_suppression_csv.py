@@ -134,7 +134,7 @@ def test_a_quoted_field_spanning_lines_keeps_later_line_numbers_right(session: S
 
 
 def test_a_line_that_is_not_utf8_is_one_bad_row(engine: Engine, session: Session) -> None:
-    data = b"value\nann@example.com\nb\xffd@example.com\ncarol@example.com\n"
+    data = "value,note\nann@example.com,café\n".encode() + b"b\xffd@example.com,\ncarol@example.com,\n"
     report = run_import(session, data)
     assert [(bad.line, bad.problem.split(" (")[0]) for bad in report.bad] == [
         (3, "not valid UTF-8")

@@ -22,8 +22,10 @@ def import_prospects(path: Path = typer.Argument(..., exists=True, dir_okay=Fals
     with open_session() as session, Progress(console=console, transient=True) as progress:
         bar = progress.add_task("prospects", total=prospect_store.count_rows(path))
         report = prospect_store.import_csv(session, SystemClock().now(), path, lambda n: progress.advance(bar, n))
-    for error in report.errors:
-        console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+    for error in report.errors:  # markup off: a row's text may hold [brackets]
+        console.print(error, style="red", highlight=False, markup=False, soft_wrap=True)
     console.print(f"{report.stored} prospect(s) stored, {len(report.errors)} row(s) refused")
     if report.errors:
         raise typer.Exit(1)
@@ -81,7 +83,7 @@ def import_signals(path: Path = typer.Argument(..., exists=True, dir_okay=False,
             fail(str(exc))
         enrolled = sum(len(enrolling.process(session, now, s).enrolled) for s in stored)
     for error in errors:
-        console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True)
+        console.print(error, style="red", highlight=False, markup=False, soft_wrap=True)
     console.print(f"{len(stored)} signal(s) stored, {duplicates} duplicate(s), {len(errors)} refused; "
                   f"{enrolled} enrollment(s) started")
     if errors:

@@ -172,6 +172,8 @@ def import_(
         except CsvError as exc:
             progress.stop()
             fail(str(exc))
+    for note in report.notes:
+        say(f"note: {note}")
     for bad in report.bad:
         say(f"{path}: {bad}")
     say(
