@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -107,7 +107,3 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Setting
     monkeypatch.setattr(meetings_cli, "SystemClock", lambda: clock)
     monkeypatch.setattr(tasks_cli, "SystemClock", lambda: clock)
     yield Workspace(tmp_path, settings, engine, clock, smtp, monkeypatch)
-
-
-def later(clock: SimulatedClock, **delta: float) -> datetime:
-    return clock.now() + timedelta(**delta)

@@ -12,13 +12,14 @@ import json
 from datetime import timedelta
 
 import pytest
-from meetings_support import AE, DANA, SDR, Workspace, workspace  # noqa: F401
+from meetings_support import AE, DANA, SDR, Workspace
 from sqlmodel import func, select
 
 from channels.tasks import Task
 from sequencer.core.db import session as new_session
 from sequencer.core.models import Enrollment, Meeting, Prospect
 
+pytest_plugins = ["meetings_support"]  # the workspace fixture
 IN_TWO_DAYS = timedelta(days=2)
 
 
