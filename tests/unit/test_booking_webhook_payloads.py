@@ -74,6 +74,11 @@ def test_calcom_cancelled_ended_and_no_shows() -> None:
     assert (marked.action, marked.external_id, marked.absent) == (wh.NO_SHOW, "9hT4qGz2WbLx7cVpR3mKsN", (PROSPECT,))
     host = read_calcom(body(fixture("calcom_after_hosts_no_show")))
     assert (host.action, host.fault, host.absent) == (wh.NO_SHOW, "ae", (AE,))
+    guests = fixture("calcom_after_hosts_no_show")
+    guests["triggerEvent"] = "AFTER_GUESTS_CAL_VIDEO_NO_SHOW"
+    del guests["payload"]["hostEmail"]
+    assert (read_calcom(body(guests)).fault, read_calcom(body(guests)).reason) == (
+        "prospect", "after_guests_cal_video_no_show")
     unmarked = fixture("calcom_no_show_updated")
     unmarked["payload"]["attendees"][0]["noShow"] = False
     assert read_calcom(body(unmarked)).action == wh.NO_SHOW_REMOVED

@@ -34,6 +34,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     from sequencer.app.api.inbound import router as inbound_router
     from sequencer.app.api.meetings import router as meetings_router
     from sequencer.app.api.unsubscribe import router as unsubscribe_router
+    from sequencer.app.api.webhooks import router as webhooks_router
 
     signing_secret(settings)
     app = FastAPI(title="sequencer", docs_url="/docs", redoc_url=None)
@@ -43,6 +44,8 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     mount_open(app, unsubscribe_router, "RFC 8058 one-click unsubscribe: the signed token in the URL is the proof")
     mount_writes(app, inbound_router, "inbound")
     mount_writes(app, meetings_router, "admin")
+    mount_open(app, webhooks_router, "booking tools' webhooks: the HMAC signature over the body, with the "
+                                     "secret configured for that tool, is the proof (no secret: refused)")
     open_doors = unauthenticated_writes(app)
     if open_doors:
         raise RuntimeError(f"write routes without an API key: {', '.join(open_doors)}; mount them with mount_writes")

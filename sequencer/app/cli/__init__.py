@@ -19,6 +19,7 @@ from sequencer.app.cli import (
     serve,
     suppress,
     tasks,
+    webhooks,
     worker,
 )
 
@@ -34,6 +35,7 @@ app.add_typer(suppress.app, name="suppress")
 app.add_typer(rules.app, name="rules")
 app.add_typer(api_keys.app, name="api-keys")
 app.add_typer(meetings.app, name="meetings")
+app.add_typer(webhooks.app, name="webhooks")
 app.command("init")(init.init_command)
 app.command("signal")(intake.signal_command)
 app.command("run")(run.run_command)
