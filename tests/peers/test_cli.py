@@ -192,7 +192,8 @@ def queue_first_task(db: Engine) -> Task:
     with new_session(db) as session:
         enrollment = session.exec(select(Enrollment)).one()
         clock = SimulatedClock(enrollment.next_due_at + timedelta(minutes=1))
-        tick(session, clock, build_runtime(Settings(), None, check_domains=False))
+        tick(session, clock, build_runtime(Settings(secret_key="test-secret-0123456789abcdefghij"), None,
+                                           check_domains=False))
         return session.exec(select(Task)).one()
 
 
