@@ -107,9 +107,11 @@ def export_csv(session: Session, out: TextIO) -> int:
 
     A value starting with ``= + - @``, a tab or a CR gets a leading ``'`` (OWASP's advice
     against CSV formula injection: a note of ``=HYPERLINK(...)`` must not run when the
-    export is opened in a spreadsheet); importing the file removes it again.
+    export is opened in a spreadsheet); importing the file removes it again. Lines end in
+    CRLF (RFC 4180), so the writer also quotes a value holding a lone CR, which it would
+    otherwise write bare and the file would not read back.
     """
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     count = 0
     for entry in iter_entries(session):
