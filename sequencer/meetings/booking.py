@@ -122,25 +122,27 @@ def book(session: Session, now: datetime, settings: Settings, rules: RuleBook, b
     enrollment = _enrollment_of(session, prospect, booking.enrollment_id)
     # Everything is checked: from here on only writes.
     review = ""
-    if prospect is None:
-        prospect = _new_prospect(session, now, email, prospect_name, sdr)
-        if settings.meeting_unknown_prospect == "park":
-            review = f"booked for {email}, who was not a prospect: check who they are before the meeting"
-    sdr = sdr or prospect.owner or _sequence_owner(session, enrollment)
-    meeting = Meeting(
-        uid=f"{uuid.uuid4().hex}@sequencer", prospect_id=prospect.id,
-        enrollment_id=enrollment.id if enrollment else None, sdr=sdr, ae=ae,
-        title=title or _default_title(session, prospect), location=location, start_at=start,
-        duration_minutes=duration, state="scheduled", ical_sequence=0, source=source, external_id=external_id,
-        previous_external_ids=[], attendees=_attendees(prospect, prospect_name, ae, sdr, source, extra),
-        review=review, start_set_at=now, created_at=now, updated_at=now,
-    )
+    if prospect is None and settings.meeting_unknown_prospect == "park":
+        review = f"booked for {email}, who was not a prospect: check who they are before the meeting"
     try:
+        # One savepoint for the new prospect and the meeting: the same booking delivered twice
+        # at once makes both, and the delivery that comes second finds the first one's.
         with session.begin_nested():
+            if prospect is None:
+                prospect = _new_prospect(session, now, email, prospect_name, sdr)
+            sdr = sdr or prospect.owner or _sequence_owner(session, enrollment)
+            meeting = Meeting(
+                uid=f"{uuid.uuid4().hex}@sequencer", prospect_id=prospect.id,
+                enrollment_id=enrollment.id if enrollment else None, sdr=sdr, ae=ae,
+                title=title or _default_title(session, prospect), location=location, start_at=start,
+                duration_minutes=duration, state="scheduled", ical_sequence=0, source=source,
+                external_id=external_id, previous_external_ids=[],
+                attendees=_attendees(prospect, prospect_name, ae, sdr, source, extra),
+                review=review, start_set_at=now, created_at=now, updated_at=now,
+            )
             session.add(meeting)
             session.flush()
     except IntegrityError:
-        # The same booking, delivered twice at once: the other delivery stored it first.
         existing = find_by_external(session, source, external_id) if external_id is not None else None
         if existing is None:
             raise
