@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 
 from channels.email import DeliveryUnknown, OutgoingEmail, new_message_id
 from sequencer.core import decisions
-from sequencer.core.config import Settings
+from sequencer.core.config import ConfigError, Settings
 from sequencer.core.models import Enrollment, Mailbox, Meeting, MeetingNotice, Prospect
 from sequencer.meetings import acceptance
 from sequencer.meetings.booking import OPEN_STATES
@@ -50,9 +50,19 @@ def reminder_key(meeting: Meeting, hours: float) -> str:
     return f"reminder:{meeting.id}:{meeting.start_at.isoformat()}:{hours:g}h"
 
 
+def reminder_hours(settings: Settings) -> list[float]:
+    """``meeting_reminders_hours`` checked: positive numbers of hours before the start, smallest first."""
+    values = settings.meeting_reminders_hours
+    if not isinstance(values, list) or any(isinstance(h, bool) or not isinstance(h, int | float) or not 0 < h <= 24 * 14
+                                           for h in values):
+        raise ConfigError(f"{settings.source}: meeting_reminders_hours must be a list of hours before the meeting "
+                          f"(each more than 0 and at most two weeks), such as [24, 1], not {values!r}")
+    return sorted({float(h) for h in values})
+
+
 def due_reminders(session: Session, now: datetime, settings: Settings) -> list[DueReminder]:
     """The reminders to send now: for each upcoming meeting, the latest one whose moment has come."""
-    hours = sorted({float(h) for h in settings.meeting_reminders_hours if float(h) > 0})
+    hours = reminder_hours(settings)
     if not hours:
         return []
     upcoming = session.exec(select(Meeting).where(

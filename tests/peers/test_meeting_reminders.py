@@ -17,6 +17,7 @@ from sqlmodel import select
 from channels.email import SmtpSender
 from channels.tasks import Task
 from sequencer.app.wiring import build as build_runtime
+from sequencer.core.config import ConfigError
 from sequencer.core.models import CapCounter, Decision, Mailbox, Meeting, MeetingNotice
 from sequencer.meetings import booking, reminders
 from sequencer.rules.actions import rulebook
@@ -324,3 +325,14 @@ def test_celery_beat_runs_the_meetings_step(workspace, monkeypatch, offline):
 
     assert lines == [f"meeting #1: 24 h reminder sent (to {DANA} from {SAM})"] and again == []
     assert [m.rcpt_tos for m in workspace.smtp.messages] == [[DANA]]
+
+
+@pytest.mark.parametrize("hours", [[24, "1h"], [0], [-1], "24"], ids=["text", "zero", "negative", "not-a-list"])
+def test_bad_reminder_hours_are_refused_by_name(session, clock, settings, runtime, smtp, dana, hours):
+    book(session, clock, settings)
+    settings.meeting_reminders_hours = hours
+    clock.set(START - timedelta(hours=1))
+
+    with pytest.raises(ConfigError, match=r"meeting_reminders_hours must be a list of hours before the meeting"):
+        run(session, clock, settings, runtime)
+    assert smtp.messages == []
