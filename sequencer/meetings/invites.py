@@ -148,6 +148,11 @@ def deliver(session: Session, now: datetime, settings: Settings, sender: SmtpSen
     committed here: an email that left must never be forgotten by a later rollback.
     """
     method = _method(method)
+    if (method == "CANCEL") != (meeting.state == "canceled") or meeting.state in ("held", "no_show"):
+        raise MeetingError(f"method: meeting #{meeting.id} is {meeting.state}: "
+                           + ("its invitation is a CANCEL" if meeting.state == "canceled" else
+                              "it has happened, nothing to send" if meeting.state in ("held", "no_show") else
+                              "a CANCEL is sent once it is canceled"))
     prospect = session.get(Prospect, meeting.prospect_id)
     mailbox = organizer_mailbox(session, meeting)
     text = brief(session, meeting)
