@@ -233,11 +233,11 @@ def test_an_unknown_method_is_refused_by_name(session, clock, settings, smtp, se
 
 
 def test_a_method_that_does_not_fit_the_meeting_is_refused(session, clock, settings, smtp, sender, meeting):
-    with pytest.raises(booking.MeetingError, match=f"method: meeting #{meeting.id} is scheduled: a CANCEL is sent once it is "):
+    with pytest.raises(booking.MeetingError, match=f"method: meeting #{meeting.id} is scheduled: a CANCEL is sent"):
         invites.deliver(session, clock.now(), settings, sender, meeting, "CANCEL")
     booking.cancel(session, clock.now(), meeting)
     session.commit()
-    with pytest.raises(booking.MeetingError, match=f"method: meeting #{meeting.id} is canceled: its invitation is a CANCEL"):
+    with pytest.raises(booking.MeetingError, match=f"method: meeting #{meeting.id} is canceled: its invitation is"):
         invites.deliver(session, clock.now(), settings, sender, meeting, "REQUEST")
     assert smtp.messages == []
 
