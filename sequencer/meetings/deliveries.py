@@ -22,12 +22,14 @@ booking tool either way, so its invitation goes out as for any booking.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from sequencer.core import decisions
@@ -84,12 +86,33 @@ class Outcome:
 def apply(session: Session, now: datetime, settings: Settings, rules: RuleBook, command: Command,
           raw: bytes = b"") -> Outcome:
     """Carry out ``command`` (does not commit). ``WebhookError`` 4xx for a refused move, nothing written."""
+    _one_at_a_time(session, command)
     try:
         outcome = _carry_out(session, now, settings, rules, command)
     except MeetingError as exc:
         raise _refusal(command, exc) from None
     _log(session, now, outcome, raw)
     return outcome
+
+
+def _one_at_a_time(session: Session, command: Command) -> None:
+    """Hold, until this transaction ends, the right to handle deliveries of this booking.
+
+    A tool that retries while the first delivery is still being handled sends the same
+    booking twice at once; handled one after the other, the second finds what the first did
+    and is a duplicate (no second meeting, move or invitation). PostgreSQL: an advisory
+    lock on the booking's id. SQLite: the database's one write lock, taken now by a write
+    that changes nothing, so the second waits (busy timeout) instead of reading before the
+    first commits.
+    """
+    if not command.external_id:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"meeting-webhook:{command.source}:{command.external_id}".encode()).digest()
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": int.from_bytes(digest[:8], "big", signed=True)})
+    else:
+        session.execute(text("UPDATE meeting SET id = id WHERE 1 = 0"))
 
 
 def _carry_out(session: Session, now: datetime, settings: Settings, rules: RuleBook, command: Command) -> Outcome:

@@ -490,3 +490,33 @@ def test_bodies_are_bounded_before_they_are_read(live: Live) -> None:
     assert streamed.status_code == 413
     assert "larger than" in streamed.json()["detail"]
     assert live.counts() == before
+
+
+@pytest.mark.parametrize("trigger", ["booking", "cancel"])
+def test_the_same_delivery_several_times_at_once_acts_once_and_invites_once(live: Live, trigger: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    if trigger == "cancel":
+        live.calcom(fixture("calcom_booking_created"))
+        send, document, acted = live.calcom, fixture("calcom_booking_cancelled"), "canceled"
+    else:
+        send, document, acted = live.calendly, fixture("calendly_invitee_created"), "booked"
+    invites_before = len(live.invites())
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: send(document), range(6)))
+    assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
+    assert sorted(r.json()["result"] for r in responses) == [acted] + ["duplicate"] * 5
+    assert len({r.json()["meeting_id"] for r in responses}) == 1
+    assert len(live.meetings()) == 1
+    assert len(live.invites()) == invites_before + 1
+
+
+def test_an_invitation_that_cannot_be_sent_does_not_lose_the_meeting(live: Live) -> None:
+    live.smtp.refuse(AE, "550 5.1.1 no such user")
+    response = live.calcom(fixture("calcom_booking_created"))
+    assert response.status_code == 200
+    assert response.json()["result"] == "booked"
+    assert response.json()["invited"] == []
+    assert live.meeting().state == "scheduled"
+    (invite,) = live.decisions("meeting_invite")
+    assert AE in invite.detail["failed"]

@@ -17,12 +17,14 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from channels.email import SmtpSender
 from sequencer.app.api import NowDep, SessionDep, SettingsDep
 from sequencer.core import decisions
 from sequencer.core.config import ConfigError, Settings
+from sequencer.core.db import is_lock_conflict
 from sequencer.meetings import deliveries, invites
 from sequencer.meetings.booking import MeetingError
 from sequencer.meetings.webhooks import (
@@ -84,10 +86,20 @@ def _refusal(exc: WebhookError) -> JSONResponse:
 
 def _apply(request: Request, session: Session, settings: Settings, now: datetime, command: Command,
            body: bytes) -> JSONResponse:
-    # Two deliveries of one booking at once are settled by booking.book (the second finds the first's row).
+    rules = rulebook(settings)
     try:
-        outcome = deliveries.apply(session, now, settings, rulebook(settings), command, body)
-        session.commit()
+        try:
+            outcome = deliveries.apply(session, now, settings, rules, command, body)
+            session.commit()
+        except (IntegrityError, OperationalError) as exc:
+            # Deliveries of one booking are handled one at a time (deliveries._one_at_a_time), but two
+            # bookings by one new address at once both create its prospect and account: the unique
+            # constraints let the first through, and this one starts again and finds them.
+            if isinstance(exc, OperationalError) and not is_lock_conflict(exc):
+                raise
+            session.rollback()
+            outcome = deliveries.apply(session, now, settings, rules, command, body)
+            session.commit()
     except WebhookError as exc:
         session.rollback()
         return _refusal(exc)
