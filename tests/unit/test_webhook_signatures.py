@@ -114,3 +114,21 @@ def test_bodies_over_the_limit_are_413() -> None:
     error = refused(check_size, b"x" * (MAX_BODY + 1))
     assert error.status == 413
     assert str(MAX_BODY) in str(error)
+
+
+def test_the_secrets_are_settings_from_the_file_or_the_environment(tmp_path) -> None:
+    from sequencer.core.config import load_settings
+
+    config = tmp_path / "sequencer.toml"
+    config.write_text('calcom_webhook_secret = "from-the-file"\ncalendly_signing_key = "key-from-the-file"\n'
+                      'webhook_unknown_attendee = "park"\n')
+    settings = load_settings(config, env={})
+    assert (settings.calcom_webhook_secret, settings.calendly_signing_key, settings.webhook_unknown_attendee) == (
+        "from-the-file", "key-from-the-file", "park")
+    settings = load_settings(config, env={"SEQUENCER_CALCOM_WEBHOOK_SECRET": "from-env",
+                                          "SEQUENCER_CALENDLY_SIGNING_KEY": "key-from-env"})
+    assert (settings.calcom_webhook_secret, settings.calendly_signing_key) == ("from-env", "key-from-env")
+    from sequencer.core.config import Settings
+
+    assert (Settings().calcom_webhook_secret, Settings().calendly_signing_key) == ("", "")  # refused until set
+    assert Settings().webhook_unknown_attendee == "create"
