@@ -287,8 +287,8 @@ def _json_lines(handle: Any) -> Iterator[tuple[int, dict[str, Any] | ValueError]
             size = len(raw)
             while (rest := handle.readline(MAX_SIGNAL_BYTES)) and not rest.endswith(b"\n"):
                 size += len(rest)
-            yield line_no, ValueError(f"line of over {size + len(rest)} bytes; a signal may be at most "
-                                      f"{MAX_SIGNAL_BYTES}")
+            size += len(rest.rstrip(b"\r\n"))
+            yield line_no, ValueError(f"a line of {size} bytes; a signal may be at most {MAX_SIGNAL_BYTES}")
             continue
         if not raw.strip():
             continue

@@ -258,11 +258,13 @@ def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100
     return generate_lorem_ipsum(n, html, min, max)
 
 
-def _bounded_range(*args: int) -> Iterator[int]:
+def _bounded_range(*args: int) -> range:
+    """A real ``range`` (``length``, indexing and ``in`` work); loops over it count their
+    iterations like every other loop."""
     numbers = range(*args)
     if len(numbers) > MAX_RANGE:
         raise TooMuchWork(f"range() of {len(numbers)} items (the limit is {MAX_RANGE})")
-    return _Bounded.loop(numbers)
+    return numbers
 
 
 class _Bounded(ImmutableSandboxedEnvironment):
