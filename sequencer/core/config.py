@@ -49,7 +49,6 @@ class Settings:
     recipient_domain_daily_cap: int = 5  # emails to one recipient company per day
     recipient_domain_weekly_cap: int = 15  # ... and per ISO week
     meeting_invite_prospect: bool = False  # the calendar invitation goes to the AE; with this, to the prospect too
-    meeting_invite_prospect: bool = False  # the calendar invitation goes to the AE; with this, to the prospect too
     broker_url: str = "redis://127.0.0.1:6379/0"
     # Meetings (sequencer.meetings). The AEs meetings may be booked for; empty: any valid address.
     meeting_aes: list[str] = field(default_factory=list)
