@@ -86,7 +86,7 @@ class BounceVerdict:
     reason: str
     # The refusal is about the message we sent (too big, a line too long, bad syntax, its
     # content), not the recipient: our fault, for a person to fix; no reason to suppress
-    # or bounce the address. Set by ``classify_smtp_response`` only; bounce_type is then
+    # or bounce the address. Set for send-time refusals and DSNs alike; bounce_type is then
     # "soft", which suppresses nothing for a reader that does not know this field.
     about_our_message: bool = False
 
@@ -133,6 +133,9 @@ def classify_status(status: str | None, text: str = "", *, permanent: bool = Tru
     code = match.group(0)
     if klass == 4 or klass == 2:
         return BounceVerdict("soft", code, "temporary failure")
+    ours = _about_our_message(550, f"{code} {text}") if klass == 5 else None
+    if ours is not None:  # too big, syntax, content: the same verdict a refusal at send time gets
+        return ours
     specific: dict[tuple[int, int], BounceVerdict] = {
         (1, 7): BounceVerdict("block", code, "our sender address was refused"),
         (1, 8): BounceVerdict("block", code, "our sender domain was refused"),

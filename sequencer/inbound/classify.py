@@ -107,6 +107,7 @@ class Classification:
     reply_text: str | None = None
     bounce_type: Literal["hard", "soft", "block"] | None = None
     status_code: str | None = None
+    about_our_message: bool = False  # a bounce of our message itself (too big, syntax, content), not of the person
     diagnostic: str | None = None
     bounced_recipients: list[str] = field(default_factory=list)
     original_message_id: str | None = None
@@ -224,6 +225,7 @@ def _classify(raw: bytes, our_domains: frozenset[str]) -> Classification:
         result.evidence += [*bounce.evidence, f"{verdict.bounce_type}: {verdict.reason}"]
         result.bounce_type = bounce.verdict.bounce_type
         result.status_code = bounce.verdict.status_code
+        result.about_our_message = bounce.verdict.about_our_message
         result.diagnostic = bounce.diagnostic or None
         result.bounced_recipients = bounce.recipients
         result.original_message_id = bounce.original_message_id

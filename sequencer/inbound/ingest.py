@@ -15,8 +15,10 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from sequencer.core import decisions
 from sequencer.core.config import Settings
-from sequencer.core.models import Enrollment, InboundMessage, Mailbox
+from sequencer.core.models import Enrollment, InboundMessage, Mailbox, Touch
+from sequencer.enrollments import lifecycle
 from sequencer.inbound import match as matching
 from sequencer.inbound.classify import Classification, classify
 from sequencer.inbound.evidence import withheld
@@ -133,12 +135,35 @@ def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: 
         session.add(row)
         session.commit()
         return IngestResult(row, False, f"{rule.name}: {why_not}: not acted on", done)
+    if result.kind == "bounce" and result.about_our_message and match.touch is not None:
+        done = _our_message_refused(session, now, result, match.touch, enrollment)
+        row.detail = {**row.detail, "rule": "", "actions": done}
+        session.add(row)
+        session.commit()
+        return IngestResult(row, False, "our message was refused: " + ("; ".join(done) or "nothing to do"), done)
     rule, done = apply(session, now, rules, event)
     row.detail = {**row.detail, "rule": rule.name, "actions": done}
     session.add(row)
     session.commit()
     summary = "; ".join(done) if done else ("no matching touch" if match.touch is None else "nothing to do")
     return IngestResult(row, False, f"{rule.name}: {summary}", done)
+
+
+def _our_message_refused(session: Session, now: datetime, result: Classification, touch: Touch,
+                         enrollment: Enrollment | None) -> list[str]:
+    """A bounce about the message itself (too big, bad syntax, its content) is our fault, as
+    at send time: the touch is blocked for a person and its enrollment paused; the address is
+    neither suppressed nor bounced, and no stop rule runs (the caller commits)."""
+    reason = f"our message was refused ({result.status_code or 'no status'}): {(result.diagnostic or '')[:200]}"
+    touch.state, touch.reason = "blocked", reason
+    session.add(touch)
+    decisions.record(session, now, "blocked", reason, enrollment=enrollment, prospect_id=touch.prospect_id,
+                     touch_id=touch.id, guard="message")
+    done = [f"blocked touch #{touch.id} for a person"]
+    if enrollment is not None and enrollment.state == "active" and lifecycle.claim(session, enrollment):
+        lifecycle.pause(session, now, enrollment, f"needs attention: {reason}")
+        done.append(f"paused enrollment #{enrollment.id}")
+    return done
 
 
 def _calendar_reply(session: Session, now: datetime, rules: RuleBook, key: str,
