@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -23,6 +22,7 @@ from sqlmodel import select
 from suppression_fixtures import live_server
 
 from sequencer.app.api import create_app
+from sequencer.app.api import inbound as inbound_api
 from sequencer.app.api.inbound import MAX_BODY
 from sequencer.core import api_keys
 from sequencer.core.models import InboundMessage
@@ -146,26 +146,38 @@ def test_a_form_without_its_boundary_or_without_the_email_field_is_refused_namin
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the event loop, not the database
-def test_a_small_request_is_answered_while_a_large_message_is_classified(session, server):
+def test_a_small_request_is_answered_while_a_large_message_is_classified(session, server, monkeypatch):
+    """The large message's ingest is held mid-way (in the server's thread pool) until the small
+    request has been answered: were ingest run on the event loop, the small one could not be.
+    No clock is read: the order is forced, and the timeouts only stop a hung test."""
     base, key = server
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "message/rfc822"}
-    large = reply(4 * MB, html=True)  # a few seconds of HTML to text: the slow part of classifying
-    done: dict[str, float] = {}
+    inside, release = threading.Event(), threading.Event()
+    real_ingest = inbound_api.ingest_raw
+
+    def held_ingest(session, now, settings, raw):
+        if b"large" in raw[:2000]:
+            inside.set()
+            assert release.wait(timeout=30), "the small request was never answered"
+        return real_ingest(session, now, settings, raw)
+
+    monkeypatch.setattr(inbound_api, "ingest_raw", held_ingest)
+    results: dict[str, int] = {}
 
     def post_large() -> None:
-        response = httpx.post(f"{base}/inbound", content=large, headers=auth, timeout=60)
-        assert response.status_code == 200
-        done["large"] = time.monotonic()
+        response = httpx.post(f"{base}/inbound", content=reply(4 * MB, subject=b"large", html=True),
+                              headers=auth, timeout=60)
+        results["large"] = response.status_code
 
     thread = threading.Thread(target=post_large)
     thread.start()
-    time.sleep(0.5)  # its body is across by now; it is being classified
-    started = time.monotonic()
-    small = httpx.post(f"{base}/inbound", content=reply(2000, subject=b"small"), headers=auth, timeout=60)
-    done["small"] = time.monotonic()
+    assert inside.wait(timeout=30), "the large message never reached ingest"
+    small = httpx.post(f"{base}/inbound", content=reply(2000, subject=b"small"), headers=auth, timeout=20)
+    answered_while_held = "large" not in results
+    release.set()
     thread.join(timeout=60)
 
     assert small.status_code == 200, small.text
-    assert "large" in done, "the large message was not stored"
-    assert done["small"] < done["large"], "the small request waited for the large one"
-    assert done["small"] - started < done["large"] - started - 1  # well before, not a photo finish
+    assert answered_while_held, "the small request was answered only after the large one"
+    assert results.get("large") == 200
+    assert sorted(row.subject for row in stored(session)) == ["large", "small"]
