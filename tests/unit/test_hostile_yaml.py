@@ -3,7 +3,6 @@ refused with ``file:line``, through ``sequences check`` and ``rules check``."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -67,9 +66,7 @@ def test_sequences_check_refuses_a_hostile_file_at_its_line(
     tmp_path: Path, text: str, line: int, message: str
 ) -> None:
     path = write_sequence(tmp_path, text)
-    started = time.monotonic()
     result = cli("sequences", "check", str(tmp_path))
-    assert time.monotonic() - started < 5
     assert result.exit_code == 1, result.output
     assert f"{path}:{line}: {message}" in result.output
 
@@ -100,9 +97,7 @@ def test_an_oversized_sequence_file_is_refused_before_it_is_parsed(tmp_path: Pat
 def test_rules_check_refuses_a_hostile_file_at_its_line(tmp_path: Path, text: str, line: int, message: str) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(text)
-    started = time.monotonic()
     result = cli("rules", "check", str(path))
-    assert time.monotonic() - started < 5
     assert result.exit_code == 1
     assert f"{path}:{line}: {message}" in result.output
 
