@@ -3,8 +3,6 @@ pauses its enrollment for the SDR; the same tick sends everyone else's (SQLite a
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from engine_support import add_prospect, enrollment_of, fire, prepare, write_templates
 from sqlmodel import select
@@ -45,9 +43,7 @@ def _run(tmp_path, session, clock, settings, runtime, template: str, good: objec
     for email, value in ((GOOD, good), (BAD, bad)):
         add_prospect(session, clock.now(), email)
         fire(session, clock.now(), "intent_surge", email=email, n=value)
-    started = time.monotonic()
-    report = tick(session, clock, runtime)
-    return report, time.monotonic() - started
+    return tick(session, clock, runtime)
 
 
 @pytest.mark.parametrize(
@@ -75,9 +71,8 @@ def _run(tmp_path, session, clock, settings, runtime, template: str, good: objec
 )
 def test_one_bad_render_blocks_its_own_touch_and_the_good_one_is_sent(
         tmp_path, session, clock, settings, smtp, runtime, template, good, bad, reason):
-    report, took = _run(tmp_path, session, clock, settings, runtime, template, good, bad)
+    report = _run(tmp_path, session, clock, settings, runtime, template, good, bad)
 
-    assert took < 10
     assert report.outcomes == {"sent": 1, "blocked": 1}
     assert [m.rcpt_tos for m in smtp.messages] == [[GOOD]]
     touch = session.exec(select(Touch).where(Touch.recipient == BAD)).one()
@@ -91,7 +86,7 @@ def test_one_bad_render_blocks_its_own_touch_and_the_good_one_is_sent(
 
 def test_a_task_step_whose_template_fails_is_blocked_and_the_other_task_queued(
         tmp_path, session, clock, settings, smtp, runtime):
-    report, _ = _run(tmp_path, session, clock, settings, runtime, "Ask about {{ signal.n + 1 }} seats", 9, "many",
+    report = _run(tmp_path, session, clock, settings, runtime, "Ask about {{ signal.n + 1 }} seats", 9, "many",
                      kind="call")
 
     assert report.outcomes == {"queued": 1, "blocked": 1}
