@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 import typer
@@ -57,6 +58,17 @@ def _meeting(session: Session, meeting_id: int) -> Meeting:
     except MeetingError as exc:
         fail(str(exc))
         raise  # unreachable
+
+
+def _move(session: Session, meeting_id: int, move: Callable[..., object], *args: object) -> Meeting:
+    """Load the meeting and make one ``booking`` move on it; a refused move ends the command
+    (the move checks before it writes, so nothing was stored)."""
+    meeting = _meeting(session, meeting_id)
+    try:
+        move(session, SystemClock().now(), meeting, *args, via="cli")
+    except MeetingError as exc:
+        fail(str(exc))
+    return meeting
 
 
 def deliver_invites(session: Session, config: Settings, meeting: Meeting, method: str) -> None:
@@ -242,11 +254,7 @@ def reschedule_command(
     config = settings()
     moment = parse_start(start)
     with open_session(config) as session:
-        meeting = _meeting(session, meeting_id)
-        try:
-            booking.reschedule(session, SystemClock().now(), meeting, moment, duration, via="cli")
-        except MeetingError as exc:
-            fail(str(exc))
+        meeting = _move(session, meeting_id, booking.reschedule, moment, duration)
         _done(session, config, meeting, f"meeting #{meeting.id} moved to {_when(meeting.start_at)} "
               f"(SEQUENCE {meeting.ical_sequence})", "REQUEST")
 
@@ -256,11 +264,7 @@ def cancel_command(meeting_id: int = typer.Argument(...), reason: str = typer.Op
     """Cancel a meeting that has not started; the AE gets the cancellation."""
     config = settings()
     with open_session(config) as session:
-        meeting = _meeting(session, meeting_id)
-        try:
-            booking.cancel(session, SystemClock().now(), meeting, reason, via="cli")
-        except MeetingError as exc:
-            fail(str(exc))
+        meeting = _move(session, meeting_id, booking.cancel, reason)
         _done(session, config, meeting, f"meeting #{meeting.id} canceled", "CANCEL")
 
 
@@ -273,11 +277,7 @@ def held_command(
     """Record that the meeting took place; the AE's acceptance window opens."""
     config = settings()
     with open_session(config) as session:
-        meeting = _meeting(session, meeting_id)
-        try:
-            booking.mark_held(session, SystemClock().now(), meeting, duration, _who(by), via="cli")
-        except MeetingError as exc:
-            fail(str(exc))
+        meeting = _move(session, meeting_id, booking.mark_held, duration, _who(by))
         _done(session, config, meeting, f"meeting #{meeting.id} held ({meeting.held_minutes} min); "
               f"{meeting.ae} accepts or rejects it within {config.meeting_acceptance_days} days")
 
@@ -307,11 +307,7 @@ def accept_command(meeting_id: int = typer.Argument(...),
     """The AE accepts a held meeting into pipeline."""
     config = settings()
     with open_session(config) as session:
-        meeting = _meeting(session, meeting_id)
-        try:
-            booking.accept(session, SystemClock().now(), meeting, by, via="cli")
-        except MeetingError as exc:
-            fail(str(exc))
+        meeting = _move(session, meeting_id, booking.accept, by)
         _done(session, config, meeting, f"meeting #{meeting.id} accepted by {meeting.decided_by}")
 
 
@@ -325,11 +321,7 @@ def reject_command(
     """The AE rejects a held meeting, with a reason from the fixed taxonomy."""
     config = settings()
     with open_session(config) as session:
-        meeting = _meeting(session, meeting_id)
-        try:
-            booking.reject(session, SystemClock().now(), meeting, reason, note, by, via="cli")
-        except MeetingError as exc:
-            fail(str(exc))
+        meeting = _move(session, meeting_id, booking.reject, reason, note, by)
         _done(session, config, meeting, f"meeting #{meeting.id} rejected by {meeting.decided_by}: {reason}")
 
 
@@ -338,11 +330,7 @@ def review_command(meeting_id: int = typer.Argument(...), by: str = typer.Option
     """Keep a meeting that was parked for review (booked for someone who was not a prospect)."""
     config = settings()
     with open_session(config) as session:
-        meeting = _meeting(session, meeting_id)
-        try:
-            booking.clear_review(session, SystemClock().now(), meeting, _who(by), via="cli")
-        except MeetingError as exc:
-            fail(str(exc))
+        meeting = _move(session, meeting_id, booking.clear_review, _who(by))
         _done(session, config, meeting, f"meeting #{meeting.id} reviewed")
 
 
