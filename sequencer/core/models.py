@@ -199,12 +199,38 @@ class InboundMessage(SQLModel, table=True):
     subject: str = ""
     kind: str = ""  # the classifier's kind, or "quarantined"
     bounce_type: str = ""  # hard | soft | block, for bounces
+    bounce_reason: str = Field(default="", index=True)  # the taxonomy's reason (sequencer.inbound.reasons)
+    status_code: str = ""  # RFC 3463 enhanced code ("5.1.1"), else the basic reply code ("550")
+    diagnostic: str = ""  # the receiving server's own words, at most 500 characters
     touch_id: int | None = Field(default=None, foreign_key="touch.id")
     enrollment_id: int | None = Field(default=None, index=True)
     match_method: str = ""
     detail: dict = json_column()
     quarantined: bool = False
     received_at: datetime | None = utc_column()
+
+
+class Bounce(SQLModel, table=True):
+    """One refusal of one touch, whether the server said it at send time or a DSN said it later.
+
+    The record to count bounces by (type, reason, status code, mailbox): a refusal at send
+    time has no inbound message, a DSN has one (``inbound_message_id``). ``mailbox_id`` is the
+    mailbox that sent the touch, so block bounces count against the mailbox, never the person.
+    A DSN that names no touch of ours is kept in ``InboundMessage`` only, not here.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime | None = utc_column(index=True)
+    source: str = ""  # smtp (refused at send time) | dsn (a bounce message, strongly matched)
+    touch_id: int | None = Field(default=None, foreign_key="touch.id", index=True)
+    mailbox_id: int | None = Field(default=None, foreign_key="mailbox.id", index=True)
+    recipient: str = ""
+    bounce_type: str = Field(default="", index=True)  # hard | soft | block
+    bounce_reason: str = Field(default="", index=True)  # the taxonomy's reason (sequencer.inbound.reasons)
+    status_code: str = ""
+    diagnostic: str = ""
+    about_our_message: bool = False  # refused for what we sent (too big, syntax): not the recipient's fault
+    inbound_message_id: int | None = Field(default=None, foreign_key="inboundmessage.id")
 
 
 class DomainCheck(SQLModel, table=True):
