@@ -18,7 +18,7 @@ TOUCH_KINDS = ("email", "manual_email", "call", "linkedin", "task")
 STEP_KINDS = (*TOUCH_KINDS, "wait", "wait_for_signal")
 WAIT_UNITS = ("hours", "days", "business_days")
 LINKEDIN_ACTIONS = ("view", "connect", "message", "inmail")
-_TOP_KEYS = {"name", "description", "owner", "trigger", "window", "mailboxes", "steps"}
+_TOP_KEYS = {"name", "description", "owner", "trigger", "window", "mailboxes", "steps", "allow_overlap"}
 _STEP_KEYS = {
     "id", "kind", "subject", "template", "html_template", "variants", "new_thread", "title",
     "action", "signal", "timeout", "hours", "days", "business_days",
@@ -58,6 +58,9 @@ def load_sequence(path: Path) -> dict[str, Any]:
     mailboxes = data.get("mailboxes", [])
     if not isinstance(mailboxes, list) or not all(isinstance(m, str) for m in mailboxes):
         errors.append(f"{source.where('mailboxes')}: 'mailboxes' must be a list of addresses")
+    overlap = data.get("allow_overlap", False)
+    if not isinstance(overlap, bool):
+        errors.append(f"{source.where('allow_overlap')}: 'allow_overlap' must be true or false")
     if errors:
         raise SourceError(errors)
     definition = {
@@ -69,6 +72,8 @@ def load_sequence(path: Path) -> dict[str, Any]:
         "mailboxes": [m.strip().lower() for m in mailboxes],
         "steps": steps,
         "templates": templates,
+        # Written only when set, so every stored sequence without it keeps its content hash.
+        **({"allow_overlap": True} if overlap is True else {}),
     }
     return definition
 
