@@ -62,6 +62,13 @@ class Settings:
     calcom_webhook_secret: str = ""  # the secret given to the Cal.com webhook (X-Cal-Signature-256)
     calendly_signing_key: str = ""  # the webhook subscription's signing_key (Calendly-Webhook-Signature)
     webhook_unknown_attendee: str = "create"  # a booking by an address we do not know: create | park (for review)
+    # The SDR's workspace (#15). Custom signal types ([signals] types = [...]) and declared prospect
+    # custom fields ([prospects] custom_fields = [...]); sandbox: every email goes to sandbox_outbox.
+    signal_types: list[str] = field(default_factory=list)
+    prospect_custom_fields: list[str] = field(default_factory=list)
+    sandbox: bool = False
+    sandbox_outbox: Path = field(default_factory=lambda: Path("outbox"))
+    templates_origin: str = "the shipped examples"  # which rule chose templates_dir (resolve_templates)
     source: str = "defaults"
     secret_key_origin: str = ""  # where secret_key came from, for signing_secret()'s messages
 
@@ -87,9 +94,11 @@ _HOW_TO_SET = (
     "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` makes one)"
 )
 
-_PATHS = {"templates_dir", "rules_file", "qualification_file"}
+_PATHS = {"templates_dir", "rules_file", "qualification_file", "sandbox_outbox"}
 _LISTS = {"dns_nameservers", "domain_blocklists", "ip_blocklists", "sending_ips", "mailboxes", "meeting_aes",
-          "meeting_reminders_hours"}
+          "meeting_reminders_hours", "signal_types", "prospect_custom_fields"}
+# TOML tables whose keys are settings: [signals] types = [...] is signal_types.
+_SECTIONS = {("signals", "types"): "signal_types", ("prospects", "custom_fields"): "prospect_custom_fields"}
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -104,6 +113,10 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     for var, name in _ENV.items():
         if env.get(var):
             setattr(settings, name, Path(env[var]) if name in _PATHS else env[var])
+    if env.get("SEQUENCER_TEMPLATES"):
+        settings.templates_origin = "SEQUENCER_TEMPLATES"
+    if env.get("SEQUENCER_SANDBOX"):
+        settings.sandbox = env["SEQUENCER_SANDBOX"].strip().lower() in ("1", "true", "yes")
     if SECRET_ENV in env:
         # Set but empty is a mistake (an unset secret in a deployment template, say), never a
         # reason to fall back to the file's secret: signing_secret() names the variable.
@@ -111,6 +124,25 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
         settings.secret_key_origin = SECRET_ENV
     if env.get("SEQUENCER_DNS_NAMESERVERS"):
         settings.dns_nameservers = env["SEQUENCER_DNS_NAMESERVERS"].split(",")
+    return resolve_templates(settings)
+
+
+def resolve_templates(settings: Settings, option: Path | None = None, cwd: Path | None = None) -> Settings:
+    """Choose the templates folder, the one rule every command follows; returns ``settings``.
+
+    In order: ``option`` (a command's ``--templates``), ``templates_dir`` from the config file or
+    ``SEQUENCER_TEMPLATES``, ``./templates`` when it exists, and the shipped examples only when
+    none of these names a folder. ``templates_origin`` says which rule chose, so a command can
+    tell the SDR which folder it read instead of silently checking the package's own examples.
+    """
+    if option is not None:
+        settings.templates_dir = option.resolve()
+        settings.templates_origin = "--templates"
+    elif settings.templates_origin == "the shipped examples":
+        local = (cwd or Path.cwd()) / "templates"
+        if local.is_dir():
+            settings.templates_dir = local.resolve()
+            settings.templates_origin = "./templates"
     return settings
 
 
@@ -119,7 +151,14 @@ def _apply_file(settings: Settings, config_path: Path) -> None:
         data = tomllib.loads(config_path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: {exc}") from exc
-    known = set(Settings.__dataclass_fields__) - {"source", "secret_key_origin"}
+    known = set(Settings.__dataclass_fields__) - {"source", "secret_key_origin", "templates_origin"}
+    for section in {section for section, _ in _SECTIONS}:
+        table = data.get(section)
+        if isinstance(table, dict):
+            for sub, value in data.pop(section).items():
+                if (section, sub) not in _SECTIONS:
+                    raise ConfigError(f"{config_path}: unknown setting {sub!r} in [{section}]")
+                data[_SECTIONS[section, sub]] = value
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"{config_path}: unknown setting {key!r}")
@@ -127,6 +166,8 @@ def _apply_file(settings: Settings, config_path: Path) -> None:
             raise ConfigError(f"{config_path}: {key} must be a list")
         if key in _PATHS:
             value = (config_path.parent / value).resolve()
+        if key == "templates_dir":
+            settings.templates_origin = f"templates_dir in {config_path}"
         if key == "secret_key":
             if not isinstance(value, str):
                 raise ConfigError(f"{config_path}: secret_key must be a string")
