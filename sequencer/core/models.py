@@ -85,6 +85,17 @@ class Mailbox(SQLModel, table=True):
     last_sent_at: datetime | None = utc_column()
     paused: bool = False
     pause_reason: str = ""
+    # The relay's own failures (refused, unreachable, hung up before taking a recipient), counted
+    # against the mailbox and not against each message: they set the batch's short back-off.
+    relay_failures: int = 0
+    relay_error: str = ""
+    # Inbound polling (IMAP). The password is never stored: imap_password_env names the
+    # environment variable that holds it, as smtp_password_env does for SMTP.
+    imap_host: str = ""
+    imap_port: int = 0  # 0: 993 with SSL, else 143
+    imap_ssl: bool = True
+    imap_username: str = ""  # "": the address
+    imap_password_env: str = ""
 
 
 class Enrollment(SQLModel, table=True):

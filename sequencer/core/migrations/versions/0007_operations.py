@@ -1,4 +1,4 @@
-"""#14: distributed operations (mailbox IMAP settings, leases)
+"""#14: distributed operations: mailbox relay failures (the batch back-off) and IMAP settings
 
 Revision ID: 0007
 Revises: 0006
@@ -16,10 +16,28 @@ down_revision = '0006'
 branch_labels = None
 depends_on = None
 
+_COLUMNS = [
+    ('relay_failures', sa.Integer(), '0'),
+    ('relay_error', sqlmodel.sql.sqltypes.AutoString(), "''"),
+    ('imap_host', sqlmodel.sql.sqltypes.AutoString(), "''"),
+    ('imap_port', sa.Integer(), '0'),
+    ('imap_ssl', sa.Boolean(), sa.true()),
+    ('imap_username', sqlmodel.sql.sqltypes.AutoString(), "''"),
+    ('imap_password_env', sqlmodel.sql.sqltypes.AutoString(), "''"),
+]
+
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('mailbox', schema=None) as batch_op:
+        for name, type_, default in _COLUMNS:
+            batch_op.add_column(sa.Column(name, type_, nullable=False, server_default=default))
+    # The server defaults only fill the existing rows; the models give every new row its values.
+    with op.batch_alter_table('mailbox', schema=None) as batch_op:
+        for name, type_, _ in _COLUMNS:
+            batch_op.alter_column(name, existing_type=type_, server_default=None)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('mailbox', schema=None) as batch_op:
+        for name, _, _ in reversed(_COLUMNS):
+            batch_op.drop_column(name)
