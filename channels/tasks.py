@@ -21,11 +21,12 @@ class Task(SQLModel, table=True):
     """Work for a human: a call, a LinkedIn step or a manual email, in the owner's queue."""
 
     id: int | None = Field(default=None, primary_key=True)
-    touch_id: int = Field(foreign_key="touch.id", unique=True)
+    # The step this task works; none for a reply to answer (it follows up an email already sent).
+    touch_id: int | None = Field(default=None, foreign_key="touch.id", unique=True)
     enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
     prospect_id: int = Field(foreign_key="prospect.id", index=True)
     owner: str = Field(default="", index=True)
-    kind: str  # call | linkedin | manual_email | task
+    kind: str  # call | linkedin | manual_email | task | reply
     title: str = ""
     body: str = Field(default="", sa_column=Column(Text, nullable=False))
     state: str = "open"  # open | done | canceled

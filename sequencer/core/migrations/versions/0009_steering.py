@@ -18,8 +18,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # A reply to answer is a task with no step of its own (touch_id NULL); unique still holds for the rest.
+    with op.batch_alter_table('task', schema=None) as batch_op:
+        batch_op.alter_column('touch_id', existing_type=sa.Integer(), nullable=True)
 
 
 def downgrade() -> None:
-    pass
+    op.execute("DELETE FROM task WHERE touch_id IS NULL")
+    with op.batch_alter_table('task', schema=None) as batch_op:
+        batch_op.alter_column('touch_id', existing_type=sa.Integer(), nullable=False)
