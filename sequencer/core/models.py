@@ -26,8 +26,12 @@ def json_column() -> Any:
 
 
 class Account(SQLModel, table=True):
+    """A company. Keyed by its domain; a company known only by name (its people write from
+    free-mail addresses) is keyed by ``name_key``, the casefolded name, and has no domain."""
+
     id: int | None = Field(default=None, primary_key=True)
-    domain: str = Field(index=True, unique=True, max_length=253)
+    domain: str | None = Field(default=None, index=True, unique=True, max_length=253)
+    name_key: str | None = Field(default=None, index=True, unique=True, max_length=255)
     name: str = ""
     industry: str = ""
     employees: int | None = None
@@ -43,7 +47,10 @@ class Prospect(SQLModel, table=True):
     title: str = ""
     account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
     timezone: str = "UTC"
+    # given (from the data) | inferred (from country and region) | none (unknown: windows run in UTC)
+    timezone_source: str = Field(default="given", sa_column_kwargs={"server_default": "given"})
     country: str = ""
+    region: str = ""  # state or province, as ISO 3166-2 (US-CA) when known, else as written
     phone: str = ""
     linkedin_url: str = ""
     owner: str = ""
