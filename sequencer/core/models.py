@@ -92,6 +92,10 @@ class Mailbox(SQLModel, table=True):
     last_sent_at: datetime | None = utc_column()
     paused: bool = False
     pause_reason: str = ""
+    paused_at: datetime | None = utc_column()
+    paused_by: str = ""  # "protection" (sequencer.deliverability.protection), a rule, or the person
+    resumed_at: datetime | None = utc_column()  # protection counts afresh from here
+    resumed_by: str = ""
     # The relay's own failures (refused, unreachable, hung up before taking a recipient), counted
     # against the mailbox and not against each message: they set the batch's short back-off.
     relay_failures: int = 0
@@ -138,7 +142,7 @@ class Enrollment(SQLModel, table=True):
     mailbox_id: int | None = Field(default=None, foreign_key="mailbox.id")
     thread_message_id: str = ""  # Message-ID of the first email in the thread
     thread_subject: str = ""
-    signal_id: int | None = Field(default=None, foreign_key="signal.id")
+    signal_id: int | None = Field(default=None, foreign_key="signal.id", index=True)  # speed to lead
     enrolled_at: datetime | None = utc_column()
     finished_at: datetime | None = utc_column()
     version: int = 0
@@ -147,7 +151,11 @@ class Enrollment(SQLModel, table=True):
 class Touch(SQLModel, table=True):
     """One step executed for one enrollment: claimed -> sending -> sent, or skipped/blocked."""
 
-    __table_args__ = (UniqueConstraint("enrollment_id", "step_index"),)
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_index"),
+        # The reports' period scans (sequencer.reports): sends per mailbox per day read the index alone.
+        Index("ix_touch_sent_mailbox", "sent_at", "mailbox_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
     prospect_id: int = Field(foreign_key="prospect.id", index=True)
@@ -210,6 +218,7 @@ class CapCounter(SQLModel, table=True):
 class InboundMessage(SQLModel, table=True):
     """A received message, kept once per Message-ID (or content hash) with its verdict."""
 
+    __table_args__ = (Index("ix_inboundmessage_kind_received", "kind", "received_at"),)  # the reports' counts
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(unique=True, max_length=512)
     message_id: str = ""
@@ -353,3 +362,58 @@ class MeetingNotice(SQLModel, table=True):
     state: str = "claimed"  # claimed | sent | skipped | failed | queued
     reason: str = ""
     at: datetime | None = utc_column()
+
+
+class DomainCheckRecord(SQLModel, table=True):
+    """Every domain check with its time (``DomainCheck`` keeps only the latest), so a report can
+    show what changed since the previous one. Written by ``sequencer.domains.health``."""
+
+    __table_args__ = (Index("ix_domaincheckrecord_domain_at", "domain", "checked_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    domain: str = Field(max_length=253)
+    status: str = ""
+    checked_at: datetime | None = utc_column()
+    report: dict = json_column()
+
+
+class SendingDomainPause(SQLModel, table=True):
+    """A sending domain stopped by protection (or a person): its touches are deferred while ``paused``."""
+
+    domain: str = Field(primary_key=True, max_length=253)
+    paused: bool = True
+    reason: str = ""
+    paused_at: datetime | None = utc_column()
+    paused_by: str = ""
+    resumed_at: datetime | None = utc_column()  # protection counts afresh from here
+    resumed_by: str = ""
+
+
+class DmarcReport(SQLModel, table=True):
+    """One DMARC aggregate report (RFC 7489 appendix C), stored once per (reporter, report id)."""
+
+    __table_args__ = (UniqueConstraint("org_name", "report_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_name: str = Field(max_length=255)
+    report_id: str = Field(max_length=255)
+    reporter_email: str = ""
+    domain: str = Field(index=True, max_length=253)  # policy_published/domain
+    policy: str = ""  # p=
+    begin_at: datetime | None = utc_column(index=True)
+    end_at: datetime | None = utc_column()
+    received_at: datetime | None = utc_column()
+    inbound_message_id: int | None = Field(default=None, foreign_key="inboundmessage.id")
+
+
+class DmarcRecord(SQLModel, table=True):
+    """One row of an aggregate report: messages from one source IP, and how they authenticated."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dmarc_report_id: int = Field(foreign_key="dmarcreport.id", index=True)
+    source_ip: str = Field(max_length=45)
+    count: int = 0
+    header_from: str = ""
+    disposition: str = ""  # none | quarantine | reject
+    dkim: str = ""  # policy_evaluated: pass | fail (aligned DKIM)
+    spf: str = ""  # policy_evaluated: pass | fail (aligned SPF)
+    dkim_result: str = ""  # auth_results: the raw DKIM result of the first signature
+    spf_result: str = ""  # auth_results: the raw SPF result
