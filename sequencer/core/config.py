@@ -68,6 +68,12 @@ class Settings:
     prospect_custom_fields: list[str] = field(default_factory=list)
     sandbox: bool = False
     sandbox_outbox: Path = field(default_factory=lambda: Path("outbox"))
+    # Sending (engine/send_batch.py): the SMTP connect and command timeout, the send lease (0: fitted to
+    # each batch from the timeout and its size) and the back-off of a batch whose relay was down.
+    smtp_timeout: float = 15.0
+    send_lease_seconds: float = 0.0
+    relay_retry_seconds: float = 2.0  # the first retry; doubles with each failure in a row
+    relay_retry_max_seconds: float = 300.0
     templates_origin: str = "the shipped examples"  # which rule chose templates_dir (resolve_templates)
     source: str = "defaults"
     secret_key_origin: str = ""  # where secret_key came from, for signing_secret()'s messages
@@ -94,6 +100,11 @@ _HOW_TO_SET = (
     "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` makes one)"
 )
 
+# Number settings and their variables; each must be a number >= 0 (ConfigError names the variable or key).
+_NUMBERS = {"SEQUENCER_SMTP_TIMEOUT": "smtp_timeout", "SEQUENCER_SEND_LEASE_SECONDS": "send_lease_seconds",
+            "SEQUENCER_RELAY_RETRY_SECONDS": "relay_retry_seconds",
+            "SEQUENCER_RELAY_RETRY_MAX_SECONDS": "relay_retry_max_seconds"}
+
 _PATHS = {"templates_dir", "rules_file", "qualification_file", "sandbox_outbox"}
 _LISTS = {"dns_nameservers", "domain_blocklists", "ip_blocklists", "sending_ips", "mailboxes", "meeting_aes",
           "meeting_reminders_hours", "signal_types", "prospect_custom_fields"}
@@ -113,6 +124,10 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     for var, name in _ENV.items():
         if env.get(var):
             setattr(settings, name, Path(env[var]) if name in _PATHS else env[var])
+    for var, name in _NUMBERS.items():
+        if env.get(var):
+            setattr(settings, name, _number(var, env[var]))
+        _number(f"{name} in {settings.source}", getattr(settings, name))
     if env.get("SEQUENCER_TEMPLATES"):
         settings.templates_origin = "SEQUENCER_TEMPLATES"
     if env.get("SEQUENCER_SANDBOX"):
@@ -144,6 +159,17 @@ def resolve_templates(settings: Settings, option: Path | None = None, cwd: Path 
             settings.templates_dir = local.resolve()
             settings.templates_origin = "./templates"
     return settings
+
+
+def _number(where: str, value: object) -> float:
+    """A setting that must be a number >= 0 (a timeout, a lease, a back-off)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not number >= 0 or number == float("inf"):
+        raise ConfigError(f"{where}: must be a number of seconds >= 0, not {value!r}")
+    return number
 
 
 def _apply_file(settings: Settings, config_path: Path) -> None:
