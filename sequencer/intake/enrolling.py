@@ -6,6 +6,16 @@ one query per kind for the whole batch. A batch is all or nothing. When one sign
 it cannot go through with the others (a refused payload, a race lost to another worker
 on the same prospect), the batch is rolled back and its signals are processed one at a
 time, each in its own transaction, exactly as ``process`` does for a lone signal.
+
+Lock order, the same on every path (a lone signal, a batch, the tick, a Celery task):
+first the signal rows, claimed in id order with ``FOR UPDATE SKIP LOCKED`` (a signal
+another transaction holds is its work, not ours: we skip it instead of waiting), then
+prospects and enrollments. A path that inserted enrollments before claiming its signals
+could wait for a lone signal's claim while that one waited for its enrollment: the
+deadlock the chaos run found. What can still collide (two batches enrolling the same two
+new prospects in opposite orders) is a lost race: a deadlock, a serialization failure or
+SQLite's busy lock rolls the batch back and it is tried again, never a failed task; a
+signal that loses every try stays unprocessed, and the next tick takes it.
 """
 
 from __future__ import annotations
@@ -16,11 +26,11 @@ from functools import lru_cache
 from types import SimpleNamespace
 
 from sqlalchemy import Update, bindparam, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from sequencer.core import decisions
+from sequencer.core import db, decisions
 from sequencer.core.models import Account, Enrollment, Prospect, SequenceVersion, Signal
 from sequencer.enrollments import lifecycle
 from sequencer.intake.prospects import upsert_prospect
@@ -43,19 +53,29 @@ class _OneByOne(Exception):
     """A signal in a batch needs its own transaction; the batch is retried one by one."""
 
 
+LOCK_TRIES = 4  # a deadlock or busy lock is a lost race: the transaction is tried again this often
+LEFT_FOR_TICK = "left for the next tick: lost every try to a concurrent transaction"
+
+
 def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
     """Enroll and wake for one signal, then mark it processed; one transaction.
 
     Safe to call from several processes at once: the signal is claimed first (only one
-    caller sees it unprocessed), and two different signals racing to enroll the same
-    prospect meet the unique index on running enrollments; the loser retries and then
-    finds the enrollment already there.
+    caller gets it; the others stop at "already processed"), and two different signals
+    racing to enroll the same prospect meet the unique index on running enrollments; the
+    loser retries and then finds the enrollment already there.
     """
-    try:
-        return _process_single(session, now, signal)
-    except IntegrityError:
-        session.rollback()
-        return _process_single(session, now, signal)
+    signal_id = signal.id
+    for _ in range(LOCK_TRIES):
+        try:
+            return _process_single(session, now, signal)
+        except IntegrityError:
+            session.rollback()  # the race on a prospect was lost: the retry finds the winner's rows
+        except OperationalError as exc:
+            if not db.is_lock_conflict(exc):
+                raise
+            session.rollback()
+    return SignalOutcome(signal_id, skipped=[LEFT_FOR_TICK])
 
 
 def process_batch(session: Session, now: datetime, batch: list[Signal],
@@ -63,29 +83,58 @@ def process_batch(session: Session, now: datetime, batch: list[Signal],
     """``process`` for every signal of ``batch``, in order, in one transaction when it can be.
 
     ``keep`` receives the rows read and created, so a caller that goes on with them (the
-    tick) finds them in the session instead of loading them again.
+    tick) finds them in the session instead of loading them again. A signal another
+    worker holds or has processed comes back as "already processed".
     """
     if len(batch) <= 1:
         return [process(session, now, signal) for signal in batch]
-    try:
-        with session.no_autoflush:
-            context = _Context.read(session, now, batch)
-        with decisions.batched(session):
-            outcomes = [_process(session, now, signal, context, in_batch=True) for signal in batch]
-        if context.claims and session.connection().execute(
-                _claim_statement(), context.claims).rowcount != len(context.claims):
-            raise _OneByOne  # another worker processed one of them first
-        session.commit()
-        if keep is not None:
-            keep.extend([*context.prospects.values(), *context.accounts.values()])
-        return outcomes
-    except (_OneByOne, IntegrityError):
-        session.rollback()
-        return [process(session, now, signal) for signal in batch]
+    for _ in range(LOCK_TRIES):
+        try:
+            return _process_batch(session, now, batch, keep)
+        except (_OneByOne, IntegrityError):
+            session.rollback()
+            break
+        except OperationalError as exc:
+            if not db.is_lock_conflict(exc):
+                raise
+            session.rollback()
+    return [process(session, now, signal) for signal in batch]
+
+
+def _process_batch(session: Session, now: datetime, batch: list[Signal], keep: list | None) -> list[SignalOutcome]:
+    taken = claim(session, now, [signal.id for signal in batch])
+    mine = [signal for signal in batch if signal.id in taken]
+    with session.no_autoflush:
+        context = _Context.read(session, now, mine)
+    with decisions.batched(session):
+        done = {signal.id: _process(session, now, signal, context, in_batch=True) for signal in mine}
+    _record_subjects(session, context.subjects)
+    session.commit()
+    if keep is not None:
+        keep.extend([*context.prospects.values(), *context.accounts.values()])
+    return [done.get(signal.id) or SignalOutcome(signal.id, skipped=["already processed"]) for signal in batch]
+
+
+def claim(session: Session, now: datetime, ids: list[int]) -> set[int]:
+    """Take the unprocessed signals among ``ids`` for this transaction; return the ids taken.
+
+    One statement: the rows are locked in id order and those another transaction holds
+    are skipped (PostgreSQL), and ``processed_at`` is set at once, so the claim is the
+    first write of the transaction (on SQLite it takes the database's write lock before
+    anything else is written). Nobody sees the mark before the transaction commits.
+    """
+    if not ids:
+        return set()
+    return set(session.connection().execute(_claim_statement(), {"ids": sorted(ids), "processed_at": now}).scalars())
 
 
 def _process_single(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
-    outcome = _process(session, now, signal, _Context.read(session, now, [signal]), in_batch=False)
+    if not claim(session, now, [signal.id]):
+        session.rollback()
+        return SignalOutcome(signal.id, skipped=["already processed"])
+    context = _Context.read(session, now, [signal])
+    outcome = _process(session, now, signal, context, in_batch=False)
+    _record_subjects(session, context.subjects)
     session.commit()
     return outcome
 
@@ -101,7 +150,7 @@ class _Context:
     latest: dict[tuple[int, str], tuple[str, datetime | None]]  # (prospect, sequence) -> state, enrolled at
     waiting: dict[int, list[Enrollment]]  # prospect -> enrollments waiting for a signal
     known: set[int]  # prospects whose ``latest`` and ``waiting`` are read
-    claims: list[dict] = field(default_factory=list)  # the batch's signal claims, made at its end
+    subjects: list[dict] = field(default_factory=list)  # whom each claimed signal is about, written at the end
 
     @classmethod
     def read(cls, session: Session, now: datetime, batch: list[Signal]) -> _Context:
@@ -154,31 +203,25 @@ def _in(session: Session, model: type, column, values: list, *where) -> list:
 def _process(session: Session, now: datetime, signal: Signal, context: _Context, *, in_batch: bool) -> SignalOutcome:
     outcome = SignalOutcome(signal.id)
     try:
-        prospects, account = _subjects(session, now, signal, context)
+        if in_batch:
+            prospects, account = _subjects(session, now, signal, context)
+        else:
+            with session.begin_nested():  # a prospect half-made from a bad payload is undone; the claim stays
+                prospects, account = _subjects(session, now, signal, context)
     except ValueError as exc:
         if in_batch:
             raise _OneByOne from exc
-        # The signal stays stored; it is marked processed so one bad payload cannot
-        # block every later tick, and the reason is in the decision log.
-        session.rollback()
+        # The signal stays stored; it is marked processed (by its claim) so one bad payload
+        # cannot block every later tick, and the reason is in the decision log.
         decisions.record(session, now, "signal_refused", f"{signal.type} for {signal.email}: {exc}",
                          signal_id=signal.id)
         outcome.skipped.append(f"{signal.email}: {exc}")
-        signal.processed_at = now
-        session.add(signal)
+        set_committed_value(signal, "processed_at", now)
         return outcome
     context.learn(session, now, prospects)
-    # The claim: only one caller sees the signal unprocessed; the others stop here. A
-    # batch claims all its signals with one statement at its end (see process_batch).
     about = {"prospect_id": prospects[0].id if signal.email else None,
              "account_id": account.id if account else None}
-    claim = {"claim_id": signal.id, "processed_at": now, **about}
-    if in_batch:
-        context.claims.append(claim)
-    elif session.connection().execute(_claim_statement(), claim).rowcount != 1:
-        session.rollback()
-        outcome.skipped.append("already processed")
-        return outcome
+    context.subjects.append({"subject_id": signal.id, **about})
     for name, value in {"processed_at": now, **about}.items():
         set_committed_value(signal, name, value)
     for version in context.versions:
@@ -209,13 +252,36 @@ def _process(session: Session, now: datetime, signal: Signal, context: _Context,
 
 @lru_cache(maxsize=1)
 def _claim_statement() -> Update:
+    """UPDATE signal SET processed_at WHERE id IN (the unprocessed of :ids, id order, FOR UPDATE SKIP LOCKED)."""
+    free = (
+        select(Signal.id)
+        .where(Signal.id.in_(bindparam("ids", expanding=True)), Signal.processed_at.is_(None))
+        .order_by(Signal.id)
+        .with_for_update(skip_locked=True)  # SQLite renders nothing: its write lock already serializes
+    )
     return (
         update(Signal)
-        .where(Signal.id == bindparam("claim_id"), Signal.processed_at.is_(None))
-        .values(processed_at=bindparam("processed_at"), prospect_id=bindparam("prospect_id"),
-                account_id=bindparam("account_id"))
+        .where(Signal.id.in_(free.scalar_subquery()), Signal.processed_at.is_(None))
+        .values(processed_at=bindparam("processed_at"))
+        .returning(Signal.id)
         .execution_options(synchronize_session=False)
     )
+
+
+@lru_cache(maxsize=1)
+def _subjects_statement() -> Update:
+    return (
+        update(Signal)
+        .where(Signal.id == bindparam("subject_id"))
+        .values(prospect_id=bindparam("prospect_id"), account_id=bindparam("account_id"))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _record_subjects(session: Session, subjects: list[dict]) -> None:
+    """Write whom each claimed signal is about (one executemany; the rows are ours, claimed)."""
+    if subjects:
+        session.connection().execute(_subjects_statement(), subjects)
 
 
 def _subjects(session: Session, now: datetime, signal: Signal,
