@@ -10,6 +10,9 @@ from sequencer.core.models import Account, Prospect, Signal
 from sequencer.sequences.rendering import present
 from suppression.tokens import unsubscribe_url
 
+# What ``sender`` holds: the engine's step builds it from the chosen mailbox (engine/steps.py).
+SENDER_FIELDS = ("name", "email", "owner")
+
 
 def values_of(prospect: Prospect, account: Account | None, signal: Signal | None = None) -> dict[str, Any]:
     """The prospect, account and signal as plain dicts (custom fields included)."""

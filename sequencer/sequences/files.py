@@ -13,6 +13,8 @@ from typing import Any
 
 from sequencer.core.yaml_source import SourceError, YamlSource, load_yaml
 from sequencer.sequences import rendering, schedule, triggers
+from sequencer.sequences.signal_types import unknown_type
+from sequencer.sequences.vocabulary import Vocabulary
 
 TOUCH_KINDS = ("email", "manual_email", "call", "linkedin", "task")
 STEP_KINDS = (*TOUCH_KINDS, "wait", "wait_for_signal")
@@ -38,8 +40,13 @@ def steps_dir(sequence_path: Path) -> Path:
     return sequence_path.parent.parent / "steps"
 
 
-def load_sequence(path: Path) -> dict[str, Any]:
-    """Parse and validate one sequence file; raise ``SourceError`` listing every problem."""
+def load_sequence(path: Path, vocabulary: Vocabulary | None = None) -> dict[str, Any]:
+    """Parse and validate one sequence file; raise ``SourceError`` listing every problem.
+
+    ``vocabulary`` holds the workspace's signal types and template fields (built-ins only
+    when not given).
+    """
+    vocabulary = vocabulary or Vocabulary()
     source = load_yaml(path)
     errors: list[str] = []
     data = source.data
@@ -51,10 +58,10 @@ def load_sequence(path: Path) -> dict[str, Any]:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         errors.append(f"{source.where('name')}: 'name' is required")
-    trigger = _trigger(source, errors)
+    trigger = _trigger(source, errors, vocabulary)
     window = _window(source, errors)
     templates: dict[str, str] = {}
-    steps = _steps(source, errors, templates)
+    steps = _steps(source, errors, templates, vocabulary)
     mailboxes = data.get("mailboxes", [])
     if not isinstance(mailboxes, list) or not all(isinstance(m, str) for m in mailboxes):
         errors.append(f"{source.where('mailboxes')}: 'mailboxes' must be a list of addresses")
@@ -82,7 +89,7 @@ def content_hash(definition: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
 
-def _trigger(source: YamlSource, errors: list[str]) -> dict[str, Any]:
+def _trigger(source: YamlSource, errors: list[str], vocabulary: Vocabulary) -> dict[str, Any]:
     raw = source.data.get("trigger") or {}
     if not isinstance(raw, dict):
         errors.append(f"{source.where('trigger')}: 'trigger' must be a mapping")
@@ -98,11 +105,8 @@ def _trigger(source: YamlSource, errors: list[str]) -> dict[str, Any]:
         errors.append(f"{source.where('trigger', 'signals')}: 'signals' must be a list")
         signals = []
     for i, signal in enumerate(signals):
-        if signal not in triggers.SIGNAL_TYPES:
-            errors.append(
-                f"{source.where('trigger', 'signals', i)}: unknown signal type {signal!r} "
-                f"(known: {', '.join(sorted(triggers.SIGNAL_TYPES))})"
-            )
+        if signal not in vocabulary.signal_types:
+            errors.append(f"{source.where('trigger', 'signals', i)}: {unknown_type(signal, vocabulary.signal_types)}")
     filters = raw.get("filters") or {}
     if not isinstance(filters, dict):
         errors.append(f"{source.where('trigger', 'filters')}: 'filters' must be a mapping")
@@ -130,7 +134,7 @@ def _window(source: YamlSource, errors: list[str]) -> dict[str, Any]:
         return schedule.Window().to_dict()
 
 
-def _steps(source: YamlSource, errors: list[str], templates: dict[str, str]) -> list[dict]:
+def _steps(source: YamlSource, errors: list[str], templates: dict[str, str], vocabulary: Vocabulary) -> list[dict]:
     raw_steps = source.data.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         errors.append(f"{source.where('steps')}: 'steps' must be a non-empty list")
@@ -162,10 +166,9 @@ def _steps(source: YamlSource, errors: list[str], templates: dict[str, str]) -> 
             step["wait"] = _wait(source, ("steps", index), raw, errors)
         elif kind == "wait_for_signal":
             signal = raw.get("signal")
-            if signal not in triggers.SIGNAL_TYPES:
-                errors.append(
-                    f"{source.where('steps', index, 'signal')}: unknown signal type {signal!r}"
-                )
+            if signal not in vocabulary.signal_types:
+                problem = unknown_type(signal, vocabulary.signal_types)
+                errors.append(f"{source.where('steps', index, 'signal')}: {problem}")
             step["signal"] = signal
             timeout = raw.get("timeout")
             if not isinstance(timeout, dict):
@@ -174,7 +177,7 @@ def _steps(source: YamlSource, errors: list[str], templates: dict[str, str]) -> 
             else:
                 step["timeout"] = _wait(source, ("steps", index, "timeout"), timeout, errors)
         else:
-            _touch_step(source, index, raw, step, errors, templates, has_email)
+            _touch_step(source, index, raw, step, errors, templates, has_email, vocabulary)
             has_email = has_email or kind == "email"
         steps.append(step)
     return steps
@@ -202,6 +205,7 @@ def _touch_step(
     errors: list[str],
     templates: dict[str, str],
     has_email: bool,
+    vocabulary: Vocabulary,
 ) -> None:
     kind = step["kind"]
     base = steps_dir(source.path)
@@ -249,7 +253,7 @@ def _touch_step(
             if kind in ("email", "manual_email"):
                 errors.append(f"{source.where(*path)}: an {kind} step needs a template")
             continue
-        _collect_template(source, (*path, "template"), str(template), base, templates, errors)
+        _collect_template(source, (*path, "template"), str(template), base, templates, errors, vocabulary)
         subject = variant.get("subject")
         if kind in ("email", "manual_email"):
             if subject is None and (step["new_thread"] or not has_email):
@@ -257,11 +261,13 @@ def _touch_step(
                     f"{source.where(*path)}: the first email of a thread needs a subject"
                 )
             if subject is not None:
-                for _line, problem in rendering.problems(str(subject), "subject", templates):
+                found = rendering.problems(str(subject), "subject", templates)
+                for _line, problem in found + vocabulary.template_problems(str(subject)):
                     errors.append(f"{source.where(*path, 'subject')}: subject: {problem}")
     html = raw.get("html_template")
     if html is not None:
-        _collect_template(source, ("steps", index, "html_template"), str(html), base, templates, errors)
+        _collect_template(source, ("steps", index, "html_template"), str(html), base, templates, errors,
+                          vocabulary)
         step["html_template"] = str(html)
 
 
@@ -272,6 +278,7 @@ def _collect_template(
     base: Path,
     templates: dict[str, str],
     errors: list[str],
+    vocabulary: Vocabulary,
 ) -> None:
     """Read template ``name`` and everything it includes into ``templates``, checking each."""
     pending = [(name, source.where(*path), None)]
@@ -293,7 +300,7 @@ def _collect_template(
             errors.append(f"{where}: cannot read template {current!r}: {exc}")
             continue
         templates[current] = text
-        for line, problem in rendering.problems(text, current, templates):
+        for line, problem in rendering.problems(text, current, templates) + vocabulary.template_problems(text):
             errors.append(f"{file}:{line}: {problem}")
         for child in rendering.referenced(text, templates):
             pending.append((child, f"{file}:1", current))

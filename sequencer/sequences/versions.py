@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from sequencer.core.models import SequenceVersion
 from sequencer.core.yaml_source import SourceError, load_yaml
 from sequencer.sequences.files import content_hash, load_sequence, sequence_paths
+from sequencer.sequences.vocabulary import Vocabulary
 
 
 @dataclass
@@ -26,8 +27,12 @@ class SyncResult:
     path: Path
 
 
-def check_files(root: Path) -> tuple[list[dict], list[str]]:
-    """Validate every sequence under ``root``; return (definitions, all errors)."""
+def check_files(root: Path, vocabulary: Vocabulary | None = None) -> tuple[list[dict], list[str]]:
+    """Validate every sequence under ``root``; return (definitions, all errors).
+
+    ``vocabulary`` (``vocabulary.for_workspace``) holds the workspace's declared signal types
+    and custom fields; without it only the built-in ones are known.
+    """
     definitions, errors = [], []
     paths = sequence_paths(root)
     if not paths:
@@ -35,7 +40,7 @@ def check_files(root: Path) -> tuple[list[dict], list[str]]:
     names: dict[str, Path] = {}
     for path in paths:
         try:
-            definition = load_sequence(path)
+            definition = load_sequence(path, vocabulary)
         except SourceError as exc:
             errors.extend(exc.errors)
             continue
@@ -51,20 +56,20 @@ def check_files(root: Path) -> tuple[list[dict], list[str]]:
     return definitions, errors
 
 
-def sync(session: Session, now: datetime, root: Path) -> list[SyncResult]:
+def sync(session: Session, now: datetime, root: Path, vocabulary: Vocabulary | None = None) -> list[SyncResult]:
     """Store every sequence under ``root`` as a version; refuse all of them if any is broken.
 
     Two processes syncing the same change at once both try to add the next version; the
     unique (name, version) key lets one win, and the other re-reads and finds it stored.
     """
-    definitions, errors = check_files(root)
+    definitions, errors = check_files(root, vocabulary)
     if errors:
         raise SourceError(errors)
     try:
         return _store(session, now, definitions)
     except IntegrityError:
         session.rollback()
-        definitions, _ = check_files(root)
+        definitions, _ = check_files(root, vocabulary)
         return _store(session, now, definitions)
 
 
