@@ -74,6 +74,11 @@ class Settings:
     send_lease_seconds: float = 0.0
     relay_retry_seconds: float = 2.0  # the first retry; doubles with each failure in a row
     relay_retry_max_seconds: float = 300.0
+    # Reports (#13). [protection]: complaint/bounce warn and pause rates in percent, min_sample, window_days
+    # (read and checked by sequencer.deliverability.protection.thresholds). [costs]: per_month, [costs.sdr],
+    # [costs.partner] amounts per month, for the pipeline report's cost per accepted meeting.
+    protection: dict[str, Any] = field(default_factory=dict)
+    costs: dict[str, Any] = field(default_factory=dict)
     templates_origin: str = "the shipped examples"  # which rule chose templates_dir (resolve_templates)
     source: str = "defaults"
     secret_key_origin: str = ""  # where secret_key came from, for signing_secret()'s messages

@@ -25,8 +25,9 @@ APP = ROOT / "sequencer" / "app"
 # before it (and itself), so no two packages form a cycle and each reads without the later ones.
 LAYERS = [
     "suppression", "channels", "sequencer.core", "sequencer.sequences", "sequencer.domains",
-    "sequencer.sending", "sequencer.enrollments", "sequencer.intake", "sequencer.rules",
-    "sequencer.meetings", "sequencer.inbound", "sequencer.engine", "sequencer.loopback", "sequencer.app",
+    "sequencer.sending", "sequencer.deliverability", "sequencer.enrollments", "sequencer.intake", "sequencer.rules",
+    "sequencer.meetings", "sequencer.inbound", "sequencer.reports", "sequencer.engine", "sequencer.loopback",
+    "sequencer.app",
 ]
 
 
