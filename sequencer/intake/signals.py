@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from sequencer.core.models import Signal
+from sequencer.sequences.signal_types import unknown_type
 from sequencer.sequences.triggers import SIGNAL_TYPES, numeric_signal_fields, typed_payload
 from sequencer.sequences.versions import current_versions
 from suppression.csv_input import BadLine, CsvError, CsvInput
@@ -168,16 +169,19 @@ def _check_text(path: str, text: str, limit: int, what: str = "text") -> None:
         raise ValueError(f"{path}: the {what} is not valid Unicode (a lone surrogate)") from None
 
 
-def validate(signal: SignalIn, now: datetime) -> SignalIn:
-    """Normalise and check a signal; raise ``ValueError`` naming the bad field."""
+def validate(signal: SignalIn, now: datetime, types: frozenset[str] = SIGNAL_TYPES) -> SignalIn:
+    """Normalise and check a signal; raise ``ValueError`` naming the bad field.
+
+    ``types`` are the workspace's signal types (``signal_types.known_types``: built-in and declared).
+    """
     for name in ("type", "email", "domain", "source", "dedupe_key"):
         value = getattr(signal, name)
         if not isinstance(value, str):
             raise ValueError(f"{name}: must be text, got {_kind(value)}")
         _check_text(name, value, MAX_TEXT)
     check_payload(signal.payload)
-    if signal.type not in SIGNAL_TYPES:
-        raise ValueError(f"type: unknown signal type {signal.type!r} (known: {', '.join(sorted(SIGNAL_TYPES))})")
+    if signal.type not in types:
+        raise ValueError(f"type: {unknown_type(signal.type, types)}")
     if not signal.email and not signal.domain:
         raise ValueError("email or domain: a signal must name a prospect (email) or an account (domain)")
     try:
@@ -212,13 +216,14 @@ def numeric_fields(session: Session, signal_type: str, known: dict[str, set[str]
     return fields
 
 
-def store(session: Session, now: datetime, signal: SignalIn, *, numeric: dict[str, set[str]] | None = None) -> Stored:
+def store(session: Session, now: datetime, signal: SignalIn, *, numeric: dict[str, set[str]] | None = None,
+          types: frozenset[str] = SIGNAL_TYPES) -> Stored:
     """Validate and commit one signal; a repeated dedupe key returns the stored one.
 
     The dedupe key is derived from the payload as received; the payload is stored with
     the values the triggers compare as numbers made numbers (``numeric`` caches which).
     """
-    clean = validate(signal, now)
+    clean = validate(signal, now, types)
     existing = session.exec(select(Signal).where(Signal.dedupe_key == clean.dedupe_key)).first()
     if existing is not None:
         return Stored(existing, True)
@@ -322,6 +327,7 @@ def import_file(
     now: datetime,
     path: Path,
     progress: Callable[[int], None] | None = None,
+    types: frozenset[str] = SIGNAL_TYPES,
 ) -> tuple[list[Signal], int, list[str]]:
     """Store every good record of a signal file; return (new signals, duplicates, errors)."""
     stored: list[Signal] = []
@@ -335,7 +341,8 @@ def import_file(
             errors.append(f"{path}:{line}: {record}")
             continue
         try:
-            result = store(session, now, SignalIn.from_mapping(record, source=f"import:{path.name}"), numeric=numeric)
+            result = store(session, now, SignalIn.from_mapping(record, source=f"import:{path.name}"), numeric=numeric,
+                           types=types)
         except ValueError as exc:
             errors.append(f"{path}:{line}: {exc}")
             continue

@@ -4,25 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from sqlmodel import Session
 
-from sequencer.core.config import ConfigError, Settings, load_settings
+from sequencer.core.config import ConfigError, Settings, load_settings, resolve_templates
 from sequencer.core.db import make_engine, migrate
 from sequencer.core.db import session as new_session
+from sequencer.core.yaml_source import SourceError
+from sequencer.sequences.signal_types import known_types
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def settings() -> Settings:
+def settings(templates: Path | None = None) -> Settings:
+    """The settings, with ``templates`` (a command's ``--templates``) first in resolve_templates' order."""
     try:
-        return load_settings()
+        return resolve_templates(load_settings(), templates)
     except ConfigError as exc:
         fail(str(exc))
         raise  # unreachable; keeps type checkers calm
+
+
+def say_templates(config: Settings, root: Path | None = None) -> None:
+    """Tell the SDR which templates folder a command read, and why that one (on stderr)."""
+    origin = "the command line" if root is not None else config.templates_origin
+    err_console.print(f"templates: {root or config.templates_dir} ({origin})", highlight=False, soft_wrap=True)
+
+
+def signal_types(config: Settings) -> frozenset[str]:
+    """The workspace's signal types, or exit naming the declaration that is wrong."""
+    try:
+        return known_types(config)
+    except SourceError as exc:
+        fail_source(exc, "the declared signal types cannot be read")
+        raise  # unreachable
+
+
+def fail_source(exc: SourceError, summary: str) -> None:
+    """Print every file:line problem, then exit non-zero with ``summary``."""
+    for error in exc.errors:
+        console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True, markup=True)
+    fail(summary)
 
 
 @contextmanager

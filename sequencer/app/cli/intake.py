@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import Progress
 
-from sequencer.app.cli.common import console, fail, open_session
+from sequencer.app.cli.common import console, fail, open_session, settings, signal_types
 from sequencer.core.clock import SystemClock
 from sequencer.intake import enrolling, signals
 from sequencer.intake import prospects as prospect_store
@@ -52,13 +52,15 @@ def signal_command(
 ) -> None:
     """Record one signal; it is stored first, then enrolls and wakes prospects."""
     now = SystemClock().now()
-    with open_session() as session:
+    config = settings()
+    types = signal_types(config)
+    with open_session(config) as session:
         try:
             incoming = signals.SignalIn(
                 type=type_, email=email, domain=domain, payload=parse_data(data), source=source,
                 occurred_at=signals.parse_time(occurred_at) if occurred_at else None, dedupe_key=dedupe_key,
             )
-            stored = signals.store(session, now, incoming)
+            stored = signals.store(session, now, incoming, types=types)
         except ValueError as exc:
             fail(str(exc))
         if stored.duplicate:
@@ -75,10 +77,13 @@ def signal_command(
 def import_signals(path: Path = typer.Argument(..., exists=True, dir_okay=False, help=".jsonl or .csv")) -> None:
     """Store every good signal of a file (bad lines are reported), then act on them."""
     now = SystemClock().now()
-    with open_session() as session, Progress(console=console, transient=True) as progress:
+    config = settings()
+    types = signal_types(config)
+    with open_session(config) as session, Progress(console=console, transient=True) as progress:
         bar = progress.add_task("signals", total=prospect_store.count_rows(path) + 1)
         try:
-            stored, duplicates, errors = signals.import_file(session, now, path, lambda n: progress.advance(bar, n))
+            stored, duplicates, errors = signals.import_file(session, now, path, lambda n: progress.advance(bar, n),
+                                                             types=types)
         except ValueError as exc:
             fail(str(exc))
         enrolled = sum(len(enrolling.process(session, now, s).enrolled) for s in stored)
