@@ -57,6 +57,7 @@ class Event:
     sender_domain: str = ""
     sentiment: str | None = None
     bounce_type: str | None = None
+    bounce_reason: str | None = None  # the taxonomy's reason (sequencer.inbound.reasons): bounce.mailbox_full rules
     return_date: date | None = None
     new_contacts: list[str] = field(default_factory=list)
     touch: Touch | None = None
@@ -106,7 +107,8 @@ def withhold(session: Session, now: datetime, rules: RuleBook, event: Event, why
 def _rule_for(rules: RuleBook, event: Event) -> ResolvedRule:
     sequence = event.enrollment.sequence_name if event.enrollment else None
     return rules.actions_for(event.name, sequence, sentiment=event.sentiment,
-                             bounce_type=event.bounce_type if event.name == "bounce" else None)
+                             bounce_type=event.bounce_type if event.name == "bounce" else None,
+                             bounce_reason=event.bounce_reason if event.name == "bounce" else None)
 
 
 def _prospect_id(session: Session, event: Event) -> int | None:

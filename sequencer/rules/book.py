@@ -56,11 +56,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
+# The bounce reasons of ``sequencer.inbound.reasons`` and the bounce type each one is; a rule key may name
+# either (``bounce.mailbox_full``, ``bounce.soft``), and a reason's rule wins over its type's.
+BOUNCE_REASONS: dict[str, str] = {
+    "user_unknown": "hard", "host_unknown": "hard", "moved": "hard", "not_accepting": "hard",
+    "suspended": "soft", "mailbox_full": "soft", "message_too_big": "soft", "syntax_error": "soft",
+    "content_filtered": "block", "spam_detected": "block", "virus": "block", "policy_blocked": "block",
+    "auth_failure": "block", "rate_limited": "block", "relay_denied": "block",
+    "expired": "soft", "delayed": "soft", "network_error": "soft", "system_error": "soft", "unknown": "soft",
+}
+
 EVENTS: dict[str, tuple[str, ...]] = {
     "reply": ("positive", "negative", "neutral"),
     "out_of_office": (),
     "auto_reply": (),
-    "bounce": ("hard", "soft", "block"),
+    "bounce": ("hard", "soft", "block", *BOUNCE_REASONS),
     "complaint": (),
     "unsubscribe_request": (),
     "left_company": (),
@@ -170,6 +180,9 @@ BUILTIN_RULES: dict[str, tuple[Action, ...]] = {
     "bounce.hard": (Stop(), Suppress(reason="hard_bounce")),
     "bounce.soft": (Retry(max_attempts=3, backoff_hours=24), Stop()),
     "bounce.block": (PauseMailboxAfter(blocks=5), Retry(max_attempts=3, backoff_hours=24), Stop()),
+    # a suspended account may come back: stopped, not suppressed (a rule may add a suppress with an expiry)
+    "bounce.suspended": (Stop(),),
+    "bounce.delayed": (Ignore(),),  # the sending server is still trying: a resend could arrive twice
     "complaint": (Stop(), Suppress(reason="complaint")),
     "unsubscribe_request": (Stop(), Suppress(reason="unsubscribed")),
     "left_company": (Stop(),),
@@ -202,6 +215,7 @@ class RuleBook:
         *,
         sentiment: str | None = None,
         bounce_type: str | None = None,
+        bounce_reason: str | None = None,
     ) -> ResolvedRule:
         """The most specific rule for ``event``; always returns one (built-ins cover all).
 
@@ -227,6 +241,10 @@ class RuleBook:
         if qualifier is not None and qualifier not in EVENTS[event]:
             raise ValueError(f"unknown {event} qualifier {qualifier!r}")
         keys = [f"{event}.{qualifier}", event] if qualifier else [event]
+        if event == "bounce" and bounce_reason is not None:  # the reason's rule first: bounce.mailbox_full
+            if bounce_reason not in BOUNCE_REASONS:
+                raise ValueError(f"unknown bounce reason {bounce_reason!r}")
+            keys.insert(0, f"bounce.{bounce_reason}")
         scopes = list(self._scopes)
         if sequence_name is not None and sequence_name in self._sequences:
             scopes.insert(0, (f"sequences.{sequence_name}", self._sequences[sequence_name]))

@@ -14,7 +14,7 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from sequencer.core.yaml_source import SourceError, compose_yaml, read_source
-from sequencer.rules.book import ACTIONS, EVENTS, Action, Ignore, RuleBook, RulesError
+from sequencer.rules.book import ACTIONS, BOUNCE_REASONS, EVENTS, Action, Ignore, RuleBook, RulesError
 
 _SUPPRESS_REASONS = {
     "bounce": "hard_bounce",
@@ -42,6 +42,8 @@ _ONLY_FOR: dict[str, set[str]] = {
     "retry": {"bounce", "bounce.soft", "bounce.block"},
     "pause_mailbox_after": {"bounce", "bounce.block"},
 }
+# ... and for the bounce reasons of these types (bounce.mailbox_full: [retry]); not listed in the error, which stays short
+_ONLY_FOR_REASONS: dict[str, set[str]] = {"retry": {"soft", "block"}, "pause_mailbox_after": {"block"}}
 
 
 def load_rules(path: Path | None, *, known_sequences: set[str] | None = None) -> RuleBook:
@@ -198,6 +200,9 @@ class _Parser:
             self.error(node, f"{rule}: unknown action {name!r} (known: {', '.join(ACTIONS)})")
             return None
         allowed_for = _ONLY_FOR.get(name)
+        reason = key.partition(".")[2] if key.startswith("bounce.") else ""
+        if reason in BOUNCE_REASONS and BOUNCE_REASONS[reason] in _ONLY_FOR_REASONS.get(name, set()):
+            allowed_for = None
         if allowed_for is not None and key not in allowed_for:
             self.error(node, f"{rule}: {name} only applies to {', '.join(sorted(allowed_for))}")
         ok = True
