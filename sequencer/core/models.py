@@ -176,6 +176,12 @@ class Touch(SQLModel, table=True):
 class Signal(SQLModel, table=True):
     """An event about a prospect or an account; stored before it is acknowledged."""
 
+    __table_args__ = (
+        # The unprocessed signals only: what the embedded loop probes between ticks stays small
+        # however many signals were processed before.
+        Index("ix_signal_unprocessed", "id", sqlite_where=text("processed_at IS NULL"),
+              postgresql_where=text("processed_at IS NULL")),
+    )
     id: int | None = Field(default=None, primary_key=True)
     type: str = Field(index=True)
     dedupe_key: str = Field(unique=True, max_length=512)

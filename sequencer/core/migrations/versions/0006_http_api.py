@@ -18,8 +18,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # The unprocessed signals, for the embedded loop's probe between ticks (signals.any_unprocessed).
+    with op.batch_alter_table('signal', schema=None) as batch_op:
+        batch_op.create_index('ix_signal_unprocessed', ['id'], unique=False,
+                              sqlite_where=sa.text('processed_at IS NULL'),
+                              postgresql_where=sa.text('processed_at IS NULL'))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('signal', schema=None) as batch_op:
+        batch_op.drop_index('ix_signal_unprocessed', sqlite_where=sa.text('processed_at IS NULL'),
+                            postgresql_where=sa.text('processed_at IS NULL'))
