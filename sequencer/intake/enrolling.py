@@ -101,6 +101,26 @@ def process_batch(session: Session, now: datetime, batch: list[Signal],
     return [process(session, now, signal) for signal in batch]
 
 
+PROCESS_BATCH = 500  # signals processed in one transaction by ``process_stored``
+
+
+def process_stored(session: Session, now: datetime, ids: list[int]) -> list[SignalOutcome]:
+    """``process_batch`` for the signals with these ids, ``PROCESS_BATCH`` at a time in id order.
+
+    For callers that hold ids, not rows (a file import, an HTTP batch, a Celery task);
+    an id that is gone or already processed costs nothing. Only one batch of rows is
+    held at a time.
+    """
+    outcomes: list[SignalOutcome] = []
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), PROCESS_BATCH):
+        part = ordered[start:start + PROCESS_BATCH]
+        batch = list(session.exec(select(Signal).where(Signal.id.in_(part), Signal.processed_at.is_(None))
+                                  .order_by(Signal.id)))
+        outcomes.extend(process_batch(session, now, batch))
+    return outcomes
+
+
 def _process_batch(session: Session, now: datetime, batch: list[Signal], keep: list | None) -> list[SignalOutcome]:
     taken = claim(session, now, [signal.id for signal in batch])
     mine = [signal for signal in batch if signal.id in taken]

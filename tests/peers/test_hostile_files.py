@@ -294,7 +294,9 @@ def test_a_score_given_as_text_is_stored_as_a_number_and_a_template_can_count_wi
     for name in ("ann", "bob"):
         add_prospect(session, clock.now(), f"{name}@northwind.example")
 
-    stored, _, errors = signals.import_file(session, clock.now(), path)
+    ids: list[int] = []
+    errors = signals.import_file(session, clock.now(), path, on_stored=ids.extend).errors
+    stored = [session.get(Signal, i) for i in ids]
     report = tick(session, clock, runtime)
 
     assert errors == []

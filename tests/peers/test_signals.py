@@ -125,7 +125,9 @@ def test_import_jsonl_reports_bad_lines_and_stores_good_ones(
         json.dumps({"type": "form_fill", "email": "d@example.com", "occurred_at": "noon"}),
     ]) + "\n")
 
-    stored, duplicates, errors = signals.import_file(session, clock.now(), path)
+    ids: list[int] = []
+    report = signals.import_file(session, clock.now(), path, on_stored=ids.extend)
+    stored, duplicates, errors = [session.get(Signal, i) for i in ids], report.duplicates, report.errors
 
     assert [s.email or s.domain for s in stored] == ["ann@example.com", "example.com"]
     assert duplicates == 1
@@ -155,7 +157,9 @@ def test_import_csv_reports_bad_lines_and_stores_good_ones(
         job_change,,,,,
     """))
 
-    stored, duplicates, errors = signals.import_file(session, clock.now(), path)
+    ids: list[int] = []
+    report = signals.import_file(session, clock.now(), path, on_stored=ids.extend)
+    stored, duplicates, errors = [session.get(Signal, i) for i in ids], report.duplicates, report.errors
 
     assert [(s.type, s.email or s.domain) for s in stored] == [
         ("intent_surge", "northwind.example"), ("form_fill", "ann@example.com")]

@@ -79,17 +79,25 @@ def import_signals(path: Path = typer.Argument(..., exists=True, dir_okay=False,
     now = SystemClock().now()
     config = settings()
     types = signal_types(config)
+    enrolled = 0
+
     with open_session(config) as session, Progress(console=console, transient=True) as progress:
         bar = progress.add_task("signals", total=prospect_store.count_rows(path) + 1)
+
+        def act_on(ids: list[int]) -> None:  # each stored batch is processed before the next is read
+            nonlocal enrolled
+            enrolled += sum(len(outcome.enrolled) for outcome in enrolling.process_stored(session, now, ids))
+
         try:
-            stored, duplicates, errors = signals.import_file(session, now, path, lambda n: progress.advance(bar, n),
-                                                             types=types)
+            report = signals.import_file(session, now, path, lambda n: progress.advance(bar, n), types=types,
+                                         on_stored=act_on)
         except ValueError as exc:
             fail(str(exc))
-        enrolled = sum(len(enrolling.process(session, now, s).enrolled) for s in stored)
-    for error in errors:
+    for error in report.errors:
         console.print(error, style="red", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"{len(stored)} signal(s) stored, {duplicates} duplicate(s), {len(errors)} refused; "
+    if report.refused > len(report.errors):
+        console.print(f"... and {report.refused - len(report.errors)} more refused line(s)", style="red")
+    console.print(f"{report.stored} signal(s) stored, {report.duplicates} duplicate(s), {report.refused} refused; "
                   f"{enrolled} enrollment(s) started")
-    if errors:
+    if report.refused:
         raise typer.Exit(1)
