@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 
 from sequencer.core.clock import as_utc
 from sequencer.core.config import Settings
-from sequencer.core.models import DomainCheck, Mailbox
+from sequencer.core.models import DomainCheck, DomainCheckRecord, Mailbox, SendingDomainPause
 from sequencer.domains.checks import DomainReport, build_resolver, check_domain
 from suppression.normalize import normalize_domain
 
@@ -86,6 +86,8 @@ def _store(session: Session, now: datetime, report: DomainReport) -> DomainCheck
     if report.status != "unknown":
         row.last_good_status, row.last_good_at = report.status, now
     session.add(row)
+    # Kept for the deliverability report: the latest check and what changed since the one before.
+    session.add(DomainCheckRecord(domain=report.domain, status=report.status, checked_at=now, report=row.report))
     session.commit()
     return row
 
@@ -134,6 +136,9 @@ def sending_problem(session: Session, now: datetime, settings: Settings, domain:
         row = verdict_for(session, now, settings, domain)
     except ValueError as exc:  # a malformed domain or resolver setting: nothing was checked
         return f"sending domain {domain!r} cannot be checked: {exc}"
+    paused = session.get(SendingDomainPause, row.domain)  # sequencer.deliverability.protection
+    if paused is not None and paused.paused:
+        return f"sending domain {row.domain} paused: {paused.reason}"
     health = health_of(row)
     if health.may_send:
         return ""

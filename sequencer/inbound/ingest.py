@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from sequencer.core import decisions
 from sequencer.core.config import Settings
 from sequencer.core.models import Enrollment, InboundMessage, Mailbox, Touch
+from sequencer.deliverability import dmarc
 from sequencer.enrollments import lifecycle
 from sequencer.inbound import match as matching
 from sequencer.inbound.classify import Classification, classify
@@ -100,6 +101,11 @@ def ingest_raw(session: Session, now: datetime, settings: Settings, raw: bytes,
     if result.kind == "unparseable":
         return _quarantine(session, now, key, raw, result, f"unreadable message: {result.reason}")
     try:
+        if dmarc.looks_like_report(raw):  # a receiver's DMARC aggregate report: sequencer.deliverability.dmarc
+            stored = dmarc.ingest(session, now, key, raw, result.message_id or "", result.from_address or "",
+                                  result.subject or "")
+            if stored is not None:
+                return IngestResult(stored[0], False, stored[1])
         if result.kind == "calendar_reply":  # an RSVP answers a meeting, not a touch: sequencer.meetings.rsvp
             return _calendar_reply(session, now, rules or rulebook(settings), key, result)
         return _handle(session, now, rules or rulebook(settings), key, result, settings.secret_key)
