@@ -39,6 +39,7 @@ from sequencer.rules.book import (
     RuleBook,
     Stop,
     StopAccount,
+    StopProspect,
     Suppress,
 )
 from sequencer.rules.parse import load_rules
@@ -126,6 +127,8 @@ def _do(session: Session, now: datetime, rule: ResolvedRule, action: Action, eve
         return ["ignored"]
     if isinstance(action, Stop):
         return _stop(session, now, rule, event.enrollment, event.summary, event)
+    if isinstance(action, StopProspect):
+        return _stop_prospect(session, now, rule, event)
     if isinstance(action, StopAccount):
         return _stop_account(session, now, rule, event)
     if isinstance(action, PauseUntilReturn):
@@ -151,6 +154,27 @@ def _stop(session: Session, now: datetime, rule: ResolvedRule, enrollment: Enrol
     return [f"stopped enrollment #{enrollment.id} ({enrollment.sequence_name})"]
 
 
+def _stop_prospect(session: Session, now: datetime, rule: ResolvedRule, event: Event) -> list[str]:
+    """Stop every running enrollment of the event's prospect, in every sequence.
+
+    The prospect is the one of the event's own enrollment (a meeting, a task, a matched
+    reply); an event without one stops nothing here, since an address out of a header names
+    no one we may act on.
+    """
+    if event.enrollment is None:
+        return []
+    running = session.exec(
+        select(Enrollment).where(Enrollment.prospect_id == event.enrollment.prospect_id,
+                                 Enrollment.state.in_(lifecycle.ACTIVE_STATES)).order_by(Enrollment.id)
+    ).all()
+    done = []
+    for enrollment in running:
+        reason = event.summary if enrollment.id == event.enrollment.id else \
+            f"{event.summary} (in {event.enrollment.sequence_name})"
+        done += _stop(session, now, rule, enrollment, reason, event)
+    return done
+
+
 def _stop_account(session: Session, now: datetime, rule: ResolvedRule, event: Event) -> list[str]:
     """Stop every enrollment at the matched prospect's organisation (its registrable domain).
 
@@ -158,13 +182,16 @@ def _stop_account(session: Session, now: datetime, rule: ResolvedRule, event: Ev
     validated when we stored it. Not trusted: the From header (anyone can write any domain
     there, ``x@%`` included), a weak match (sender + subject, both forgeable), a public suffix
     (``co.uk`` is a country, not a company) or a freemail domain. In those cases only the
-    event's own enrollment stops.
+    event's own enrollment stops, or, when the match is strong (a free-mail address),
+    every enrollment of that prospect.
     """
     org, why = _organisation(session, event)
     if org is None:
         if event.enrollment is not None and why:
             decisions.record(session, now, "account_not_stopped", f"{event.summary}: {why}",
                              enrollment=event.enrollment, rule=rule.name)
+        if event.strength == "strong":
+            return _stop_prospect(session, now, rule, event)
         return _stop(session, now, rule, event.enrollment, event.summary, event)
     accounts = session.exec(
         # autoescape: a % or _ in the value is matched literally, never as a LIKE wildcard

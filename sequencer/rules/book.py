@@ -18,16 +18,19 @@ The file has two optional top-level keys::
 
 A key is an event (``reply``, ``out_of_office``, ``auto_reply``, ``bounce``, ``complaint``,
 ``unsubscribe_request``, ``left_company``, ``meeting_booked``, ``meeting_declined``,
-``meeting_no_show``), optionally narrowed by a qualifier: ``reply.positive|negative|neutral``
+``meeting_no_show``, ``task``), optionally narrowed by a qualifier: ``reply.positive|negative|neutral``
 (the reply's sentiment),
-``bounce.hard|soft|block`` (the bounce type) or ``meeting_no_show.prospect|ae|sdr|unknown``
-(whose fault it was; e.g. ``meeting_no_show.prospect: [{enroll: {sequence: re-engage}}]``).
+``bounce.hard|soft|block`` (the bounce type), ``meeting_no_show.prospect|ae|sdr|unknown``
+(whose fault it was; e.g. ``meeting_no_show.prospect: [{enroll: {sequence: re-engage}}]``) or
+``task.connected|not_interested|wrong_number|...`` (the outcome an SDR closed a task with).
 Its value is a list of actions applied in order; an action is a bare name (``stop``) or a
 one-key mapping with parameters (``{suppress: {expires_after_days: 30}}``):
 
 =====================  ===================================================================
 ``stop``               stop this enrollment
-``stop_account``       stop every enrollment at the sender's account (registrable domain)
+``stop_prospect``      stop every active enrollment of this prospect, in every sequence
+``stop_account``       stop every enrollment at the sender's account (registrable domain);
+                       for a free-mail address, every enrollment of the prospect
 ``pause_until_return`` pause until the out-of-office return date + ``plus_business_days``
                        (default 1), or ``default_days`` (default 5) when no date is known
 ``suppress``           suppress the sender; ``expires_after_days`` (omitted = forever),
@@ -44,7 +47,8 @@ Resolution, most specific first: sequence + qualifier, sequence, defaults + qual
 defaults, then the built-in defaults (``BUILTIN_RULES``, also shipped as
 ``templates/rules.yaml``) in the same order. Built-ins fill gaps so that forgetting a
 ``complaint`` line never means mailing someone who complained; to switch a built-in off,
-write ``[ignore]`` explicitly. Every rule is named for explanations:
+write ``[ignore]`` explicitly (``sequencer.rules.law`` refuses the switches that would break
+the law: honouring unsubscribes, complaints and hard bounces is not optional). Every rule is named for explanations:
 ``defaults.reply``, ``sequences.funding-round.reply.negative``, ``builtin.bounce.hard``.
 
 This module is pure: it says what the rules are and answers questions; ``parse`` reads a
@@ -55,6 +59,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+
+from channels.tasks import OUTCOMES
 
 # The bounce reasons of ``sequencer.inbound.reasons`` and the bounce type each one is; a rule key may name
 # either (``bounce.mailbox_full``, ``bounce.soft``), and a reason's rule wins over its type's.
@@ -77,6 +83,8 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "meeting_booked": (),
     "meeting_declined": (),
     "meeting_no_show": ("prospect", "ae", "sdr", "unknown"),
+    # A task the SDR closed, qualified by its outcome (a meeting booked is ``meeting_booked``).
+    "task": tuple(outcome for outcome in OUTCOMES if outcome != "meeting_booked"),
 }
 
 
@@ -103,6 +111,11 @@ class Action:
 @dataclass(frozen=True)
 class Stop(Action):
     name = "stop"
+
+
+@dataclass(frozen=True)
+class StopProspect(Action):
+    name = "stop_prospect"
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,7 @@ ACTIONS: dict[str, type[Action]] = {
     cls.name: cls
     for cls in (
         Stop,
+        StopProspect,
         StopAccount,
         PauseUntilReturn,
         Suppress,
@@ -174,6 +188,7 @@ class ResolvedRule:
 BUILTIN_RULES: dict[str, tuple[Action, ...]] = {
     "reply": (Stop(),),
     "reply.positive": (StopAccount(),),
+    "reply.negative": (StopProspect(),),  # "not interested": no other sequence goes on mailing them
     "out_of_office": (PauseUntilReturn(plus_business_days=1, default_days=5),),
     "auto_reply": (Ignore(),),
     "bounce": (Stop(),),
@@ -186,9 +201,11 @@ BUILTIN_RULES: dict[str, tuple[Action, ...]] = {
     "complaint": (Stop(), Suppress(reason="complaint")),
     "unsubscribe_request": (Stop(), Suppress(reason="unsubscribed")),
     "left_company": (Stop(),),
-    "meeting_booked": (Stop(),),
+    "meeting_booked": (StopProspect(),),  # every sequence they are in, not only the one that booked
     "meeting_no_show": (Ignore(),),  # a team that re-engages a prospect who did not show says so in its rules
     "meeting_declined": (Ignore(),),  # recorded on the timeline; a team that re-engages says so in its rules
+    "task": (Ignore(),),  # the sequence moves on to its next step
+    "task.not_interested": (StopProspect(),),
 }
 
 
@@ -253,6 +270,11 @@ class RuleBook:
                 if key in rules:
                     return ResolvedRule(f"{scope}.{key}", list(rules[key]))
         raise AssertionError(f"built-in rules do not cover {event}")  # BUILTIN_RULES is total
+
+    @property
+    def sequences(self) -> tuple[str, ...]:
+        """The sequences the file has overrides for."""
+        return tuple(self._sequences)
 
     def rules(self) -> Iterator[ResolvedRule]:
         """Every rule written in the file (not the built-ins it leaves in force), in order."""

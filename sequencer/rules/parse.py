@@ -14,6 +14,7 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from sequencer.core.yaml_source import SourceError, compose_yaml, read_source
+from sequencer.rules import law
 from sequencer.rules.book import ACTIONS, BOUNCE_REASONS, EVENTS, Action, Ignore, RuleBook, RulesError
 
 _SUPPRESS_REASONS = {
@@ -78,6 +79,9 @@ def parse_rules(
     book = parser.book(root)
     if parser.errors:
         raise RulesError(parser.errors)
+    unlawful = law.violations(book, filename, parser.lines)  # on a well-formed file only: fix the shape first
+    if unlawful:
+        raise RulesError(unlawful)
     return book
 
 
@@ -88,6 +92,7 @@ class _Parser:
         self.filename = filename
         self.known_sequences = known_sequences
         self.errors: list[str] = []
+        self.lines: dict[str, int] = {}  # rule name (and "rule#action") -> line, for sequencer.rules.law
         self._constructor = SafeConstructor()
 
     def error(self, node: yaml.Node, message: str) -> None:
@@ -146,6 +151,7 @@ class _Parser:
         rules: dict[str, tuple[Action, ...]] = {}
         for key, key_node, value in self.mapping(node, scope):
             if self.event_key(key, key_node, scope):
+                self.lines[f"{scope}.{key}"] = key_node.start_mark.line + 1
                 actions = self.actions(value, f"{scope}.{key}", key)
                 if actions is not None:
                     rules[key] = actions
@@ -176,6 +182,7 @@ class _Parser:
             action = self.action(item, rule, key)
             if action is None:
                 continue
+            self.lines[f"{rule}#{action.name}"] = item.start_mark.line + 1
             if any(a.name == action.name for a in actions):
                 self.error(item, f"{rule}: action {action.name!r} listed twice")
             actions.append(action)

@@ -21,6 +21,7 @@ from sequencer.rules.book import (
     RulesError,
     Stop,
     StopAccount,
+    StopProspect,
     Suppress,
 )
 from sequencer.rules.parse import load_rules
@@ -50,7 +51,8 @@ def test_builtin_defaults_when_no_file() -> None:
     positive = book.actions_for("reply", "any", sentiment="positive")
     assert positive.name == "builtin.reply.positive"
     assert positive.actions == [StopAccount()]
-    assert book.actions_for("reply", None, sentiment="negative").name == "builtin.reply"
+    negative = book.actions_for("reply", None, sentiment="negative")
+    assert (negative.name, negative.actions) == ("builtin.reply.negative", [StopProspect()])
     assert book.actions_for("out_of_office", None).actions == [
         PauseUntilReturn(plus_business_days=1, default_days=5)
     ]
@@ -70,7 +72,9 @@ def test_builtin_defaults_when_no_file() -> None:
         Stop(),
         Suppress(reason="unsubscribed"),
     ]
-    assert book.actions_for("meeting_booked", None).actions == [Stop()]
+    assert book.actions_for("meeting_booked", None).actions == [StopProspect()]
+    assert book.actions_for("task.not_interested", None).actions == [StopProspect()]
+    assert book.actions_for("task.connected", None).name == "builtin.task"
     assert book.actions_for("left_company", None).actions == [Stop()]
 
 
