@@ -269,6 +269,21 @@ def resend_step(session: Session, enrollment: Enrollment, step_index: int, at: d
     session.add(enrollment)
 
 
+def move_to_version(session: Session, now: datetime, enrollment: Enrollment, version: SequenceVersion) -> bool:
+    """Put a running enrollment on ``version`` at the step it is on (``sequences load --upgrade running``).
+
+    A claim like every other change, so a tick stepping it at the same moment wins and this
+    returns False; the caller has checked that the steps line up (``versions.line_up_problem``).
+    """
+    before = enrollment.sequence_version_id
+    if not claim(session, enrollment, sequence_version_id=version.id):
+        return False
+    decisions.record(session, now, "upgraded", f"moved to {version.name} v{version.version} at step "
+                     f"{enrollment.current_step + 1}", enrollment=enrollment, from_version_id=before,
+                     to_version_id=version.id)
+    return True
+
+
 def wake(session: Session, now: datetime, enrollment: Enrollment) -> None:
     """A waited-for signal arrived: the wait is over and the next step is due now."""
     enrollment.waiting_for = ""

@@ -112,3 +112,25 @@ def current_versions(session: Session) -> list[SequenceVersion]:
             select(SequenceVersion).where(SequenceVersion.is_current).order_by(SequenceVersion.name)
         )
     )
+
+
+def line_up_problem(old: dict, new: dict, current_step: int) -> str:
+    """Why an enrollment at ``current_step`` of definition ``old`` cannot continue on ``new`` ("" when it can).
+
+    The steps line up when the new version has the same step ids, of the same kinds, at and
+    before the current step. Touches are stored by step position and id, and the current
+    step's waiting state (a wait's due time, a task, a wait for a signal) belongs to its kind,
+    so those must not move under a running enrollment; everything after the current step
+    (a fixed text, a new last step, a removed one) may change freely.
+    """
+    old_steps, new_steps = old.get("steps", []), new.get("steps", [])
+    if current_step >= len(new_steps):
+        return f"it is at step {current_step + 1} and the new version has {len(new_steps)} step(s)"
+    for index in range(min(current_step + 1, len(old_steps))):
+        before, after = old_steps[index], new_steps[index]
+        if before["id"] != after["id"]:
+            return f"step {index + 1} is {before['id']!r} in its version and {after['id']!r} in the new one"
+        if before["kind"] != after["kind"]:
+            return (f"step {index + 1} ({before['id']!r}) is a {before['kind']} in its version "
+                    f"and a {after['kind']} in the new one")
+    return ""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import typer
 
 from sequencer.app import housekeeping
 from sequencer.app import wiring as runtime
-from sequencer.app.cli.common import console, fail, open_session, settings
+from sequencer.app.cli.common import console, fail, open_session, say_templates, settings
+from sequencer.app.cli.sequences import TEMPLATES_OPTION, workspace_vocabulary
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import ConfigError, signing_secret
 from sequencer.core.yaml_source import SourceError
@@ -24,7 +26,7 @@ HOUSEKEEPING_EVERY = timedelta(minutes=15)
 def _prepare(session, config) -> None:
     now = SystemClock().now()
     try:
-        sync(session, now, config.templates_dir)
+        sync(session, now, config.templates_dir, workspace_vocabulary(config, config.templates_dir, session))
         mailboxes.sync_from_settings(session, config, now.date())
     except SourceError as exc:
         for error in exc.errors:
@@ -37,9 +39,18 @@ def _prepare(session, config) -> None:
 def run_command(
     interval: float = typer.Option(5.0, help="Seconds between ticks."),
     once: bool = typer.Option(False, "--once", help="Run a single tick and exit."),
+    templates: Path | None = TEMPLATES_OPTION,
+    sandbox: bool = typer.Option(False, "--sandbox", help="Deliver every email into the local Maildir "
+                                 "sandbox_outbox (./outbox) instead of sending it; everything else runs as for real."),
 ) -> None:
     """The embedded scheduler: tick forever (Ctrl-C stops it between ticks). Needs a secret_key."""
-    config = settings()
+    config = settings(templates)
+    config.sandbox = config.sandbox or sandbox
+    say_templates(config)
+    mark = "(sandbox) " if config.sandbox else ""  # every line of a trial run says so
+    if config.sandbox:
+        console.print(f"{mark}every email goes to the Maildir {Path(config.sandbox_outbox).resolve()}; "
+                      "sending-domain checks are skipped", highlight=False, soft_wrap=True)
     try:
         signing_secret(config)  # every email carries a signed unsubscribe link
     except ConfigError as exc:
@@ -53,15 +64,15 @@ def run_command(
             while True:
                 if clock.now() >= chores_due:
                     for line in housekeeping.run(session, clock.now(), config):
-                        console.print(f"{clock.now():%H:%M:%S} {line}", highlight=False)
+                        console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False)
                     chores_due = clock.now() + HOUSEKEEPING_EVERY
                 report = tick(session, clock, engine_runtime)
                 if report.advanced or report.signals:
-                    console.print(f"{clock.now():%H:%M:%S} signals {report.signals}, steps {report.outcomes}")
+                    console.print(f"{mark}{clock.now():%H:%M:%S} signals {report.signals}, steps {report.outcomes}")
                 # Meetings: reminders to prospects and overdue acceptances, each sent once.
                 for line in reminders.run_due(session, clock.now(), config, engine_runtime.sender,
                                               engine_runtime.domain_problem):
-                    console.print(f"{clock.now():%H:%M:%S} {line}", highlight=False)
+                    console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False)
                 if once:
                     break
                 time.sleep(interval)

@@ -1,25 +1,71 @@
-"""``sequencer sequences``: check, load and list sequence files."""
+"""``sequencer sequences``: check, load and list sequence files.
+
+Every command that reads templates says which folder it read (``common.say_templates``), in
+the one order ``config.resolve_templates`` defines, and checks them against the workspace's
+vocabulary (declared signal types and custom fields, plus the custom fields of the stored
+prospects when a database exists).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
-from sequencer.app.cli.common import console, fail, open_session, settings
+from sequencer.app.cli.common import console, err_console, fail, fail_source, open_session, say_templates, settings
 from sequencer.core.clock import SystemClock
+from sequencer.core.config import Settings
 from sequencer.core.yaml_source import SourceError
+from sequencer.enrollments.upgrade import upgrade_running
+from sequencer.sequences import vocabulary
 from sequencer.sequences.versions import check_files, current_versions, sync
 
 app = typer.Typer(help="Check, load and list sequences (templates/sequences/*.yaml).", no_args_is_help=True)
 
+TEMPLATES_OPTION = typer.Option(None, "--templates", help="The templates folder (default: templates_dir in "
+                                "sequencer.toml, else ./templates, else the shipped examples).")
+UPGRADE_CHOICES = ("running",)
+
+
+def workspace_vocabulary(config: Settings, root: Path, session: Session | None) -> vocabulary.Vocabulary:
+    """The vocabulary a check or load uses, or exit naming a malformed declaration."""
+    try:
+        return vocabulary.for_workspace(config, root, session)
+    except SourceError as exc:
+        fail_source(exc, "the declared signal types cannot be read")
+        raise  # unreachable
+
+
+def _checking_vocabulary(config: Settings, root: Path) -> vocabulary.Vocabulary:
+    """``check``'s vocabulary: with the stored prospects' custom fields when a database exists
+    (a check in a fresh folder must not create one)."""
+    url = make_url(config.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return workspace_vocabulary(config, root, None)
+    try:
+        with open_session(config) as session:
+            return workspace_vocabulary(config, root, session)
+    except OperationalError as exc:
+        err_console.print(f"note: custom fields of stored prospects not read (database unavailable: {exc.orig})",
+                          highlight=False, soft_wrap=True)
+        return workspace_vocabulary(config, root, None)
+
 
 @app.command()
-def check(path: Path | None = typer.Argument(None, help="A sequence file or templates folder.")) -> None:
+def check(
+    path: Path | None = typer.Argument(None, help="A sequence file or templates folder."),
+    templates: Path | None = TEMPLATES_OPTION,
+) -> None:
     """Validate sequences and their templates; print every problem as file:line."""
-    root = path or settings().templates_dir
-    definitions, errors = check_files(root)
+    config = settings(templates)
+    root = path or config.templates_dir
+    say_templates(config, path)
+    definitions, errors = check_files(root, _checking_vocabulary(config, root))
     for error in errors:
         console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True)
     if errors:
@@ -30,19 +76,44 @@ def check(path: Path | None = typer.Argument(None, help="A sequence file or temp
 
 
 @app.command()
-def load(path: Path | None = typer.Argument(None, help="A sequence file or templates folder.")) -> None:
-    """Store the sequences as new versions where they changed (running enrollments keep theirs)."""
-    config = settings()
+def load(
+    path: Path | None = typer.Argument(None, help="A sequence file or templates folder."),
+    templates: Path | None = TEMPLATES_OPTION,
+    upgrade: str | None = typer.Option(None, "--upgrade", metavar="running",
+                                       help="Also move running enrollments to the new version at their current "
+                                            "step, where the steps up to it are unchanged."),
+) -> None:
+    """Store the sequences as new versions where they changed (running enrollments keep theirs
+    unless --upgrade running)."""
+    if upgrade is not None and upgrade not in UPGRADE_CHOICES:
+        fail(f"--upgrade: {upgrade!r} is not one of {', '.join(UPGRADE_CHOICES)}")
+    config = settings(templates)
+    root = path or config.templates_dir
+    say_templates(config, path)
+    now = SystemClock().now()
     with open_session(config) as session:
         try:
-            results = sync(session, SystemClock().now(), path or config.templates_dir)
+            results = sync(session, now, root, workspace_vocabulary(config, root, session))
         except SourceError as exc:
-            for error in exc.errors:
-                console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True)
-            fail("no sequence was loaded")
-    for result in results:
-        state = "new version" if result.changed else "unchanged"
-        console.print(f"{result.name} v{result.version}: {state}")
+            fail_source(exc, "no sequence was loaded")
+        for result in results:
+            state = "new version" if result.changed else "unchanged"
+            console.print(f"{result.name} v{result.version}: {state}")
+        if upgrade == "running":
+            _upgrade(session, now, [result.name for result in results])
+
+
+def _upgrade(session: Session, now: datetime, names: list[str]) -> None:
+    upgrades = upgrade_running(session, now, names)
+    moved = [u for u in upgrades if u.moved]
+    kept = [u for u in upgrades if not u.moved]
+    for u in moved:
+        console.print(f"upgraded enrollment {u.enrollment_id} ({u.email}) {u.sequence} v{u.from_version} -> "
+                      f"v{u.to_version} at step {u.step}", highlight=False)
+    for u in kept:
+        console.print(f"[yellow]not moved[/yellow] enrollment {u.enrollment_id} ({u.email}) {u.sequence} "
+                      f"v{u.from_version}: {u.reason}", highlight=False, soft_wrap=True)
+    console.print(f"{len(moved)} running enrollment(s) upgraded, {len(kept)} kept on their version")
 
 
 @app.command("list")
