@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from channels.email import DeliveryError, SmtpSender
+from channels.outbox import OutboxSender
 from sequencer.core.config import Settings
 from sequencer.core.models import Enrollment, Touch
 from sequencer.domains.health import sending_problem
@@ -23,8 +24,23 @@ from sequencer.rules.actions import Event, apply, rulebook
 DOMAIN_MEMORY = timedelta(minutes=1)
 
 
+def sender_for(settings: Settings) -> SmtpSender | OutboxSender:
+    """What delivers email: SMTP, or in the sandbox (``sandbox = true``, ``run --sandbox``) the local
+    Maildir ``sandbox_outbox``, so no message of a trial run ever leaves the machine."""
+    if settings.sandbox:
+        return OutboxSender(settings.sandbox_outbox)
+    return SmtpSender(timeout=settings.smtp_timeout)
+
+
 def build(settings: Settings, sender: object | None = None, check_domains: bool = True) -> Runtime:
-    """The production wiring; ``check_domains=False`` only for a workspace with no DNS at all."""
+    """The production wiring; ``check_domains=False`` only for a workspace with no DNS at all.
+
+    In the sandbox the sending-domain checks are skipped (its mail never leaves, so a laptop
+    without the domain's DNS can try a sequence); everything else runs as for real. Real
+    sending always checks them.
+    """
+    if settings.sandbox:
+        sender, check_domains = sender or OutboxSender(settings.sandbox_outbox), False
 
     remembered: dict[str, tuple[datetime, str]] = {}
 
@@ -57,7 +73,7 @@ def build(settings: Settings, sender: object | None = None, check_domains: bool 
 
     return Runtime(
         settings=settings,
-        sender=sender or SmtpSender(),
+        sender=sender or sender_for(settings),
         guards=DEFAULT_GUARDS,
         domain_problem=domain_problem,
         on_delivery_error=delivery_error,
