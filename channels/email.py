@@ -16,6 +16,7 @@ import re
 import secrets
 import smtplib
 import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -67,6 +68,22 @@ class UnsendableMessage(DeliveryError):
 
 class HeaderTooLong(HeaderParseError):
     """A structured header (an address, an id) that cannot be folded within the line limit."""
+
+
+class RelayUnreachable(DeliveryError):
+    """The mailbox's relay could not be reached, or hung up before taking any recipient: its
+    failure, not the message's. Nothing of the message went out; the batch is tried again soon."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message, permanent=False)
+
+
+class NotAttempted(DeliveryError):
+    """The message was never tried (its relay failed earlier in the batch, or the batch's time
+    ran out): nothing went out and nothing about it is known."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message, permanent=False)
 
 
 class DeliveryUnknown(DeliveryError):
@@ -332,10 +349,13 @@ class SmtpSender:
         self._connections: dict[int, smtplib.SMTP] = {}
         self._pool: ThreadPoolExecutor | None = None
 
-    def send_many(self, emails: list[OutgoingEmail]) -> list[DeliveryError | None]:
+    def send_many(self, emails: list[OutgoingEmail], deadline: float | None = None) -> list[DeliveryError | None]:
         """Deliver every message; return, in order, each one's refusal or None when accepted.
 
-        Messages from one mailbox go out in their order over its one connection.
+        Messages from one mailbox go out in their order over its one connection. Once its
+        relay is unreachable the mailbox's other messages are not tried (``NotAttempted``):
+        one outage costs one connect timeout, not one per message. No message is started
+        after ``deadline`` (``time.monotonic()``): the caller's send lease stays a bound.
         """
         errors: list[DeliveryError | None] = [None] * len(emails)
         groups: dict[int, list[int]] = {}
@@ -343,9 +363,18 @@ class SmtpSender:
             groups.setdefault(email.mailbox.id, []).append(index)
 
         def deliver(indexes: list[int]) -> None:
+            down: RelayUnreachable | None = None
             for index in indexes:
+                if down is not None:
+                    errors[index] = NotAttempted(f"not tried: {down}")
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    errors[index] = NotAttempted("not tried: the batch's send time ran out")
+                    continue
                 try:
                     self.send(emails[index])
+                except RelayUnreachable as exc:
+                    errors[index] = down = exc
                 except DeliveryError as exc:
                     errors[index] = exc
 
@@ -392,8 +421,8 @@ class SmtpSender:
                                       "not resent so the prospect is never mailed twice") from exc
             except (smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
                 self._drop(email.mailbox)
-                if attempt == 2:
-                    raise DeliveryError(0, f"connection failed: {exc}", permanent=False) from exc
+                if attempt == 2:  # before any recipient was taken: nothing of the message went out
+                    raise RelayUnreachable(f"connection failed: {exc}") from exc
                 continue  # a kept-alive connection the server closed, before any of the message went
             return email.message_id
         raise AssertionError("unreachable")
@@ -429,8 +458,7 @@ class SmtpSender:
             if isinstance(exc, smtplib.SMTPAuthenticationError):
                 raise DeliveryError(exc.smtp_code, f"authentication failed: {_text(exc.smtp_error)}",
                                     permanent=False) from exc
-            raise DeliveryError(0, f"cannot connect to {mailbox.smtp_host}:{mailbox.smtp_port}: {exc}",
-                                permanent=False) from exc
+            raise RelayUnreachable(f"cannot connect to {mailbox.smtp_host}:{mailbox.smtp_port}: {exc}") from exc
         self._connections[mailbox.id] = connection
         return connection
 

@@ -116,7 +116,7 @@ def _runtime() -> Runtime:
     """One runtime and one SMTP sender per process, so SMTP connections are reused."""
     if _Process.engine_runtime is None:
         signing_secret(settings)  # a task never signs a link with a secret a worker would refuse
-        _Process.sender = SmtpSender()
+        _Process.sender = SmtpSender(timeout=settings.smtp_timeout)
         _Process.engine_runtime = runtime.build(settings, sender=_Process.sender)
     return _Process.engine_runtime
 

@@ -12,6 +12,8 @@ sends again.
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,11 +26,14 @@ from channels import verp
 from channels.email import (
     DeliveryError,
     DeliveryUnknown,
+    NotAttempted,
     OutgoingEmail,
+    RelayUnreachable,
     UnsendableMessage,
     new_message_id,
 )
 from sequencer.core import db, decisions
+from sequencer.core.config import Settings
 from sequencer.core.models import Decision, Enrollment, Touch
 from sequencer.engine.guards import TouchContext
 from sequencer.engine.runtime import Runtime
@@ -38,10 +43,19 @@ from sequencer.sending import caps, mailboxes
 from sequencer.sequences import schedule
 from suppression.tokens import unsubscribe_headers, unsubscribe_url
 
-SEND_LEASE = timedelta(minutes=10)
-# A send that no server answered (the relay unreachable, the connection lost before a
-# reply) is not a refusal and says nothing about the recipient: it is tried again on this
-# schedule. A server's refusal is a bounce, and the stop rules decide what follows.
+# The send lease (``send_lease``): how long a claimed batch's enrollments are left to its sender.
+# One message waits on the network at most this many times, each bounded by smtp_timeout:
+# connect, greeting, EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA, the final reply; and
+# MAIL, RCPT, DATA before that on a kept connection that turns out to be closed.
+MESSAGE_WAITS = 13
+SEND_PACE = 1.0  # seconds a batch allows each message of its largest mailbox's share
+RECORD_MARGIN = 30.0  # seconds for the record transaction after the last send
+# A relay that could not be reached (refused, timed out, hung up before the message) is the
+# mailbox's failure, not each message's: the batch's emails are tried again after
+# relay_retry_seconds, doubling with each failure in a row up to relay_retry_max_seconds, and
+# the outage is counted once against the mailbox (mailboxes.relay_failed). Another send that
+# no server answered (no password configured, say) is tried again on this schedule. A
+# server's refusal is a bounce, and the stop rules decide what follows.
 UNREACHED_BACKOFF = timedelta(minutes=15)
 UNREACHED_ATTEMPTS = 5
 RECORD_ATTEMPTS = 3  # a batch's record, when another worker's lock gets in its way
@@ -74,9 +88,12 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     refusal to the stop rules) and moves its enrollment on. A crash between the two
     leaves touches "sending", which the next tick records as "unknown", never resent.
     """
-    outcomes = _claim_all(session, now, planned)
+    lease, budget = send_lease(runtime.settings, _largest_share(planned))
+    outcomes = _claim_all(session, now, planned, lease)
     claimed = [item for item, outcome in zip(planned, outcomes, strict=True) if outcome == "claimed"]
-    errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed]) if claimed else []
+    deadline = time.monotonic() + budget  # no message starts after it, so the lease holds
+    errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed],
+                                      deadline=deadline) if claimed else []
     for item, error in zip(claimed, errors, strict=True):
         item.error = error
     for attempt in range(1, RECORD_ATTEMPTS + 1):
@@ -92,6 +109,33 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     raise AssertionError("unreachable")
 
 
+def send_lease(settings: Settings, largest_share: int) -> tuple[timedelta, float]:
+    """The lease a batch's claim sets, and the seconds its sender may go on starting messages.
+
+    A crash mid-send leaves the batch's enrollments idle until the lease ends (then each
+    touch left "sending" is recorded "unknown" and the sequence goes on), so the lease
+    fits the batch: SEND_PACE for each message of its largest mailbox's share (one mailbox's
+    messages go one after another), plus the longest one started message can take
+    (MESSAGE_WAITS x smtp_timeout), plus the record. The sender starts no message once the
+    budget is spent (``send_many(deadline=)``); those left are tried at the next tick. A
+    ``send_lease_seconds`` setting replaces the fitted lease, but never leaves less than
+    one message's pace and its longest wait.
+    """
+    one = MESSAGE_WAITS * settings.smtp_timeout
+    budget = SEND_PACE * max(largest_share, 1)
+    if settings.send_lease_seconds:
+        budget = max(settings.send_lease_seconds - one - RECORD_MARGIN, SEND_PACE)
+    return timedelta(seconds=math.ceil(budget + one + RECORD_MARGIN)), budget
+
+
+def _largest_share(planned: list[PlannedEmail]) -> int:
+    """The most emails of the batch that one mailbox sends (they go one after another)."""
+    shares: dict[int, int] = {}
+    for item in planned:
+        shares[item.mailbox.id] = shares.get(item.mailbox.id, 0) + 1
+    return max(shares.values(), default=0)
+
+
 def _record_all(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail],
                 outcomes: list[str]) -> list[str]:
     """Record a sent batch in one transaction; may be made again after a rollback."""
@@ -100,25 +144,32 @@ def _record_all(session: Session, now: datetime, runtime: Runtime, planned: list
     if sent:
         session.connection().execute(_MARK_SENT, {"ids": sent, "at": now})
     with decisions.batched(session):
+        relays = _relay_retry(session, now, runtime.settings, planned, outcomes)
         moves = []
         for index, item in enumerate(planned):
-            if outcomes[index] == "claimed" and (item.error is None or isinstance(item.error, DeliveryUnknown)):
+            if outcomes[index] != "claimed":
+                continue
+            if item.error is None or isinstance(item.error, DeliveryUnknown):
                 moves.append(_record_sent(session, now, item))
                 outcomes[index] = "sent" if item.error is None else "unknown"
-            elif outcomes[index] == "claimed":
+            else:
                 outcomes[index] = _delivery_failed(session, now, runtime, item)
         lifecycle.step_on(session, now, moves)
         caps.release(session, [item.limits for item, outcome in zip(planned, outcomes, strict=True)
                                if item.limits and _gives_caps_back(item, outcome)])
+        # Mailbox rows last, as the claim takes them last (the minimum gap): one lock order.
+        mailboxes.relay_failed(session, relays)
+        mailboxes.relay_answered(session, [item.mailbox for item, outcome in zip(planned, outcomes, strict=True)
+                                           if outcome in ("sent", "unknown")])
     session.commit()
     return outcomes
 
 
-def _claim_all(session: Session, now: datetime, planned: list[PlannedEmail]) -> list[str]:
+def _claim_all(session: Session, now: datetime, planned: list[PlannedEmail], lease: timedelta) -> list[str]:
     try:
         # The claim also sets a lease: after a crash the enrollment is found again (see _recover_unknown).
         claimed = lifecycle.claim_many(session, [(item.ctx.enrollment, item.version) for item in planned],
-                                         next_due_at=now + SEND_LEASE)
+                                         next_due_at=now + lease)
         counted = caps.reserve_all(session, [item.limits for item in planned if item.ctx.enrollment.id in claimed])
         outcomes = [_claim(session, now, item, counted) if item.ctx.enrollment.id in claimed else "lost_race"
                     for item in planned]
@@ -185,7 +236,49 @@ _MARK_SENT = (update(Touch).where(Touch.id.in_(bindparam("ids", expanding=True))
 def _gives_caps_back(item: PlannedEmail, outcome: str) -> bool:
     """A send that will be tried again, or that no server saw, does not count against the caps."""
     never_reached = item.error is not None and item.error.code == 0 and not isinstance(item.error, DeliveryUnknown)
-    return outcome in ("retry", "blocked") or never_reached
+    return outcome in ("retry", "blocked", "relay_retry") or never_reached
+
+
+def _relay_retry(session: Session, now: datetime, settings: Settings, planned: list[PlannedEmail],
+                 outcomes: list[str]) -> list[tuple[mailboxes.Mailbox, str]]:
+    """The batch's emails whose relay was down (or that were not tried) go again soon, as a batch.
+
+    Nothing of them went out, so none is counted against its message: no attempt, no
+    bounce, caps given back. Each mailbox whose relay failed counts one outage; the
+    retry comes after relay_retry_seconds x 2^(failures in a row - 1), at most
+    relay_retry_max_seconds. An email not tried because the batch's time ran out (its
+    relay was fine) is due at once. Returns each failed relay's mailbox and error, for the
+    caller to count (``mailboxes.relay_failed``); a relay that took a message ends its outage.
+    """
+    waiting = [index for index, item in enumerate(planned)
+               if outcomes[index] == "claimed" and isinstance(item.error, RelayUnreachable | NotAttempted)]
+    failed = {planned[i].mailbox.id: (planned[i].mailbox, str(planned[i].error)) for i in waiting
+              if isinstance(planned[i].error, RelayUnreachable)}
+    # Failures in a row with this one, as read this tick (another worker's count may land in between).
+    counts = {item.mailbox.id: item.mailbox.relay_failures + 1 for item in planned if item.mailbox.id in failed}
+    by_due: dict[datetime, list[PlannedEmail]] = {}
+    for index in waiting:
+        item = planned[index]
+        count = counts.get(item.mailbox.id, 0)
+        delay = min(settings.relay_retry_seconds * 2 ** (count - 1), settings.relay_retry_max_seconds) if count else 0
+        by_due.setdefault(now + timedelta(seconds=delay), []).append(item)
+        outcomes[index] = "relay_retry"
+    for at, items in sorted(by_due.items()):
+        kept = lifecycle.claim_many(session, [(item.ctx.enrollment, item.version + 1) for item in items],
+                                    next_due_at=at)
+        for item in items:
+            touch = item.existing or session.get(Touch, item.touch_id)
+            touch.state, touch.reason = "retry", str(item.error)
+            session.add(touch)
+            if item.ctx.enrollment.id not in kept:
+                continue  # changed since the batch's claim (a stop rule, a pause): it decides
+            count = counts.get(item.mailbox.id, 0)
+            why = (f"relay of {item.mailbox.address} unreachable ({count} in a row): {item.error}" if count
+                   else str(item.error))
+            decisions.record(session, now, "deferred", f"{why}; send again at {at:%H:%M:%S} UTC",
+                             enrollment=item.ctx.enrollment, touch_id=item.touch_id, guard="relay",
+                             until=at.isoformat())
+    return list(failed.values())
 
 
 def _outgoing(now: datetime, runtime: Runtime, item: PlannedEmail) -> OutgoingEmail:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from sequencer.core.config import Settings
@@ -103,6 +105,39 @@ def set_paused(session: Session, address: str, paused: bool, reason: str = "") -
     session.add(mailbox)
     session.commit()
     return mailbox
+
+
+def relay_failed(session: Session, failures: list[tuple[Mailbox, str]]) -> None:
+    """Count one outage against each mailbox's relay (with what failed): the failures in a
+    row set how soon its batch is tried again, and ``mailboxes list`` shows them.
+
+    One increment per mailbox per batch, made by the database (``+ 1``), so two workers
+    that both found the relay down count twice and never lose a count; the count comes
+    back onto the object, which a long-lived session keeps between ticks. Ids in order:
+    rows are locked in one order on every path.
+    """
+    for mailbox, error in sorted(failures, key=lambda pair: pair[0].id):
+        count = session.connection().execute(
+            update(Mailbox).where(Mailbox.id == mailbox.id)
+            .values(relay_failures=Mailbox.relay_failures + 1, relay_error=error[:500])
+            .returning(Mailbox.relay_failures).execution_options(synchronize_session=False)).scalar_one()
+        set_committed_value(mailbox, "relay_failures", count)
+        set_committed_value(mailbox, "relay_error", error[:500])
+
+
+def relay_answered(session: Session, mailboxes: list[Mailbox]) -> None:
+    """The relays of these mailboxes took a message: their outage, if they had one, is over.
+
+    Written only for a mailbox that had failures when it was read, so the common case writes nothing.
+    """
+    ended = {mailbox.id: mailbox for mailbox in mailboxes if mailbox.relay_failures}
+    if ended:
+        session.connection().execute(
+            update(Mailbox).where(Mailbox.id.in_(sorted(ended))).values(relay_failures=0, relay_error="")
+            .execution_options(synchronize_session=False))
+    for mailbox in ended.values():
+        set_committed_value(mailbox, "relay_failures", 0)
+        set_committed_value(mailbox, "relay_error", "")
 
 
 def used_today(session: Session, mailbox: Mailbox, today: date) -> int:
