@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from channels.email import SmtpSender
+from channels.outbox import OutboxSender
 from sequencer.app import housekeeping
 from sequencer.app import wiring as runtime
 from sequencer.core import db
@@ -40,7 +41,7 @@ from sequencer.engine.runtime import Runtime
 from sequencer.intake import enrolling
 from sequencer.meetings import reminders
 from sequencer.sending import mailboxes
-from sequencer.sequences import versions
+from sequencer.sequences import versions, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class _Process:
     """What one worker process keeps between tasks; reset after every fork."""
 
     db_engine: Engine | None = None
-    sender: SmtpSender | None = None
+    sender: SmtpSender | OutboxSender | None = None
     engine_runtime: Runtime | None = None
     prepared: bool = False
 
@@ -116,7 +117,7 @@ def _runtime() -> Runtime:
     """One runtime and one SMTP sender per process, so SMTP connections are reused."""
     if _Process.engine_runtime is None:
         signing_secret(settings)  # a task never signs a link with a secret a worker would refuse
-        _Process.sender = SmtpSender(timeout=settings.smtp_timeout)
+        _Process.sender = runtime.sender_for(settings)  # the sandbox's Maildir when sandbox = true
         _Process.engine_runtime = runtime.build(settings, sender=_Process.sender)
     return _Process.engine_runtime
 
@@ -191,7 +192,8 @@ def _prepare_once(session: Session) -> None:
         return
     now = SystemClock().now()
     try:
-        versions.sync(session, now, settings.templates_dir)
+        versions.sync(session, now, settings.templates_dir,
+                      vocabulary.for_workspace(settings, settings.templates_dir, session))
     except SourceError as exc:
         for error in exc.errors:
             log.error("%s", error)
