@@ -19,46 +19,17 @@ from __future__ import annotations
 import email.message
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
 from flufl.bounce import all_failures
 
 from sequencer.inbound.original import original_message_id
 from sequencer.inbound.parse import MAIL_ERRORS, ParsedMessage, decode_header_value
-
-BounceType = Literal["hard", "soft", "block"]
+from sequencer.inbound.reasons import REASONS, BounceType, reason_from_code, reason_from_text
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\d|\.\d)")
 _BASIC_CODE = re.compile(r"(?<![\d.])([45]\d\d)(?=[ -]|$)", re.MULTILINE)
 _EMAIL = re.compile(r"[A-Za-z0-9._%+'=-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}")
 
-_BLOCK_WORDS = re.compile(
-    r"block(?:ed|list|ing)?\b|blacklist|black list|spamhaus|spamcop|barracuda|sorbs|"
-    r"\brbl\b|dnsbl|reputation|\bspam\b|unsolicited|dmarc|\bspf\b|dkim|"
-    r"policy (?:reasons|violation|rejection)|rejected (?:for|due to) policy|"
-    r"content rejected|message (?:rejected|refused) as spam|not authori[sz]ed to send|"
-    r"unauthenticated|banned|denied by policy",
-    re.IGNORECASE,
-)
-_SOFT_WORDS = re.compile(
-    r"mailbox (?:is )?full|over ?quota|quota (?:exceeded|exceed)|exceeded (?:storage|quota)|"
-    r"insufficient (?:storage|system storage)|out of storage|mailbox size limit|"
-    r"postfach (?:ist )?voll|bo[iî]te (?:aux lettres )?pleine|buz[oó]n lleno|"
-    r"try again later|temporar(?:y|ily)|deferred|greylist|graylist|rate limit|"
-    r"too many (?:connections|messages)|timed? ?out",
-    re.IGNORECASE,
-)
-_HARD_WORDS = re.compile(
-    r"user unknown|unknown user|no such (?:user|mailbox|recipient|address)|"
-    r"does ?n[o']t exist|recipient (?:address )?(?:not found|unknown|rejected)|"
-    r"unknown (?:recipient|address|mailbox)|invalid (?:recipient|mailbox|address)|"
-    r"mailbox (?:not found|unavailable|does not exist)|no mailbox here|"
-    r"address (?:not found|rejected|unknown)|account (?:has been |is )?disabled|"
-    r"not a valid (?:mailbox|recipient)|unrouteable address|user not found|"
-    r"recipientnotfound|benutzer unbekannt|destinataire inconnu|usuario desconocido|"
-    r"host or domain name not found|domain (?:not found|does not exist)",
-    re.IGNORECASE,
-)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery status notification|delivery (?:has )?fail|"
     r"mail delivery (?:failed|failure|system)|returned mail|failure notice|"
@@ -67,6 +38,11 @@ _BOUNCE_SUBJECT = re.compile(
     r"mancato recapito|delivery delayed|warning: message .* delayed",
     re.IGNORECASE,
 )
+_DELAY = re.compile(r"delay|will (?:retry|keep trying)|verz[öo]gert|retard|retrasad|ritardat|atrasad|vertraagd",
+                    re.IGNORECASE)
+_DELAY_TEXT = re.compile(r"will (?:continue to )?(?:retry|keep trying|try again)|still trying|not yet been delivered"
+                         r"|delivery (?:to the following recipients? )?(?:has been|is) delayed|no action is required",
+                         re.IGNORECASE)
 _DAEMON_LOCALPARTS = frozenset(
     {"mailer-daemon", "mail-daemon", "postmaster", "mailerdaemon", "maildaemon"}
 )
@@ -86,9 +62,11 @@ class BounceVerdict:
     reason: str
     # The refusal is about the message we sent (too big, a line too long, bad syntax, its
     # content), not the recipient: our fault, for a person to fix; no reason to suppress
-    # or bounce the address. Set for send-time refusals and DSNs alike; bounce_type is then
-    # "soft", which suppresses nothing for a reader that does not know this field.
+    # or bounce the address. Set for send-time refusals and DSNs alike; its reason is then
+    # message_too_big, syntax_error (soft) or content_filtered (block): none suppresses.
     about_our_message: bool = False
+    # the taxonomy's reason (sequencer.inbound.reasons): user_unknown, mailbox_full, policy_blocked, ...
+    bounce_reason: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -102,62 +80,39 @@ class BounceReport:
     evidence: list[str] = field(default_factory=list)
 
 
-def _text_verdict(text: str, code: str | None) -> BounceVerdict | None:
-    if _BLOCK_WORDS.search(text):
-        return BounceVerdict("block", code, "refused by policy or reputation")
-    if _SOFT_WORDS.search(text):
-        return BounceVerdict("soft", code, "mailbox full or temporary failure")
-    if _HARD_WORDS.search(text):
-        return BounceVerdict("hard", code, "recipient address does not exist")
-    return None
+def reason_verdict(reason: str, code: str | None, why: str | None = None) -> BounceVerdict:
+    """The verdict a reason of the taxonomy calls for; ``why`` overrides its generic meaning."""
+    known = REASONS[reason]
+    return BounceVerdict(known.bounce_type, code, why or known.meaning, known.about_our_message, reason)
 
 
 def classify_status(status: str | None, text: str = "", *, permanent: bool = True) -> BounceVerdict:
     """Verdict from an enhanced status code plus the human-readable diagnostic.
 
-    Specific codes decide on their own (5.1.1 is hard whatever the text says);
-    generic ones (5.0.0, 5.5.x, none at all) are decided by the text: block words
-    first, then quota/temporary, then "user unknown". A permanent failure with no
-    recognisable reason is treated as hard, like most ESPs do; ``permanent=False``
-    (e.g. a DSN ``Action: delayed``) makes that fallback soft instead.
+    Specific codes decide on their own (5.1.1 is user_unknown whatever the text says, 5.2.2
+    mailbox_full); vague ones (5.0.0, 5.7.1, 5.1.0, none at all) are read from the text
+    (``sequencer.inbound.reasons``). A failure nothing explains is ``unknown``, which is soft:
+    it never suppresses. ``permanent=False`` (a 4xx, a DSN ``Action: delayed``) never gives hard.
     """
     match = _STATUS.search(status or "") or _STATUS.search(text)
     if match is None:
-        found = _text_verdict(text, None)
-        if found is not None:
-            return found
-        if permanent:
-            return BounceVerdict("hard", None, "permanent failure, reason not recognised")
-        return BounceVerdict("soft", None, "temporary failure")
+        reason = reason_from_text(text) or "unknown"
+        if not permanent and REASONS[reason].bounce_type == "hard":
+            reason = "network_error" if reason == "host_unknown" else "system_error"
+        return reason_verdict(reason, None)
     klass, subject, detail = (int(g) for g in match.groups())
     code = match.group(0)
-    if klass == 4 or klass == 2:
-        return BounceVerdict("soft", code, "temporary failure")
-    ours = _about_our_message(550, f"{code} {text}") if klass == 5 else None
-    if ours is not None:  # too big, syntax, content: the same verdict a refusal at send time gets
-        return ours
-    specific: dict[tuple[int, int], BounceVerdict] = {
-        (1, 7): BounceVerdict("block", code, "our sender address was refused"),
-        (1, 8): BounceVerdict("block", code, "our sender domain was refused"),
-        (2, 1): BounceVerdict("hard", code, "mailbox disabled"),
-        (2, 2): BounceVerdict("soft", code, "mailbox full"),
-        (2, 3): BounceVerdict("soft", code, "message too large"),
-        (3, 4): BounceVerdict("soft", code, "message too large"),
-        (4, 1): BounceVerdict("hard", code, "recipient not accepted by destination"),
-        (4, 4): BounceVerdict("hard", code, "destination domain cannot be routed"),
-        (4, 6): BounceVerdict("soft", code, "routing loop"),
-        (4, 7): BounceVerdict("soft", code, "delivery time expired"),
-    }
-    if (subject, detail) in specific:
-        return specific[(subject, detail)]
-    if subject == 1:
-        return BounceVerdict("hard", code, "recipient address does not exist")
-    if subject == 7:
-        return BounceVerdict("block", code, "refused by security policy")
-    found = _text_verdict(text, code)
-    if found is not None:
-        return found
-    return BounceVerdict("hard", code, "permanent failure, reason not recognised")
+    if klass == 2:
+        return reason_verdict("unknown", code, "a success code in a failure report")
+    if klass == 5 and permanent:
+        ours = _about_our_message(550, f"{code} {text}")
+        if ours is not None:  # too big, syntax, content: the same verdict a refusal at send time gets
+            return ours
+    return reason_verdict(reason_from_code(klass if permanent else 4, subject, detail, text), code)
+
+
+_BASIC_REASONS = {421: "system_error", 450: "system_error", 451: "system_error", 452: "mailbox_full",
+                  521: "not_accepting", 552: "mailbox_full", 554: "policy_blocked", 556: "not_accepting"}
 
 
 def classify_smtp_response(code: int, message: str) -> BounceVerdict:
@@ -175,16 +130,14 @@ def classify_smtp_response(code: int, message: str) -> BounceVerdict:
         return ours
     if _STATUS.search(text):
         return classify_status(None, text, permanent=code >= 500)
-    if code < 500:
-        return BounceVerdict("soft", str(code), "temporary failure")
-    found = _text_verdict(text, str(code))
-    if found is not None:
-        return found
-    if code == 552:
-        return BounceVerdict("soft", "552", "exceeded storage allocation")
-    if code == 554:
-        return BounceVerdict("block", "554", "transaction refused, no reason given")
-    return BounceVerdict("hard", str(code), "permanent failure, reason not recognised")
+    if code in (521, 556):  # RFC 7504: the domain takes no mail at all
+        return reason_verdict("not_accepting", str(code))
+    found = reason_from_text(text)
+    if found is None:
+        found = _BASIC_REASONS.get(code, "unknown")
+    if code < 500 and REASONS[found].bounce_type == "hard":
+        found = "network_error" if found == "host_unknown" else "system_error"
+    return reason_verdict(found, str(code))
 
 
 _OUR_MESSAGE_WORDS = re.compile(
@@ -195,10 +148,13 @@ _OUR_MESSAGE_WORDS = re.compile(
     r"invalid (?:mime|header|message)|not (?:rfc ?)?(?:5322|2822|822)[ -]?compliant",
     re.IGNORECASE,
 )
+_TOO_BIG = re.compile(r"too (?:big|large)|size|too much mail data", re.IGNORECASE)
 _OUR_STATUS = {  # RFC 3463 codes that are about the message itself, whatever the text says
     (3, 4): "message too big for the receiving system",
     (2, 3): "message longer than the receiver's limit",
 }
+# Readings of the text that name the recipient or a refusal of us: those keep their own verdict.
+_NOT_OURS = frozenset(REASONS) - {"message_too_big", "syntax_error", "content_filtered", "unknown", "system_error"}
 
 
 def _about_our_message(code: int, text: str) -> BounceVerdict | None:
@@ -214,18 +170,19 @@ def _about_our_message(code: int, text: str) -> BounceVerdict | None:
         return None
     match = _STATUS.search(text)
     status = match.group(0) if match else str(code)
-    if _HARD_WORDS.search(text) or _BLOCK_WORDS.search(text):
+    if reason_from_text(text) in _NOT_OURS and not _OUR_MESSAGE_WORDS.search(text):
         return None
+    reason = "syntax_error"
     if match is not None:
         klass, subject, detail = (int(g) for g in match.groups())
         if klass != 5:
             return None
         if (subject, detail) in _OUR_STATUS:
-            why = _OUR_STATUS[(subject, detail)]
+            why, reason = _OUR_STATUS[(subject, detail)], "message_too_big"
         elif subject == 5:
             why = "protocol or syntax error in what we sent"
         elif subject == 6:
-            why = "its content or encoding was not accepted"
+            why, reason = "its content or encoding was not accepted", "content_filtered"
         elif (subject, detail) == (0, 0) and _OUR_MESSAGE_WORDS.search(text):
             why = "the server says the message itself is at fault"
         else:
@@ -236,7 +193,10 @@ def _about_our_message(code: int, text: str) -> BounceVerdict | None:
         why = "the server says the message itself is at fault"
     else:
         return None
-    return BounceVerdict("soft", status, f"our message was refused: {why}", about_our_message=True)
+    if reason == "syntax_error" and _TOO_BIG.search(text) and not re.search(r"syntax|malformed|bare", text, re.I):
+        reason = "message_too_big"
+    return BounceVerdict(REASONS[reason].bounce_type, status, f"our message was refused: {why}",
+                         about_our_message=True, bounce_reason=reason)
 
 
 def _strip_type(value: str) -> str:
@@ -260,6 +220,9 @@ def _dsn_blocks(message: email.message.Message) -> list[email.message.Message] |
     return []
 
 
+_VAGUE_STATUS = re.compile(r"^\s*(?:[45]\.0\.0|[45]\.\d\.0)?\s*$")
+
+
 def _from_dsn(parsed: ParsedMessage, blocks: list[email.message.Message]) -> BounceReport | None:
     failed: list[tuple[str, BounceVerdict, str]] = []
     delayed: list[tuple[str, BounceVerdict, str]] = []
@@ -273,7 +236,12 @@ def _from_dsn(parsed: ParsedMessage, blocks: list[email.message.Message]) -> Bou
         ).lower()
         status = decode_header_value(block.get("Status"))
         diagnostic = _strip_type(decode_header_value(block.get("Diagnostic-Code")))
-        verdict = classify_status(status, diagnostic, permanent=action == "failed")
+        if not diagnostic or _VAGUE_STATUS.match(status):  # some MTAs state the reason only in the text part
+            diagnostic = " ".join([diagnostic, *_diagnostic_lines(parsed.body_text[:50_000])]).strip()
+        if action == "delayed":
+            verdict = reason_verdict("delayed", status or None)
+        else:
+            verdict = classify_status(status, diagnostic, permanent=action == "failed")
         evidence.append(f"DSN action={action} status={status or '?'}")
         if action == "failed":
             failed.append((recipient, verdict, diagnostic))
@@ -308,23 +276,36 @@ def _flufl_recipients(message: email.message.Message) -> tuple[list[str], bool]:
     return found, bool(permanent)
 
 
+# Where a non-standard bounce starts quoting the returned message: our own text is below it.
+_RETURNED_COPY = re.compile(
+    r"^\s*(?:-{2,}\s*)?(?:below this line is a copy of the message|this is a copy of the message"
+    r"|original message (?:follows|headers? follows?)|the (?:original message|header of the original message)"
+    r"|\*+ ?original message|original (?:message|headers)\s*:|returned message|unsent message below"
+    r"|content-type: message/rfc822|-{2,} ?(?:original|ursprüngliche) (?:message|nachricht))",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TELLING = frozenset(REASONS) - {"content_filtered", "system_error", "network_error", "syntax_error", "unknown"}
+
+
+def report_text(text: str) -> str:
+    """The bounce's own words: up to the copy of our message it returns, wrapped lines joined."""
+    cut = _RETURNED_COPY.search(text)
+    text = text[: cut.start()] if cut else text
+    return re.sub(r"\n[ \t]+(?=\S)", " ", text)
+
+
 def _diagnostic_lines(text: str) -> list[str]:
-    lines = []
-    for line in text.splitlines():
+    """The lines of a bounce that say why: an SMTP status first, else a telling phrase (at most four)."""
+    coded, telling = [], []
+    for line in report_text(text).splitlines():
         stripped = line.strip()
-        if not stripped or len(stripped) > 400:
+        if not stripped or len(stripped) > 600:
             continue
-        if (
-            _STATUS.search(stripped)
-            or _BASIC_CODE.match(stripped)
-            or _HARD_WORDS.search(stripped)
-            or _SOFT_WORDS.search(stripped)
-            or _BLOCK_WORDS.search(stripped)
-        ):
-            lines.append(stripped)
-        if len(lines) >= 4:
-            break
-    return lines
+        if _STATUS.search(stripped) or _BASIC_CODE.search(stripped):
+            coded.append(stripped)
+        elif reason_from_text(stripped) in _TELLING:
+            telling.append(stripped)
+    return (coded + telling)[:4]
 
 
 def detect_bounce(parsed: ParsedMessage) -> BounceReport | None:
@@ -367,8 +348,15 @@ def detect_bounce(parsed: ParsedMessage) -> BounceReport | None:
             :5
         ]
     diagnostic = " ".join(lines)[:500]
-    delay = re.search(r"delay|will (?:retry|keep trying)", parsed.subject, re.IGNORECASE)
-    verdict = classify_status(None, diagnostic, permanent=permanent and not delay)
+    delay = _DELAY.search(parsed.subject) or _DELAY_TEXT.search(parsed.body_text[:5000])
+    if delay:
+        code = _STATUS.search(diagnostic) or _BASIC_CODE.search(diagnostic)
+        verdict = reason_verdict("delayed", code.group(0) if code else None)
+    else:
+        verdict = classify_status(None, diagnostic, permanent=permanent)
+        basic = _BASIC_CODE.search(diagnostic) if verdict.status_code is None else None
+        if basic is not None:  # "said: 550 No such user": the basic reply code tells what the words may not
+            verdict = classify_smtp_response(int(basic.group(1)), diagnostic)
     if verdict.status_code:
         evidence.append(f"status {verdict.status_code} in bounce text")
     return BounceReport(

@@ -14,7 +14,7 @@ from sequencer.inbound.bounces import classify_status
         (550, "5.1.1 <x@example.com>: Recipient address rejected: User unknown", "hard", "5.1.1"),
         (550, "Requested action not taken: mailbox unavailable", "hard", "550"),
         (550, "No such user here", "hard", "550"),
-        (553, "sorry, that domain isn't in my list of allowed rcpthosts", "hard", "553"),
+        (553, "sorry, that domain isn't in my list of allowed rcpthosts", "block", "553"),  # relay_denied
         (452, "4.2.2 The email account that you tried to reach is over quota", "soft", "4.2.2"),
         (552, "5.2.2 Mailbox full", "soft", "5.2.2"),
         (552, "Requested mail action aborted", "soft", "552"),
@@ -37,7 +37,7 @@ from sequencer.inbound.bounces import classify_status
         (550, "5.0.0 User unknown", "hard", "5.0.0"),
         (550, "5.0.0 Your IP is blacklisted", "block", "5.0.0"),
         (550, "5.1.8 Sender address rejected: Domain not found", "block", "5.1.8"),
-        (550, "5.2.1 The email account that you tried to reach is disabled", "hard", "5.2.1"),
+        (550, "5.2.1 The email account that you tried to reach is disabled", "soft", "5.2.1"),  # suspended
         (550, "5.4.1 Recipient address rejected: Access denied", "hard", "5.4.1"),
     ],
 )
@@ -62,6 +62,13 @@ def test_specific_code_wins_over_misleading_text() -> None:
     assert classify_status("5.1.1", "blocked by policy").bounce_type == "hard"
 
 
-def test_unknown_reason_depends_on_permanence() -> None:
-    assert classify_status(None, "it went wrong").bounce_type == "hard"
-    assert classify_status(None, "it went wrong", permanent=False).bounce_type == "soft"
+def test_a_failure_nothing_explains_never_suppresses() -> None:
+    """Suppression is forever: a permanent failure with no reason is ``unknown`` and soft, not hard."""
+    for permanent in (True, False):
+        verdict = classify_status(None, "it went wrong", permanent=permanent)
+        assert (verdict.bounce_type, verdict.bounce_reason) == ("soft", "unknown")
+
+
+def test_a_temporary_failure_is_never_hard() -> None:
+    assert classify_status("4.1.1", "user unknown").bounce_type == "soft"
+    assert classify_smtp_response(450, "Host unknown").bounce_reason == "network_error"
