@@ -1,8 +1,9 @@
 """Health checks of a sending domain over DNS: may mail go out from it?
 
 Each check answers pass, warn, fail or unknown with a reason a person can act on.
-"unknown" means DNS did not give a usable answer (timeout, SERVFAIL, a blocklist
-refusing the query): it is never read as "fine" or as "listed". The checks are pure
+"unknown" means DNS did not give a usable answer (timeout, SERVFAIL): it is never read
+as "fine" or as "listed". A blocklist that refuses the query is a warning naming the fix
+(``check_listed``): it says nothing about the domain either way. The checks are pure
 over an injected ``dns.resolver.Resolver`` so tests point them at a loopback server
 and users at their own resolver; caching and the sending verdict live in ``health``.
 
@@ -35,11 +36,20 @@ from suppression.normalize import normalize_domain, registrable_domain
 
 SEVERITY = {"pass": 0, "warn": 1, "unknown": 2, "fail": 3}
 DMARC_POLICIES = ("none", "quarantine", "reject")
+# A blocklist that cannot answer is not a listing. These are the vendors' documented "your query
+# was not answered" codes (Spamhaus: 127.255.255.0/24 is its error range and never a reputation;
+# URIBL and SURBL answer 127.0.0.1 to a refused query, a bit no listing uses). The fix is on our
+# side, so each names it; the domain's other checks decide whether it may send.
+_OWN_RESOLVER = "query it through your own resolver (dns_nameservers), or drop {zone} from the configured lists"
 BLOCKLIST_ERRORS = {
-    "127.255.255.252": "typing error in the blocklist name",
-    "127.255.255.254": "query through a public or open resolver",
-    "127.255.255.255": "too many queries",
+    "127.255.255.252": ("the blocklist name is misspelt", "correct {zone} in the configured lists, or drop it"),
+    "127.255.255.254": ("queried through a public or open resolver", _OWN_RESOLVER),
+    "127.255.255.255": ("too many queries from this resolver", _OWN_RESOLVER),
+    "127.0.1.255": ("this list takes domains only (Spamhaus DBL)", "move {zone} to domain_blocklists"),
+    "127.0.0.1": ("query refused (URIBL/SURBL: public resolver or over the free quota)", _OWN_RESOLVER),
 }
+_ERROR_RANGE = ipaddress.ip_network("127.255.255.0/24")  # Spamhaus: errors about the query itself
+_UNEXPLAINED = ("query refused or rewritten (an answer no list gives)", _OWN_RESOLVER)
 
 
 class DNSUnavailable(Exception):
@@ -333,9 +343,11 @@ def check_listed(lookups: Lookups, name: str, subject: str, zone: str) -> CheckR
     """Is ``subject`` (a domain, or an IP for an IP list) on the DNS blocklist ``zone``?
 
     NXDOMAIN means not listed. A 127.0.0.0/8 answer is a listing, except the codes
-    lists use for "query refused": Spamhaus' 127.255.255.x, and 127.0.0.1 from URIBL
-    and SURBL (public resolver or over quota). Those, and answers outside 127/8 (a
-    resolver that rewrites NXDOMAIN), are unknown: nothing was learnt either way.
+    lists use for "query refused" (``BLOCKLIST_ERRORS``: Spamhaus' 127.255.255.x, 127.0.0.1
+    from URIBL and SURBL). Those, and answers outside 127/8 (a resolver that rewrites
+    NXDOMAIN), are a warning naming the fix: the list did not answer, so it neither clears
+    nor blocks the domain, and the other checks decide. Asked through a public resolver (a
+    laptop, a cloud VM) that is the common case, and it must not stop all sending.
     """
     try:
         address = ipaddress.ip_address(subject)
@@ -355,19 +367,31 @@ def check_listed(lookups: Lookups, name: str, subject: str, zone: str) -> CheckR
             "will be rejected or junked; request delisting before sending"
         )
         return CheckResult(name, "fail", reason, detail)
-    explained = [BLOCKLIST_ERRORS.get(code, "query refused or rewritten") for code in codes]
+    explained = [_refusal(code) for code in codes]
+    fixes = dict.fromkeys(fix.format(zone=zone) for _, fix in explained)
     reason = (
-        f"{zone} answered {', '.join(codes)} ({'; '.join(explained)}), which is not a "
-        "listing: query it through your own resolver, or remove it from the configured lists"
+        f"{zone} did not answer: it returned {', '.join(codes)} "
+        f"({'; '.join(dict.fromkeys(what for what, _ in explained))}), which is not a listing; "
+        f"{'; or '.join(fixes)}"
     )
-    return CheckResult(name, "unknown", reason, detail)
+    return CheckResult(name, "warn", reason, {**detail, "refused": True})
+
+
+def _refusal(code: str) -> tuple[str, str]:
+    """What a non-listing answer means, and the fix."""
+    if code in BLOCKLIST_ERRORS:
+        return BLOCKLIST_ERRORS[code]
+    if ipaddress.ip_address(code) in _ERROR_RANGE:
+        return "an error code about the query itself (Spamhaus 127.255.255.x)", _OWN_RESOLVER
+    return _UNEXPLAINED
 
 
 def _is_listing(code: str) -> bool:
+    """A 127.0.0.0/8 answer other than the documented errors above (RFC 5782 2.1)."""
     address = ipaddress.ip_address(code)
-    if address not in ipaddress.ip_network("127.0.0.0/8") or code == "127.0.0.1":
+    if address not in ipaddress.ip_network("127.0.0.0/8") or code in BLOCKLIST_ERRORS:
         return False
-    return address not in ipaddress.ip_network("127.255.255.0/24")
+    return address not in _ERROR_RANGE
 
 
 def check_fcrdns(lookups: Lookups, ip: str) -> CheckResult:

@@ -298,10 +298,12 @@ def test_dmarc_of_the_subdomain_itself_wins(dns_server: DNSServer) -> None:
     ("code", "status", "phrase"),
     [
         ("127.0.1.2", "fail", "acmemail.com is listed on dbl.test (return code 127.0.1.2)"),
-        ("127.255.255.254", "unknown", "public or open resolver"),
-        ("127.255.255.255", "unknown", "too many queries"),
-        ("127.0.0.1", "unknown", "query refused"),
-        ("203.0.113.9", "unknown", "query refused or rewritten"),
+        ("127.255.255.254", "warn", "public or open resolver"),
+        ("127.255.255.255", "warn", "too many queries"),
+        ("127.255.255.252", "warn", "correct dbl.test in the configured lists"),
+        ("127.255.255.200", "warn", "an error code about the query itself"),
+        ("127.0.0.1", "warn", "query refused"),
+        ("203.0.113.9", "warn", "query refused or rewritten"),
     ],
 )
 def test_domain_blocklist_return_codes(
