@@ -66,6 +66,8 @@ def _step_line(step: dict, touch: Touch | None, enrollment: Enrollment, decision
     index = step["index"]
     if touch is not None:
         detail = touch.reason or touch.subject or ""
+        if touch.state == "sent" and touch.reason:  # why it went as it did (a new thread after an unknown)
+            detail = f"{touch.subject} ({touch.reason})"
         if touch.sent_at and touch.state in ("sent", "queued"):
             detail = f"{touch.sent_at:%Y-%m-%d %H:%M} UTC {detail}".strip()
         return StepLine(index, step["id"], step["kind"], touch.state, detail)

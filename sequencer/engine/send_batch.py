@@ -77,6 +77,7 @@ class PlannedEmail:
     touch_row: dict | None = None  # a new touch's columns, until the batch inserts it
     message_id: str = ""
     error: DeliveryError | None = None
+    note: str = ""  # why it goes as it does (a new thread after an unknown), shown by ``explain``
 
 
 def send_planned(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
@@ -209,7 +210,7 @@ def _claim(session: Session, now: datetime, item: PlannedEmail, counted: bool) -
                         f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", "gap")
         return "deferred"
     item.message_id = new_message_id(mailbox.sending_domain)
-    values = {"state": "sending", "reason": "", "variant": item.variant["name"], "mailbox_id": mailbox.id,
+    values = {"state": "sending", "reason": item.note, "variant": item.variant["name"], "mailbox_id": mailbox.id,
               "message_id": item.message_id, "subject": item.rendered["subject"]}
     if item.existing is not None:
         for name, value in values.items():
@@ -307,7 +308,8 @@ def _record_sent(session: Session, now: datetime, item: PlannedEmail) -> lifecyc
         if item.existing is not None:
             set_committed_value(item.existing, "state", "sent")
             set_committed_value(item.existing, "sent_at", now)
-        decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}",
+        decisions.record(session, now, "sent", f"email {subject!r} from {mailbox.address}"
+                         + (f", {item.note}" if item.note else ""),
                          enrollment=enrollment, touch_id=item.touch_id, variant=item.variant["name"],
                          message_id=item.message_id)
     thread = {"thread_message_id": item.message_id, "thread_subject": subject} if item.new_thread else {}

@@ -171,9 +171,13 @@ def choose_variant(step: dict, prospect: Prospect) -> dict:
     return variants[-1]
 
 
-def render_touch(ctx: TouchContext, variant: dict, sender: dict[str, Any], thread_subject: str) -> dict[str, str]:
+def render_touch(ctx: TouchContext, variant: dict, sender: dict[str, Any], thread_subject: str,
+                 reply: bool = True) -> dict[str, str]:
     """Subject and body for a touch; raises ``RenderError`` (and nothing else) naming the template,
-    the line and what went wrong: a missing variable, a value of the wrong type, a bound reached."""
+    the line and what went wrong: a missing variable, a value of the wrong type, a bound reached.
+
+    A step without a subject takes the thread's: "Re: ..." when it replies on the thread, as it is
+    when ``reply`` is false (a new thread after an email that may never have arrived)."""
     definition = ctx.definition
     signal = ctx.session.get(Signal, ctx.enrollment.signal_id) if ctx.enrollment.signal_id else None
     context = template_context(ctx.settings, ctx.prospect, ctx.account, signal, sender, definition["name"],
@@ -182,6 +186,8 @@ def render_touch(ctx: TouchContext, variant: dict, sender: dict[str, Any], threa
     body = render(sources, variant["template"], context) if variant.get("template") else ""
     if variant.get("subject") is not None:  # one line, whatever the values held: a line break ends a header
         subject = " ".join(render(sources, "=" + str(variant["subject"]), context).split())
+    elif thread_subject and not reply:
+        subject = thread_subject[3:].strip() if thread_subject.lower().startswith("re:") else thread_subject
     elif thread_subject:
         subject = thread_subject if thread_subject.lower().startswith("re:") else f"Re: {thread_subject}"
     else:
@@ -216,15 +222,42 @@ def _plan_email(session: Session, now: datetime, runtime: Runtime, ctx: TouchCon
     ctx.mailbox = mailbox
     sender = {"name": mailbox.display_name, "email": mailbox.address, "owner": mailbox.owner}
     variant = choose_variant(step, prospect)
+    unknown = _unknown_before(session, ctx)
+    fresh_start = unknown is not None and definition.get("after_unknown", "new_thread") == "new_thread"
     try:
-        rendered = render_touch(ctx, variant, sender, enrollment.thread_subject)
+        rendered = render_touch(ctx, variant, sender, unknown.subject if fresh_start else enrollment.thread_subject,
+                                reply=not fresh_start)
     except RenderError as exc:
         return _block(session, now, ctx, existing, str(exc), stop=False, guard="render")
     ctx.tick.tally.count(choice.limits)
-    outbox.append(send_batch.PlannedEmail(ctx, existing, mailbox, variant, rendered,
-                                          new_thread=bool(step.get("new_thread") or not enrollment.thread_message_id),
-                                          version=enrollment.version, limits=choice.limits))
+    new_thread = bool(step.get("new_thread") or not enrollment.thread_message_id or fresh_start)
+    note = ""
+    if fresh_start and not step.get("new_thread"):
+        note = (f"a new thread: the email of step {unknown.step_index + 1} is unknown (it may never have "
+                "arrived), so this one does not reply on it")
+    outbox.append(send_batch.PlannedEmail(ctx, existing, mailbox, variant, rendered, new_thread=new_thread,
+                                          version=enrollment.version, limits=choice.limits, note=note))
     return "planned"
+
+
+def _unknown_before(session: Session, ctx: TouchContext) -> Touch | None:
+    """The email this one would follow that was recorded "unknown": the thread's first, or, when
+    no thread was recorded (a crash mid-send), the enrollment's latest email. None when there is none.
+
+    Read from the touches loaded with the tick when they have it, so the common case costs no query.
+    """
+    enrollment = ctx.enrollment
+    thread = enrollment.thread_message_id
+    if not thread and ctx.step["index"] == 0:
+        return None
+    touches = ctx.tick.touches_of(enrollment.id)
+    if touches is None or (thread and not any(t.message_id == thread for t in touches)):
+        touches = list(session.exec(select(Touch).where(Touch.enrollment_id == enrollment.id)))
+    if thread:
+        return next((t for t in touches if t.message_id == thread and t.state == "unknown"), None)
+    earlier = sorted((t for t in touches if t.channel == "email" and t.step_index < ctx.step["index"]),
+                     key=lambda t: t.step_index)
+    return earlier[-1] if earlier and earlier[-1].state == "unknown" else None
 
 
 def _task(session: Session, now: datetime, ctx: TouchContext, existing: Touch | None) -> str:

@@ -33,5 +33,17 @@ class TickState:
     rosters: dict[tuple, mailboxes.Roster] = field(default_factory=dict)
     tally: caps.Tally = field(init=False)
 
+    _by_enrollment: dict[int, list[Touch]] | None = field(default=None, init=False, repr=False)
+
     def __post_init__(self) -> None:
         self.tally = caps.Tally(self.session)
+
+    def touches_of(self, enrollment_id: int) -> list[Touch] | None:
+        """The touches read in bulk for one enrollment (indexed once a tick); None when not read in bulk."""
+        if self.touches is None:
+            return None
+        if self._by_enrollment is None:
+            self._by_enrollment = {}
+            for (owner, _), touch in self.touches.items():
+                self._by_enrollment.setdefault(owner, []).append(touch)
+        return self._by_enrollment.get(enrollment_id, [])

@@ -20,7 +20,11 @@ TOUCH_KINDS = ("email", "manual_email", "call", "linkedin", "task")
 STEP_KINDS = (*TOUCH_KINDS, "wait", "wait_for_signal")
 WAIT_UNITS = ("hours", "days", "business_days")
 LINKEDIN_ACTIONS = ("view", "connect", "message", "inmail")
-_TOP_KEYS = {"name", "description", "owner", "trigger", "window", "mailboxes", "steps", "allow_overlap"}
+_TOP_KEYS = {"name", "description", "owner", "trigger", "window", "mailboxes", "steps", "allow_overlap",
+             "after_unknown"}
+# After an email whose outcome is unknown (it may never have arrived), the next email starts a
+# new thread (default) or replies on it anyway (reply).
+AFTER_UNKNOWN = ("new_thread", "reply")
 _STEP_KEYS = {
     "id", "kind", "subject", "template", "html_template", "variants", "new_thread", "title",
     "action", "signal", "timeout", "hours", "days", "business_days",
@@ -68,6 +72,10 @@ def load_sequence(path: Path, vocabulary: Vocabulary | None = None) -> dict[str,
     overlap = data.get("allow_overlap", False)
     if not isinstance(overlap, bool):
         errors.append(f"{source.where('allow_overlap')}: 'allow_overlap' must be true or false")
+    after_unknown = data.get("after_unknown", "new_thread")
+    if after_unknown not in AFTER_UNKNOWN:
+        errors.append(f"{source.where('after_unknown')}: 'after_unknown' must be one of {', '.join(AFTER_UNKNOWN)}, "
+                      f"not {after_unknown!r}")
     if errors:
         raise SourceError(errors)
     definition = {
@@ -81,6 +89,7 @@ def load_sequence(path: Path, vocabulary: Vocabulary | None = None) -> dict[str,
         "templates": templates,
         # Written only when set, so every stored sequence without it keeps its content hash.
         **({"allow_overlap": True} if overlap is True else {}),
+        **({"after_unknown": after_unknown} if after_unknown != "new_thread" else {}),
     }
     return definition
 
