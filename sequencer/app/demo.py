@@ -34,7 +34,7 @@ from sequencer.engine.explain import local
 from sequencer.engine.steps import complete_task
 from sequencer.engine.tick import tick
 from sequencer.inbound.ingest import ingest_raw
-from sequencer.intake import enrolling, prospects, signals
+from sequencer.intake import enrolling, prospect_import, signals
 from sequencer.loopback import demo_zone
 from sequencer.loopback.dns_server import DNSServer
 from sequencer.loopback.smtp_server import LocalSmtpServer
@@ -101,7 +101,7 @@ def _run_with_dns(console: Console, workspace: Path, smtp: LocalSmtpServer, temp
         for result in sync(session, clock.now(), templates):
             console.print(f"loaded sequence [bold]{result.name}[/bold] v{result.version}")
         mailboxes.sync_from_settings(session, settings, clock.now().date())
-        report = prospects.import_csv(session, clock.now(), templates / "demo" / "prospects.csv")
+        report = prospect_import.import_csv(session, clock.now(), templates / "demo" / "prospects.csv")
         console.print(f"imported {report.stored} prospects; mailboxes: "
                       + ", ".join(m["address"] for m in settings.mailboxes))
         add_entry(session, clock.now(), make_spec("globex.example", reason="customer", note="signed 2026-09"),

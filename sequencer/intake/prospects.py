@@ -1,91 +1,205 @@
-"""Prospects and accounts: create, update and import from CSV with per-row errors."""
+"""Prospects and accounts: create or update them, one at a time or as a batch of rows.
+
+``upsert_rows`` is the one way rows from outside (a CSV import, ``POST /prospects``) are
+stored: each row is cleaned (``prospect_values``) and written inside a savepoint, so a bad
+row is an error naming it and never half a prospect; rows are committed in batches. A row
+updates the prospect with its email address (re-importing a file changes nothing twice),
+and an empty value never erases a stored one.
+
+Time zones: one the row gives wins. Without one, a new prospect (or one whose zone was never
+given) gets the zone of its country and region (``timezones.infer``), marked ``inferred``;
+where none can be told it stays UTC, marked ``none``, and the row gets a warning.
+
+Accounts: by the row's company domain (a domain or website column), else the email's
+domain. A free-mail address (``freemail``) names no company, so its person's account is
+keyed by the company name the row gives, and has no domain; without a name, no account.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from sequencer.core.models import Account, Prospect
+from sequencer.intake import timezones
 from sequencer.intake.freemail import is_freemail
-from sequencer.sequences import schedule
-from suppression.csv_input import BadLine, CsvError, CsvInput
+from sequencer.intake.prospect_values import Cleaned, clean
 from suppression.normalize import domain_of, normalize_domain, normalize_email
 
-PROSPECT_FIELDS = (
-    "first_name", "last_name", "title", "timezone", "country", "phone", "linkedin_url", "owner",
-)
-ACCOUNT_FIELDS = {"company": "name", "industry": "industry", "employees": "employees"}
+MAX_ROWS = 100_000  # in one call; a bigger list is split by the caller (CRMs export in pieces too)
+
+
+@dataclass(frozen=True)
+class ProspectRow:
+    """One row from outside: ``where`` names it in messages ("people.csv:12", "prospects[3]");
+    ``values`` are keyed by ``prospect_values.FIELDS``; ``custom`` are custom fields."""
+
+    where: str
+    values: dict[str, Any]
+    custom: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)  # field -> the column it came from, for messages
+
+    def error(self, message: str) -> str:
+        """``message`` ("country: unknown ...") for this row, naming the column beside the field."""
+        name, sep, rest = message.partition(": ")
+        column = self.columns.get(name, name) if sep else name
+        return f"{self.where}: {column} ({name}): {rest}" if column != name else f"{self.where}: {message}"
 
 
 @dataclass
 class ImportReport:
     stored: int = 0
-    errors: list[str] = field(default_factory=list)
+    created: int = 0
+    errors: list[str] = field(default_factory=list)  # rows refused, each "where: field: why"
+    warnings: list[str] = field(default_factory=list)  # rows stored with something to know
     notes: list[str] = field(default_factory=list)  # what the reader guessed (an encoding)
 
 
-def clean_prospect_fields(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split raw fields into (prospect fields, account fields); raise ``ValueError`` naming a bad one."""
-    prospect: dict[str, Any] = {"custom": {}}
-    account: dict[str, Any] = {}
-    for key, raw in values.items():
-        value = raw.strip() if isinstance(raw, str) else raw
-        if key in ("email", "domain") or value in (None, ""):
-            continue
-        if key in PROSPECT_FIELDS:
-            prospect[key] = str(value)
-        elif key in ACCOUNT_FIELDS:
-            account[ACCOUNT_FIELDS[key]] = value
-        else:
-            prospect["custom"][key] = value
-    if "timezone" in prospect:
+def upsert_rows(
+    session: Session,
+    now: datetime,
+    rows: Iterable[ProspectRow],
+    batch: int = 500,
+    progress: Callable[[int], None] | None = None,
+    report: ImportReport | None = None,
+) -> ImportReport:
+    """Store every good row of ``rows`` (create or update by email) and commit; the report
+    names each refused row and each row stored without a time zone. Stable: the HTTP API calls it."""
+    report = report or ImportReport()
+    pending = 0
+    for count, row in enumerate(rows, 1):
+        if count > MAX_ROWS:
+            report.errors.append(f"{row.where}: more than {MAX_ROWS} rows; the rest is not read (split the file)")
+            break
         try:
-            schedule.zone(prospect["timezone"])
+            with session.begin_nested():
+                prospect, created, warning = _upsert(session, now, row.values, row.custom)
+            report.stored += 1
+            report.created += created
+            pending += 1
+            if warning:
+                report.warnings.append(f"{row.where}: {prospect.email}: {warning}")
         except ValueError as exc:
-            raise ValueError(f"timezone: {exc}") from None
-    if "country" in prospect:
-        prospect["country"] = prospect["country"].upper()
-        if not schedule.known_country(prospect["country"]):
-            raise ValueError(f"country: unknown country code {prospect['country']!r}")
-    if "employees" in account:
-        try:
-            account["employees"] = int(account["employees"])
-        except (TypeError, ValueError):
-            raise ValueError(f"employees: not a whole number: {account['employees']!r}") from None
-    return prospect, account
+            report.errors.append(row.error(str(exc)))
+        if progress:
+            progress(1)
+        if pending >= batch:
+            session.commit()
+            pending = 0
+    session.commit()
+    return report
 
 
 def upsert_prospect(
     session: Session, now: datetime, email: str, values: dict[str, Any], domain: str = ""
 ) -> Prospect:
-    """Create or update a prospect (and its account, by domain); does not commit."""
-    try:
-        address = normalize_email(email)
-    except ValueError as exc:
-        raise ValueError(f"email: {exc}") from None
-    try:
-        account_domain = normalize_domain(domain) if domain else domain_of(address)
-    except ValueError as exc:
-        raise ValueError(f"domain: {exc}") from None
-    prospect_fields, account_fields = clean_prospect_fields(values)
-    # A free-mail address names no company: no shared account unless a domain is given.
-    account = None if is_freemail(account_domain) else upsert_account(session, account_domain, account_fields)
+    """Create or update one prospect (and its account); does not commit. ``values`` may hold
+    custom fields beside the known ones (a signal's payload)."""
+    prospect, _created, _warning = _upsert(session, now, {**values, "email": email, "domain": domain or ""})
+    return prospect
+
+
+def _upsert(session: Session, now: datetime, values: dict[str, Any],
+            custom: dict[str, Any] | None = None) -> tuple[Prospect, bool, str]:
+    """(prospect, created, warning); ``ValueError`` naming the field of a bad value."""
+    address = _address(values.get("email"))
+    cleaned = clean({key: value for key, value in values.items() if key != "email"}, custom)
+    account = _account_for(session, address, cleaned)
     prospect = session.exec(select(Prospect).where(Prospect.email == address)).first()
+    created = prospect is None
     if prospect is None:
-        prospect = Prospect(email=address, created_at=now, custom={})
-    custom = {**(prospect.custom or {}), **prospect_fields.pop("custom")}
-    for key, value in prospect_fields.items():
+        prospect = Prospect(email=address, created_at=now, custom={}, timezone_source="none")
+    for key, value in cleaned.prospect.items():
         setattr(prospect, key, value)
-    prospect.custom = custom
-    prospect.account_id = account.id if account else None
+    if cleaned.custom:
+        prospect.custom = {**(prospect.custom or {}), **cleaned.custom}
+    if account is not None:
+        prospect.account_id = account.id
+    warning = _set_timezone(prospect, cleaned.timezone)
     session.add(prospect)
     session.flush()
-    return prospect
+    return prospect, created, warning
+
+
+def _address(raw: Any) -> str:
+    """The email address; an export's list of several ("a@x.com; b@y.com") gives its first."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    if len(text) > 1000:
+        raise ValueError(f"email: {len(text)} characters, too long for an address")
+    for separator in (";", ","):
+        if separator in text and "@" in text.split(separator, 1)[0]:
+            text = text.split(separator, 1)[0]
+    try:
+        return normalize_email(text)
+    except ValueError as exc:
+        raise ValueError(f"email: {exc}") from None
+
+
+def _set_timezone(prospect: Prospect, given: str) -> str:
+    """Set the zone given, or infer one unless one was given before; the warning, if any."""
+    if not given and prospect.timezone_source == "given":
+        return ""
+    prospect.timezone, prospect.timezone_source, warning = zone_for(given, prospect.country, prospect.region)
+    return warning
+
+
+def zone_for(given: str, country: str, region: str) -> tuple[str, str, str]:
+    """(zone, given|inferred|none, warning) for a prospect with these values."""
+    if given:
+        return given, "given", ""
+    inferred = timezones.infer(country, region)
+    if inferred:
+        return inferred, "inferred", ""
+    where = " ".join(part for part in (region, country) if part)
+    reason = (f"{where} spans several time zones: add a state or a time zone column" if where
+              else "no time zone and no country to infer one from")
+    return "UTC", "none", f"{reason}; sending windows will be in UTC"
+
+
+def account_key(address: str, cleaned: Cleaned) -> tuple[str, str] | None:
+    """("domain", d) or ("name", company) for the row's account, or None (see the module docstring)."""
+    domain = cleaned.domain
+    if domain and is_freemail(domain):  # "website: gmail.com" names no company either
+        domain = ""
+    if not domain:
+        try:
+            domain = normalize_domain(domain_of(address))
+        except ValueError as exc:
+            raise ValueError(f"domain: {exc}") from None
+        if is_freemail(domain):
+            name = cleaned.account.get("name", "")
+            return ("name", name) if name else None
+    return "domain", domain
+
+
+def _account_for(session: Session, address: str, cleaned: Cleaned) -> Account | None:
+    key = account_key(address, cleaned)
+    if key is None:
+        return None
+    kind, value = key
+    if kind == "name":
+        return upsert_account_by_name(session, value, cleaned.account)
+    return upsert_account(session, value, cleaned.account)
+
+
+def preview(values: dict[str, Any], custom: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """What ``upsert_rows`` would store for this row as a new prospect, and its warning; no
+    database. ``ValueError`` as for a refused row."""
+    address = _address(values.get("email"))
+    cleaned = clean({key: value for key, value in values.items() if key != "email"}, custom)
+    key = account_key(address, cleaned)
+    zone, source, warning = zone_for(cleaned.timezone, cleaned.prospect.get("country", ""),
+                                     cleaned.prospect.get("region", ""))
+    account = {"key": f"{key[0]}: {key[1]}" if key else "none", **cleaned.account}
+    stored = {"email": address, **cleaned.prospect, "timezone": zone, "timezone_source": source,
+              "account": account, "custom": cleaned.custom}
+    return stored, warning
 
 
 def upsert_account(session: Session, domain: str, fields: dict[str, Any]) -> Account:
@@ -99,57 +213,22 @@ def upsert_account(session: Session, domain: str, fields: dict[str, Any]) -> Acc
     return account
 
 
-def import_csv(
-    session: Session,
-    now: datetime,
-    path: Path,
-    progress: Callable[[int], None] | None = None,
-    batch: int = 500,
-) -> ImportReport:
-    """Import prospects from CSV; bad rows are reported by line, good rows are stored.
+def name_key(name: str) -> str:
+    """How a company known only by name is found again: case and spacing do not matter."""
+    return " ".join(name.casefold().split())[:255]
 
-    The file is read by ``suppression.csv_input`` (UTF-8, UTF-16 with a BOM, or
-    Windows-1252 with a note; ``,``, ``;`` or tab; each row named by the line it starts
-    on), so an odd file is a list of refused rows or one clear refusal, never a traceback.
-    Each row is written inside a savepoint and rows are committed in batches, so a crash
-    loses at most the uncommitted batch and never leaves half a row.
-    """
-    report = ImportReport()
-    with path.open("rb") as handle:
-        try:
-            reader = CsvInput(handle, str(path))
-        except CsvError as exc:
-            report.errors.append(str(exc))
-            return report
-        report.notes.extend(reader.notes)
-        rows = iter(reader)
-        header = next(rows, None)
-        if isinstance(header, BadLine):
-            report.errors.append(f"{path}:{header.line}: cannot read the header: {header.problem}")
-            return report
-        columns = [column.strip() for column in header.fields] if header else []
-        if "email" not in columns:
-            report.errors.append(f"{path}:1: header must include an 'email' column")
-            return report
-        for row in rows:
-            if isinstance(row, BadLine):
-                report.errors.append(f"{path}:{row.line}: {row.problem}")
-            elif len(row.fields) > len(columns):
-                report.errors.append(f"{path}:{row.line}: more fields than the header has")
-            else:
-                values = dict(zip(columns, row.fields, strict=False))
-                try:
-                    with session.begin_nested():
-                        upsert_prospect(session, now, values.get("email") or "", values, values.get("domain") or "")
-                    report.stored += 1
-                except ValueError as exc:
-                    report.errors.append(f"{path}:{row.line}: {exc}")
-            if progress:
-                progress(1)
-            if report.stored and report.stored % batch == 0:
-                session.commit()
-    session.commit()
-    return report
+
+def upsert_account_by_name(session: Session, name: str, fields: dict[str, Any]) -> Account:
+    """The domain-less account of the company called ``name`` (its people use free-mail)."""
+    key = name_key(name)
+    account = session.exec(select(Account).where(Account.name_key == key)).first()
+    if account is None:
+        account = Account(domain=None, name_key=key, name=name, custom={})
+    for column, value in fields.items():
+        setattr(account, column, value)
+    session.add(account)
+    session.flush()
+    return account
 
 
 def count_rows(path: Path) -> int:
@@ -160,3 +239,32 @@ def count_rows(path: Path) -> int:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             lines += chunk.count(b"\n")
     return max(lines - 1, 0)
+
+
+def as_dict(prospect: Prospect, account: Account | None) -> dict[str, Any]:
+    """A prospect as ``prospects show --json`` and ``POST /prospects`` give it back."""
+    return {
+        "id": prospect.id, "email": prospect.email, "first_name": prospect.first_name,
+        "last_name": prospect.last_name, "title": prospect.title, "phone": prospect.phone,
+        "linkedin_url": prospect.linkedin_url, "owner": prospect.owner, "country": prospect.country,
+        "region": prospect.region, "timezone": prospect.timezone, "timezone_source": prospect.timezone_source,
+        "account": None if account is None else {
+            "id": account.id, "domain": account.domain, "name": account.name, "industry": account.industry,
+            "employees": account.employees,
+        },
+        "custom": dict(prospect.custom or {}),
+        "created_at": prospect.created_at.isoformat() if prospect.created_at else None,
+    }
+
+
+def listing(
+    session: Session, account: str = "", owner: str = "", limit: int = 200
+) -> list[tuple[Prospect, Account | None]]:
+    """Prospects with their accounts, newest first; ``account`` is a domain or a company name."""
+    query = select(Prospect, Account).join(Account, Account.id == Prospect.account_id, isouter=True)
+    if account:
+        wanted = account.strip().lower()
+        query = query.where((Account.domain == wanted) | (func.lower(Account.name) == wanted))
+    if owner:
+        query = query.where(Prospect.owner == owner.strip())
+    return list(session.exec(query.order_by(Prospect.id.desc()).limit(limit)).all())

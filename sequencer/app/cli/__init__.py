@@ -13,6 +13,7 @@ from sequencer.app.cli import (
     intake,
     mailboxes,
     meetings,
+    prospects,
     rules,
     run,
     sequences,
@@ -25,7 +26,7 @@ from sequencer.app.cli import (
 
 app = typer.Typer(no_args_is_help=True, help="Signal-triggered outbound sequencing engine.")
 app.add_typer(sequences.app, name="sequences")
-app.add_typer(intake.prospects_app, name="prospects")
+app.add_typer(prospects.app, name="prospects")
 app.add_typer(intake.signals_app, name="signals")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(inbound.app, name="inbound")

@@ -1,4 +1,4 @@
-"""``sequencer prospects import`` and ``sequencer signal`` / ``signals import``."""
+"""``sequencer signal`` and ``signals import`` (``prospects`` commands are in prospects.py)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,7 @@ from sequencer.core.clock import SystemClock
 from sequencer.intake import enrolling, signals
 from sequencer.intake import prospects as prospect_store
 
-prospects_app = typer.Typer(help="Load prospects.", no_args_is_help=True)
 signals_app = typer.Typer(help="Bulk signal intake.", no_args_is_help=True)
-
-
-@prospects_app.command("import")
-def import_prospects(path: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
-    """Import prospects from CSV (email, first_name, last_name, title, company, timezone, country, ...)."""
-    with open_session() as session, Progress(console=console, transient=True) as progress:
-        bar = progress.add_task("prospects", total=prospect_store.count_rows(path))
-        report = prospect_store.import_csv(session, SystemClock().now(), path, lambda n: progress.advance(bar, n))
-    for note in report.notes:
-        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
-    for error in report.errors:  # markup off: a row's text may hold [brackets]
-        console.print(error, style="red", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"{report.stored} prospect(s) stored, {len(report.errors)} row(s) refused")
-    if report.errors:
-        raise typer.Exit(1)
 
 
 def parse_data(items: list[str]) -> dict[str, str]:
