@@ -338,6 +338,31 @@ def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: 
     return cooldown_reason(now, version, *latest)
 
 
+def overlap_reason(version: SequenceVersion, running: set[str] | frozenset[str]) -> str:
+    """Why a prospect running ``running`` sequences may not start ``version``'s too, or "".
+
+    One active sequence per prospect by default: two sequences mailing one person at once
+    read as spam and make a reply impossible to attribute. ``allow_overlap: true`` in the
+    sequence file opts that sequence out.
+    """
+    others = sorted(set(running) - {version.name})
+    if not others or version.definition.get("allow_overlap"):
+        return ""
+    return f"already in {', '.join(others)} (one active sequence per prospect; allow_overlap: true opts out)"
+
+
+def running_sequences(session: Session, prospect_id: int) -> set[str]:
+    """The sequences the prospect has an active or paused enrollment in."""
+    return set(session.exec(select(Enrollment.sequence_name).where(
+        Enrollment.prospect_id == prospect_id, Enrollment.state.in_(ACTIVE_STATES))).all())
+
+
+def enroll_blocks(session: Session, now: datetime, prospect_id: int, version: SequenceVersion) -> str:
+    """Why this prospect may not be enrolled in ``version`` now (cool-down, overlap), or ""."""
+    return cooldown_blocks(session, now, prospect_id, version) or overlap_reason(
+        version, running_sequences(session, prospect_id))
+
+
 def cooldown_reason(now: datetime, version: SequenceVersion, state: str, last: datetime | None) -> str:
     """Why a prospect whose latest enrollment in ``version``'s sequence is (state, last) must wait."""
     if state in ACTIVE_STATES:

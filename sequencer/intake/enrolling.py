@@ -20,6 +20,7 @@ signal that loses every try stays unprocessed, and the next tick takes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -57,7 +58,13 @@ LOCK_TRIES = 4  # a deadlock or busy lock is a lost race: the transaction is tri
 LEFT_FOR_TICK = "left for the next tick: lost every try to a concurrent transaction"
 
 
-def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
+# What a caller above intake does with a signal once it is processed, in the same transaction:
+# the engine passes ``sequencer.rules.actions.react_to_signal`` (a reply or meeting_booked signal
+# meets the stop rules), which intake cannot import (the rules are a layer above it).
+Reaction = Callable[[Session, datetime, Signal, list[Prospect]], None]
+
+
+def process(session: Session, now: datetime, signal: Signal, react: Reaction | None = None) -> SignalOutcome:
     """Enroll and wake for one signal, then mark it processed; one transaction.
 
     Safe to call from several processes at once: the signal is claimed first (only one
@@ -68,7 +75,7 @@ def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
     signal_id = signal.id
     for _ in range(LOCK_TRIES):
         try:
-            return _process_single(session, now, signal)
+            return _process_single(session, now, signal, react)
         except IntegrityError:
             session.rollback()  # the race on a prospect was lost: the retry finds the winner's rows
         except OperationalError as exc:
@@ -79,7 +86,7 @@ def process(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
 
 
 def process_batch(session: Session, now: datetime, batch: list[Signal],
-                  keep: list | None = None) -> list[SignalOutcome]:
+                  keep: list | None = None, react: Reaction | None = None) -> list[SignalOutcome]:
     """``process`` for every signal of ``batch``, in order, in one transaction when it can be.
 
     ``keep`` receives the rows read and created, so a caller that goes on with them (the
@@ -87,10 +94,10 @@ def process_batch(session: Session, now: datetime, batch: list[Signal],
     worker holds or has processed comes back as "already processed".
     """
     if len(batch) <= 1:
-        return [process(session, now, signal) for signal in batch]
+        return [process(session, now, signal, react) for signal in batch]
     for _ in range(LOCK_TRIES):
         try:
-            return _process_batch(session, now, batch, keep)
+            return _process_batch(session, now, batch, keep, react)
         except (_OneByOne, IntegrityError):
             session.rollback()
             break
@@ -98,13 +105,14 @@ def process_batch(session: Session, now: datetime, batch: list[Signal],
             if not db.is_lock_conflict(exc):
                 raise
             session.rollback()
-    return [process(session, now, signal) for signal in batch]
+    return [process(session, now, signal, react) for signal in batch]
 
 
 PROCESS_BATCH = 500  # signals processed in one transaction by ``process_stored``
 
 
-def process_stored(session: Session, now: datetime, ids: list[int]) -> list[SignalOutcome]:
+def process_stored(session: Session, now: datetime, ids: list[int],
+                   react: Reaction | None = None) -> list[SignalOutcome]:
     """``process_batch`` for the signals with these ids, ``PROCESS_BATCH`` at a time in id order.
 
     For callers that hold ids, not rows (a file import, an HTTP batch, a Celery task);
@@ -117,15 +125,17 @@ def process_stored(session: Session, now: datetime, ids: list[int]) -> list[Sign
         part = ordered[start:start + PROCESS_BATCH]
         batch = list(session.exec(select(Signal).where(Signal.id.in_(part), Signal.processed_at.is_(None))
                                   .order_by(Signal.id)))
-        outcomes.extend(process_batch(session, now, batch))
+        outcomes.extend(process_batch(session, now, batch, react=react))
     return outcomes
 
 
-def _process_batch(session: Session, now: datetime, batch: list[Signal], keep: list | None) -> list[SignalOutcome]:
+def _process_batch(session: Session, now: datetime, batch: list[Signal], keep: list | None,
+                   react: Reaction | None) -> list[SignalOutcome]:
     taken = claim(session, now, [signal.id for signal in batch])
     mine = [signal for signal in batch if signal.id in taken]
     with session.no_autoflush:
         context = _Context.read(session, now, mine)
+    context.react = react
     with decisions.batched(session):
         done = {signal.id: _process(session, now, signal, context, in_batch=True) for signal in mine}
     _record_subjects(session, context.subjects)
@@ -148,11 +158,12 @@ def claim(session: Session, now: datetime, ids: list[int]) -> set[int]:
     return set(session.connection().execute(_claim_statement(), {"ids": sorted(ids), "processed_at": now}).scalars())
 
 
-def _process_single(session: Session, now: datetime, signal: Signal) -> SignalOutcome:
+def _process_single(session: Session, now: datetime, signal: Signal, react: Reaction | None) -> SignalOutcome:
     if not claim(session, now, [signal.id]):
         session.rollback()
         return SignalOutcome(signal.id, skipped=["already processed"])
     context = _Context.read(session, now, [signal])
+    context.react = react
     outcome = _process(session, now, signal, context, in_batch=False)
     _record_subjects(session, context.subjects)
     session.commit()
@@ -171,6 +182,8 @@ class _Context:
     waiting: dict[int, list[Enrollment]]  # prospect -> enrollments waiting for a signal
     known: set[int]  # prospects whose ``latest`` and ``waiting`` are read
     subjects: list[dict] = field(default_factory=list)  # whom each claimed signal is about, written at the end
+    react: Reaction | None = None
+    running: dict[int, set[str]] = field(default_factory=dict)  # prospect -> sequences it is active in
 
     @classmethod
     def read(cls, session: Session, now: datetime, batch: list[Signal]) -> _Context:
@@ -196,6 +209,8 @@ class _Context:
         ).all()
         for prospect_id, name, state, enrolled_at in rows:  # oldest first: the last one stays
             self.latest[(prospect_id, name)] = (state, enrolled_at)
+            if state in lifecycle.ACTIVE_STATES:
+                self.running.setdefault(prospect_id, set()).add(name)
         for enrollment in _in(session, Enrollment, Enrollment.prospect_id, ids,
                               Enrollment.state == "active", Enrollment.waiting_for != ""):
             self.waiting.setdefault(enrollment.prospect_id, []).append(enrollment)
@@ -210,6 +225,7 @@ class _Context:
     def enrolled(self, session: Session, now: datetime, row: SimpleNamespace) -> None:
         """Count an enrollment the batch created (``lifecycle.create``'s row)."""
         self.latest[(row.prospect_id, row.sequence_name)] = (row.state, now)
+        self.running.setdefault(row.prospect_id, set()).add(row.sequence_name)
         if row.state == "active" and row.waiting_for:  # a later signal of the batch may wake it
             self.waiting.setdefault(row.prospect_id, []).append(session.get(Enrollment, row.id))
 
@@ -267,6 +283,8 @@ def _process(session: Session, now: datetime, signal: Signal, context: _Context,
             outcome.enrolled.append(enrollment.id)
             enrolled_here += 1
     outcome.woken = _wake(session, now, signal, prospects, context)
+    if context.react is not None:
+        context.react(session, now, signal, prospects)
     return outcome
 
 
@@ -335,7 +353,8 @@ def _why_not(session: Session, now: datetime, prospect: Prospect, account: Accou
     if entry is not None:
         return f"suppressed: {entry.reason} ({entry.kind} {entry.value})"
     latest = context.latest.get((prospect.id, version.name))
-    return lifecycle.cooldown_reason(now, version, *latest) if latest else ""
+    return (lifecycle.cooldown_reason(now, version, *latest) if latest else "") or lifecycle.overlap_reason(
+        version, context.running.get(prospect.id, set()))
 
 
 def _wake(session: Session, now: datetime, signal: Signal, prospects: list[Prospect],

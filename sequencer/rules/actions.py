@@ -341,7 +341,7 @@ def _enroll(session: Session, now: datetime, rule: ResolvedRule, action: Enroll,
             prospect = upsert_prospect(session, now, address, {"owner": owner, "referred_by": event.address})
         except ValueError:
             continue
-        why = lifecycle.cooldown_blocks(session, now, prospect.id, version)
+        why = lifecycle.enroll_blocks(session, now, prospect.id, version)
         entry = find_suppression(session, now, prospect.email, prospect.account_id)
         if why or entry is not None:
             reason = why or f"suppressed: {entry.reason}"
