@@ -18,6 +18,7 @@ from sequencer.core.models import Enrollment, Touch
 from sequencer.domains.health import sending_problem
 from sequencer.engine.guards import DEFAULT_GUARDS
 from sequencer.engine.runtime import Runtime
+from sequencer.inbound.bounce_log import record_bounce
 from sequencer.inbound.bounces import classify_smtp_response
 from sequencer.rules.actions import Event, apply, rulebook
 
@@ -65,10 +66,15 @@ def build(settings: Settings, sender: object | None = None, check_domains: bool 
                        exc: DeliveryError) -> None:
         """A refusal at send time is a bounce like any other: the same classes, the same rules."""
         verdict = classify_smtp_response(exc.code, exc.message)
-        event = Event(name="bounce", bounce_type=verdict.bounce_type, address=touch.recipient,
-                      summary=f"{verdict.bounce_type} refusal at send time: {exc}", touch=touch,
-                      enrollment=enrollment,
-                      detail={"matched_by": "smtp", "status": verdict.status_code or ""})
+        record_bounce(session, now, touch, source="smtp", bounce_type=verdict.bounce_type,
+                      bounce_reason=verdict.bounce_reason, status_code=verdict.status_code, diagnostic=exc.message,
+                      about_our_message=verdict.about_our_message)
+        event = Event(name="bounce", bounce_type=verdict.bounce_type, bounce_reason=verdict.bounce_reason,
+                      address=touch.recipient,
+                      summary=f"{verdict.bounce_type} refusal at send time ({verdict.bounce_reason}): {exc}",
+                      touch=touch, enrollment=enrollment,
+                      detail={"matched_by": "smtp", "status": verdict.status_code or "",
+                              "reason": verdict.bounce_reason})
         apply(session, now, rules, event)
 
     return Runtime(

@@ -37,6 +37,7 @@ from sequencer.inbound.language import guess_language
 from sequencer.inbound.parse import MAX_PARSE_BYTES, ParsedMessage, _own_parts, parse_message
 from sequencer.inbound.quoting import strip_quoted
 from sequencer.inbound.replies import (
+    automated_opt_out,
     left_company_phrase,
     new_contacts,
     sentiment,
@@ -78,6 +79,7 @@ _KNOWN_HEADERS = frozenset(
         "auto-submitted",
     }
 )
+NO_SENDER = "no sender: From, Sender and Return-Path are all missing"
 _CUT_DEFECTS = frozenset({"CloseBoundaryNotFoundDefect", "StartBoundaryNotFoundDefect"})
 
 
@@ -106,6 +108,7 @@ class Classification:
     sentiment: Literal["positive", "negative", "neutral"] | None = None
     reply_text: str | None = None
     bounce_type: Literal["hard", "soft", "block"] | None = None
+    bounce_reason: str | None = None  # the taxonomy's reason (sequencer.inbound.reasons)
     status_code: str | None = None
     about_our_message: bool = False  # a bounce of our message itself (too big, syntax, content), not of the person
     diagnostic: str | None = None
@@ -163,7 +166,7 @@ def _unreadable(raw: bytes, parsed: ParsedMessage) -> str | None:
     if b"\x00" in head:
         return "NUL bytes in the header section (binary data)"
     if not (parsed.from_address or parsed.return_path is not None or "sender" in names):
-        return "no sender: From, Sender and Return-Path are all missing"
+        return NO_SENDER
     return None
 
 
@@ -203,6 +206,8 @@ def _classify(raw: bytes, our_domains: frozenset[str]) -> Classification:
     raw = bytes(raw)
     parsed = parse_message(raw)
     problem = _unreadable(raw[:MAX_PARSE_BYTES], parsed)
+    if problem == NO_SENDER and (detect_bounce(parsed) or detect_complaint(parsed)):
+        problem = None  # some MTAs send DSNs with only Received, To, Subject and the report: still a bounce
     if problem is not None:
         return Classification(
             kind="unparseable", reason=problem, evidence=[problem], truncated=parsed.truncated
@@ -224,6 +229,7 @@ def _classify(raw: bytes, our_domains: frozenset[str]) -> Classification:
         verdict = bounce.verdict
         result.evidence += [*bounce.evidence, f"{verdict.bounce_type}: {verdict.reason}"]
         result.bounce_type = bounce.verdict.bounce_type
+        result.bounce_reason = bounce.verdict.bounce_reason
         result.status_code = bounce.verdict.status_code
         result.about_our_message = bounce.verdict.about_our_message
         result.diagnostic = bounce.diagnostic or None
@@ -237,6 +243,12 @@ def _classify(raw: bytes, our_domains: frozenset[str]) -> Classification:
     reply_text = strip_quoted(parsed.body_text)
     result.reply_text = reply_text
     result.language = guess_language(f"{parsed.subject}\n{reply_text}")
+    opt_out = automated_opt_out(parsed, reply_text)
+    if opt_out is not None:  # RFC 8058 / List-Unsubscribe mailto: often Auto-Submitted, never an auto-reply
+        result.kind = "unsubscribe_request"
+        result.sentiment = "negative"
+        result.evidence.append(opt_out)
+        return result
     auto = detect_auto_reply(parsed, reply_text)
     result.evidence += auto.evidence
     exclude = [parsed.from_address or "", *parsed.to_addresses]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import re
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -59,7 +60,7 @@ def detect_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
     report_type = (message.get_param("report-type") or "").lower() if is_report else ""
     fields = _feedback_fields(message) if message.is_multipart() else None
     if report_type != "feedback-report" and fields is None:
-        return None
+        return _forwarded_complaint(parsed)
     evidence = ["multipart/report; report-type=feedback-report"]
     feedback_type = "abuse"
     rcpt = mail_from = None
@@ -82,5 +83,40 @@ def detect_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
         complained_recipient=rcpt,
         original_mail_from=mail_from,
         original_message_id=original_message_id(message, parsed.body_text),
+        evidence=evidence,
+    )
+
+
+_ABUSE_SENDER = re.compile(r"^(?:abuse|spam|complaints?|fbl|feedback|postmaster|security|phish\w*|report-?spam)\b",
+                           re.IGNORECASE)
+_COMPLAINT_WORDS = re.compile(
+    r"\bspam\b|unsolicited|\babuse\b|complain|reported as (?:junk|spam)|junk mail|phishing|unwanted|"
+    r"did not (?:sign up|subscribe|opt.?in)|never (?:signed up|subscribed|opted in)|"
+    r"unerw[üu]nscht|ind[ée]sirable|no deseado|non richiesto|ongewenst",
+    re.IGNORECASE,
+)
+MAX_COVER_WORDS = 400  # an abuse desk's cover note is short; a long text is someone writing to us
+
+
+def _forwarded_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
+    """An abuse desk's (or a recipient's) report that is not ARF: a short note calling it spam,
+    with our message attached as message/rfc822. Both must be there, so a colleague forwarding
+    our mail with "see below" is not a complaint."""
+    original = attached_original(parsed.message)
+    if original is None or original.get("Message-ID") is None:
+        return None
+    note = f"{parsed.subject}\n{parsed.body_text[:5000]}"
+    words = _COMPLAINT_WORDS.search(note)
+    sender = (parsed.from_address or "").split("@", 1)[0]
+    if words is None or len(parsed.body_text.split()) > MAX_COVER_WORDS:
+        return None
+    evidence = [f"our message attached as message/rfc822 with a complaint: {words.group(0)!r}"]
+    if _ABUSE_SENDER.match(sender):
+        evidence.append(f"sent by an abuse desk: {parsed.from_address}")
+    return ComplaintReport(
+        feedback_type="abuse",
+        complained_recipient=_address(decode_header_value(original.get("To"))),
+        original_mail_from=None,
+        original_message_id=original_message_id(parsed.message, parsed.body_text),
         evidence=evidence,
     )

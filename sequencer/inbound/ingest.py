@@ -21,6 +21,7 @@ from sequencer.core.models import Enrollment, InboundMessage, Mailbox, Touch
 from sequencer.deliverability import dmarc
 from sequencer.enrollments import lifecycle
 from sequencer.inbound import match as matching
+from sequencer.inbound.bounce_log import MAX_DIAGNOSTIC, record_bounce
 from sequencer.inbound.classify import Classification, classify
 from sequencer.inbound.evidence import withheld
 from sequencer.inbound.storable import storable
@@ -74,7 +75,8 @@ def event_for(result: Classification, match: matching.Match, enrollment: Enrollm
     }.get(result.kind, result.from_address or "")
     names = f" (it names {', '.join(listed)})" if sent_to and listed and listed != [sent_to] else ""
     summary = {
-        "bounce": f"{result.bounce_type or ''} bounce {result.status_code or ''} for {address}{names}"
+        "bounce": f"{result.bounce_type or ''} bounce ({result.bounce_reason or 'unknown'}) {result.status_code or ''} "
+                  f"for {address}{names}"
         .replace("  ", " "),
         "complaint": f"spam complaint ({result.feedback_type or 'abuse'}) about {address}{names}",
     }.get(result.kind, f"{result.kind.replace('_', ' ')} {result.subject!r} from {result.from_address}")
@@ -82,7 +84,8 @@ def event_for(result: Classification, match: matching.Match, enrollment: Enrollm
         name=EVENTS[result.kind], summary=summary, address=(address or "").lower(),
         sender_domain=(result.from_address or "").rpartition("@")[2].lower() if result.kind != "bounce" else "",
         sentiment=result.sentiment if result.kind == "reply" else None,
-        bounce_type=result.bounce_type, return_date=result.return_date, new_contacts=result.new_contacts,
+        bounce_type=result.bounce_type, bounce_reason=result.bounce_reason if result.kind == "bounce" else None,
+        return_date=result.return_date, new_contacts=result.new_contacts,
         touch=match.touch, enrollment=enrollment, strength=match.strength,
         detail={"matched_by": match.method, "match_strength": match.strength} if match.touch else {},
     )
@@ -127,6 +130,8 @@ def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: 
     row = InboundMessage(
         dedupe_key=key, message_id=result.message_id or "", from_address=result.from_address or "",
         subject=result.subject[:500], kind=result.kind, bounce_type=result.bounce_type or "",
+        bounce_reason=result.bounce_reason or "", status_code=result.status_code or "",
+        diagnostic=(result.diagnostic or "")[:MAX_DIAGNOSTIC],
         touch_id=match.touch.id if match.touch else None,
         enrollment_id=enrollment.id if enrollment else None, match_method=match.method,
         detail=storable({"classification": result.to_dict(), "match": match.to_dict()}), received_at=now,
@@ -141,6 +146,11 @@ def _handle(session: Session, now: datetime, rules: RuleBook, key: str, result: 
         session.add(row)
         session.commit()
         return IngestResult(row, False, f"{rule.name}: {why_not}: not acted on", done)
+    if result.kind == "bounce" and match.touch is not None:  # strongly matched (withheld above otherwise)
+        record_bounce(session, now, match.touch, source="dsn", bounce_type=result.bounce_type or "",
+                      bounce_reason=result.bounce_reason or "unknown", status_code=result.status_code,
+                      diagnostic=result.diagnostic, about_our_message=result.about_our_message,
+                      inbound_message_id=row.id)
     if result.kind == "bounce" and result.about_our_message and match.touch is not None:
         done = _our_message_refused(session, now, result, match.touch, enrollment)
         row.detail = {**row.detail, "rule": "", "actions": done}

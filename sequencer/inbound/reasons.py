@@ -212,8 +212,8 @@ _SUBJECT_DEFAULT = {0: "unknown", 1: "unknown", 2: "unknown", 3: "system_error",
 # Text readings that must not overrule a code of another class: a 5.7.x that says "user unknown" is a policy refusal.
 _TEXT_MAY_OVERRULE: dict[int, frozenset[str]] = {
     1: frozenset({"moved", "suspended", "not_accepting", "host_unknown", "relay_denied"}),
-    4: frozenset({"user_unknown", "host_unknown", "network_error", "expired", "rate_limited", "policy_blocked", "auth_failure",
-                  "system_error"}),
+    4: frozenset({"user_unknown", "host_unknown", "network_error", "expired", "rate_limited", "policy_blocked",
+                  "auth_failure", "system_error"}),
     7: frozenset(REASONS) - HARD_REASONS,
 }
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from sequencer.inbound.parse import ParsedMessage
+
 _UNSUBSCRIBE = re.compile(
     r"\bunsubscribe\b|\bremove (?:me|us|my (?:e-?mail|address)|this (?:e-?mail|address))\b|"
     r"take (?:me|us) off|\bopt(?:ing)? (?:me )?out\b|stop (?:e-?mail|emailing|contacting|"
@@ -94,6 +96,31 @@ def unsubscribe_phrase(reply_text: str) -> str | None:
     if len(first_lines) == 1 and _BARE_STOP.match(first_lines[0]):
         return first_lines[0].strip()
     return None
+
+
+_OPT_OUT_SUBJECT = re.compile(
+    r"^\W*(?:unsubscribe|opt[ -]?out|remove(?: me)?|list-unsubscribe|abmelden|austragen|d[ée]sinscri\w*"
+    r"|d[ée]sabonne\w*|darse de baja|baja|cancelar suscripci[oó]n|disiscriviti|cancella iscrizione"
+    r"|afmelden|uitschrijven|descadastrar|cancelar inscri[çc][ãa]o|avregistrera|配信停止|退订)\b",
+    re.IGNORECASE,
+)
+
+
+def automated_opt_out(parsed: ParsedMessage, reply_text: str) -> str | None:
+    """Evidence that this is a mail client's or privacy relay's unsubscribe button, else None.
+
+    Those send a message whose subject is "unsubscribe" (or the subject the List-Unsubscribe
+    mailto named) to our unsubscribe address, often with ``Auto-Submitted`` set and no body:
+    it is a request to stop, never an auto-reply. A reply that merely starts "Re: unsubscribe"
+    with text of its own is left to the reply checks, which read what the person wrote.
+    """
+    subject = parsed.subject.strip()
+    if not _OPT_OUT_SUBJECT.match(subject):
+        return None
+    words = len(reply_text.split())
+    if words > 30 and unsubscribe_phrase(reply_text) is None:
+        return None
+    return f"unsubscribe subject {subject[:60]!r} (List-Unsubscribe mailto or a client's unsubscribe button)"
 
 
 def left_company_phrase(text: str) -> str | None:
