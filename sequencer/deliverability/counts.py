@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlmodel import Session, func, select
 
@@ -39,17 +39,19 @@ def rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
-def per_mailbox(session: Session, since: datetime, until: datetime,
+def per_mailbox(session: Session, since: datetime, until: datetime | None,
                 mailbox_ids: Iterable[int] | None = None) -> dict[int, Counts]:
-    """Each mailbox's counts in [since, until); mailboxes with none are absent."""
+    """Each mailbox's counts in [since, until) (no end: until None); mailboxes with none are absent."""
     ids = None if mailbox_ids is None else list(mailbox_ids)
+    end = until or datetime.max.replace(tzinfo=UTC)
     sent = select(Touch.mailbox_id, func.count()).where(
-        Touch.sent_at >= since, Touch.sent_at < until, Touch.mailbox_id.is_not(None))
+        Touch.sent_at >= since, Touch.sent_at < end, Touch.mailbox_id.is_not(None))
     bounced = select(Bounce.mailbox_id, Bounce.source, func.count()).where(
-        Bounce.at >= since, Bounce.at < until, Bounce.mailbox_id.is_not(None), Bounce.about_our_message.is_(False))
-    complained = (select(Touch.mailbox_id, func.count()).join(Touch, Touch.id == InboundMessage.touch_id)
+        Bounce.at >= since, Bounce.at < end, Bounce.mailbox_id.is_not(None), Bounce.about_our_message.is_(False))
+    complained = (select(Touch.mailbox_id, func.count()).select_from(InboundMessage)
+                  .join(Touch, Touch.id == InboundMessage.touch_id)
                   .where(InboundMessage.kind == "complaint", InboundMessage.received_at >= since,
-                         InboundMessage.received_at < until))
+                         InboundMessage.received_at < end))
     if ids is not None:
         sent, bounced = sent.where(Touch.mailbox_id.in_(ids)), bounced.where(Bounce.mailbox_id.in_(ids))
         complained = complained.where(Touch.mailbox_id.in_(ids))

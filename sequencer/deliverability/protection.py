@@ -105,37 +105,51 @@ def mailbox_status(session: Session, now: datetime, limits: Thresholds, mailbox:
     if mailbox.paused:
         return Status("paused", mailbox.pause_reason or "paused by hand")
     since = window_start(now, limits, mailbox.resumed_at)
-    return judge(per_mailbox(session, since, now, [mailbox.id]).get(mailbox.id, Counts()), limits)
+    return judge(per_mailbox(session, since, None, [mailbox.id]).get(mailbox.id, Counts()), limits)
 
 
 def domain_status(session: Session, now: datetime, limits: Thresholds, domain: str) -> Status:
+    """The domain judged on its mailboxes still sending, together, each counted from the later of
+    its own and the domain's window start: a mailbox paused on its own figures does not pause
+    the domain as well, and resuming one starts its count afresh for the domain too."""
     pause = session.get(SendingDomainPause, domain)
     if pause is not None and pause.paused:
         return Status("paused", pause.reason)
+    boxes = list(session.exec(select(Mailbox).where(Mailbox.sending_domain == domain, Mailbox.paused.is_(False))))
+    if not boxes:
+        return Status("healthy", "no mailbox of the domain is sending")
     since = window_start(now, limits, pause.resumed_at if pause is not None else None)
-    ids = list(session.exec(select(Mailbox.id).where(Mailbox.sending_domain == domain)))
-    return judge(sum(per_mailbox(session, since, now, ids).values(), Counts()), limits)
+    found = _counts(session, [(box, max(since, window_start(now, limits, box.resumed_at))) for box in boxes])
+    return judge(sum(found.values(), Counts()), limits)
+
+
+def _counts(session: Session, windows: list[tuple[Mailbox, datetime]]) -> dict[int, Counts]:
+    """Each mailbox's counts from its own start: one grouped query per distinct start (all
+    mailboxes share one unless some were resumed lately)."""
+    by_start: dict[datetime, list[int]] = defaultdict(list)
+    for mailbox, since in windows:
+        by_start[since].append(mailbox.id)
+    found: dict[int, Counts] = {}
+    for since, ids in by_start.items():
+        found.update(per_mailbox(session, since, None, ids))
+    return found
 
 
 def evaluate(session: Session, now: datetime, settings: Settings) -> list[str]:
-    """Pause every mailbox and domain that crossed a pause threshold; say what was paused.
+    """Pause every mailbox, then every domain, that crossed a pause threshold; say what was paused.
 
-    Meant for the periodic chores (``sequencer.app.housekeeping``). One grouped query per
-    distinct window start (all mailboxes share one unless some were resumed lately).
+    Meant for the periodic chores (``sequencer.app.housekeeping``).
     """
     limits = thresholds(settings)
-    boxes = list(session.exec(select(Mailbox).order_by(Mailbox.id)))
-    by_start: dict[datetime, list[Mailbox]] = defaultdict(list)
-    for mailbox in boxes:
-        by_start[window_start(now, limits, mailbox.resumed_at)].append(mailbox)
+    boxes = list(session.exec(select(Mailbox).where(Mailbox.paused.is_(False)).order_by(Mailbox.id)))
+    found = _counts(session, [(box, window_start(now, limits, box.resumed_at)) for box in boxes])
     done = []
-    for since, group in by_start.items():
-        found = per_mailbox(session, since, now, [m.id for m in group])
-        for mailbox in group:
-            status = judge(found.get(mailbox.id, Counts()), limits)
-            if status.level == "paused" and not mailbox.paused:
-                _pause_mailbox(session, now, mailbox, status.reason)
-                done.append(f"paused mailbox {mailbox.address}: {status.reason}")
+    for mailbox in boxes:
+        status = judge(found.get(mailbox.id, Counts()), limits)
+        if status.level == "paused":
+            _pause_mailbox(session, now, mailbox, status.reason)
+            done.append(f"paused mailbox {mailbox.address}: {status.reason}")
+    session.flush()
     for domain in sorted({m.sending_domain for m in boxes if m.sending_domain}):
         pause = session.get(SendingDomainPause, domain)
         if pause is not None and pause.paused:

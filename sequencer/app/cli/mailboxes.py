@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
+
 import typer
 from rich.table import Table
 
 from sequencer.app.cli.common import console, fail, open_session
 from sequencer.core.clock import SystemClock
 from sequencer.core.models import Mailbox
+from sequencer.deliverability import protection
 from sequencer.sending import caps, mailboxes
 
 app = typer.Typer(help="Sending mailboxes: add, list, pause, resume.", no_args_is_help=True)
@@ -72,11 +75,19 @@ def pause(address: str, reason: str = typer.Option("paused by hand")) -> None:
 
 
 @app.command()
-def resume(address: str) -> None:
-    """Let a paused mailbox send again."""
+def resume(
+    target: str = typer.Argument(..., help="A mailbox address, or a sending domain paused by protection."),
+    by: str = typer.Option("", help="Who resumes it (recorded); default: the login name."),
+) -> None:
+    """Let a paused mailbox or sending domain send again, recording who did it and when."""
+    who = by.strip() or getpass.getuser()
+    now = SystemClock().now()
     with open_session() as session:
         try:
-            mailboxes.set_paused(session, address, False)
-        except mailboxes.MailboxError as exc:
+            if "@" in target:
+                protection.resume_mailbox(session, now, target, who)
+            else:
+                protection.resume_domain(session, now, target, who)
+        except ValueError as exc:  # MailboxError is one
             fail(str(exc))
-    console.print(f"{address} resumed")
+    console.print(f"{target} resumed by {who} at {now:%Y-%m-%d %H:%M} UTC")
