@@ -25,7 +25,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from channels.email import SmtpSender
 from channels.outbox import OutboxSender
@@ -38,7 +38,6 @@ from sequencer.core.models import Signal
 from sequencer.core.yaml_source import SourceError
 from sequencer.engine import tick as engine
 from sequencer.engine.runtime import Runtime
-from sequencer.intake import enrolling
 from sequencer.meetings import reminders
 from sequencer.sending import mailboxes
 from sequencer.sequences import versions, vocabulary
@@ -217,20 +216,26 @@ def tick() -> dict[str, Any]:
 
 
 @app.task(name=INGEST_TASK)
-def ingest_signal(signal_id: int) -> str:
-    """Act on one stored signal now instead of at the next tick; repeating it is a no-op."""
+def ingest_signal(signal_ids: int | list[int]) -> str:
+    """Act on stored signals now instead of at the next tick; repeating it is a no-op.
+
+    The HTTP API sends the ids once they are committed (stored before enqueued: a lost
+    message leaves them unprocessed, and the tick finds them). ``engine.act_on_signals``
+    processes them and sends at once the first emails they made due; a deadlock or a
+    race with another worker is retried inside, never a failed task.
+    """
+    ids = [signal_ids] if isinstance(signal_ids, int) else [int(i) for i in signal_ids]
     with db.session(_engine()) as session:
-        signal = session.get(Signal, signal_id)
-        if signal is None:
-            log.warning("signal %s is not in the database; nothing to do", signal_id)
-            return "missing"
-        if signal.processed_at is not None:
+        fresh = session.exec(select(Signal.id).where(Signal.id.in_(ids), Signal.processed_at.is_(None))).all()
+        if not fresh:
+            known = session.exec(select(Signal.id).where(Signal.id.in_(ids))).first()
+            if known is None:
+                log.warning("signals %s are not in the database; nothing to do", ids)
+                return "missing"
             return "already_processed"
         _prepare_once(session)
-        outcome = enrolling.process(session, SystemClock().now(), signal)
-    if outcome.skipped == ["already processed"]:
-        return "already_processed"
-    log.info("signal %s: enrolled %s, woke %s", signal_id, outcome.enrolled, outcome.woken)
+        report = engine.act_on_signals(session, SystemClock(), _runtime(), list(fresh))
+    log.info("signals %s: steps %s", ids, report.outcomes)
     return "processed"
 
 

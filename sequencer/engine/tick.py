@@ -57,6 +57,33 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
     report.signals = len(enrolling.process_batch(session, clock.now(), pending, state.rows))
     resume_expired_pauses(session, clock.now())
     due = _load_due(session, clock.now(), runtime, state, limit)
+    _walk(session, clock, runtime, state, due, report)
+    return report
+
+
+def act_on_signals(session: Session, clock: Clock, runtime: Runtime, signal_ids: list[int]) -> TickReport:
+    """Process these stored signals now, and take at once the steps they made due.
+
+    What a signal enrolls or wakes whose step is due now (an email inside the window)
+    goes out in this same pass, through the same steps and guards as a tick's; what is
+    not due yet waits for the tick. A signal another worker holds is left to it. For
+    the HTTP API's Celery task and the embedded loop: speed to lead is one pass, not
+    the tick interval.
+    """
+    report = TickReport()
+    state = TickState(session)
+    outcomes = enrolling.process_stored(session, clock.now(), signal_ids)
+    report.signals = len(outcomes)
+    started = sorted({i for outcome in outcomes for i in (*outcome.enrolled, *outcome.woken)})
+    if started:
+        _walk(session, clock, runtime, state, _load_due(session, clock.now(), runtime, state, len(started),
+                                                        only=started), report)
+    return report
+
+
+def _walk(session: Session, clock: Clock, runtime: Runtime, state: TickState, due: list[Enrollment],
+          report: TickReport) -> None:
+    """Advance each of ``due`` as far as it goes now; emails are sent in batches of ``SEND_BATCH``."""
     outbox: list[send_batch.PlannedEmail] = []
     for enrollment in due:
         report.advanced += 1
@@ -74,7 +101,6 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
             outbox = []
     for outcome in send_batch.send_planned(session, clock.now(), runtime, outbox):
         report.count(outcome)
-    return report
 
 
 def advance(session: Session, now: datetime, runtime: Runtime, enrollment: Enrollment) -> str:
@@ -97,17 +123,18 @@ def resume_expired_pauses(session: Session, now: datetime) -> int:
 
 
 def _load_due(session: Session, now: datetime, runtime: Runtime, state: TickState,
-              limit: int) -> list[Enrollment]:
+              limit: int, only: list[int] | None = None) -> list[Enrollment]:
     """The due enrollments, freshly read, with everything their steps will look at.
 
     One query per kind for the whole batch instead of several per enrollment: prospects,
     accounts, versions, the touches they already have, their suppression verdicts and
     their recipient domains' cap counters. A row another worker changes after this read
-    is caught by the compare-and-set in ``claim``.
+    is caught by the compare-and-set in ``claim``. ``only``: of these enrollments.
     """
     due = list(session.exec(
         select(Enrollment)
-        .where(Enrollment.state == "active", Enrollment.next_due_at <= now)
+        .where(Enrollment.state == "active", Enrollment.next_due_at <= now,
+               *([Enrollment.id.in_(only)] if only is not None else []))
         .order_by(Enrollment.next_due_at, Enrollment.id)
         .limit(limit)
         .execution_options(populate_existing=True)
