@@ -1,4 +1,11 @@
-"""``sequencer run``: the embedded loop (ticks, plus housekeeping every 15 minutes)."""
+"""``sequencer run``: the embedded loop (ticks, plus housekeeping every 15 minutes).
+
+Between ticks the loop probes for a newly stored signal every ``WAKE_PROBE_SECONDS`` (one
+lookup in the partial index of unprocessed signals) and acts on it at once
+(``act_on_signals``: its first email, if due, goes out in that pass), so speed to lead is
+a fraction of a second, not the tick interval. The probe reads the database, so a signal
+stored by any process (``sequencer serve``, ``sequencer signal``, an import) wakes it.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +22,14 @@ from sequencer.app.cli.sequences import TEMPLATES_OPTION, workspace_vocabulary
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import ConfigError, signing_secret
 from sequencer.core.yaml_source import SourceError
-from sequencer.engine.tick import tick
+from sequencer.engine.tick import act_on_signals, tick
+from sequencer.intake import signals
 from sequencer.meetings import reminders
 from sequencer.sending import mailboxes
 from sequencer.sequences.versions import sync
 
 HOUSEKEEPING_EVERY = timedelta(minutes=15)
+WAKE_PROBE_SECONDS = 0.05
 
 
 def _prepare(session, config) -> None:
@@ -34,6 +43,16 @@ def _prepare(session, config) -> None:
         fail("refusing to run with a broken sequence")
     except mailboxes.MailboxError as exc:
         fail(str(exc))
+
+
+def _sleep_until_signal(session, seconds: float) -> bool:
+    """Wait up to ``seconds``; True as soon as a stored signal waits to be acted on."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if signals.any_unprocessed(session):
+            return True
+        time.sleep(min(WAKE_PROBE_SECONDS, left))
+    return False
 
 
 def run_command(
@@ -62,6 +81,7 @@ def run_command(
         chores_due = clock.now()
         try:
             while True:
+                next_tick = time.monotonic() + interval
                 if clock.now() >= chores_due:
                     for line in housekeeping.run(session, clock.now(), config):
                         console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False)
@@ -75,7 +95,12 @@ def run_command(
                     console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False)
                 if once:
                     break
-                time.sleep(interval)
+                while _sleep_until_signal(session, next_tick - time.monotonic()):
+                    woken = act_on_signals(session, clock, engine_runtime,
+                                           [signal.id for signal in signals.unprocessed(session)])
+                    if woken.advanced or woken.signals:
+                        console.print(f"{mark}{clock.now():%H:%M:%S} signals {woken.signals}, "
+                                      f"steps {woken.outcomes}")
         except KeyboardInterrupt:
             console.print("stopped")
         finally:
