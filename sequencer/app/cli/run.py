@@ -46,12 +46,16 @@ def _prepare(session, config) -> None:
 
 
 def _sleep_until_signal(session, seconds: float) -> bool:
-    """Wait up to ``seconds``; True as soon as a stored signal waits to be acted on."""
+    """Wait up to ``seconds``; True as soon as a stored signal waits to be acted on.
+
+    Sleeps before each probe, so a signal that stays unprocessed (one that lost every try
+    to a concurrent writer) is retried once a probe, never in a busy loop.
+    """
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(WAKE_PROBE_SECONDS, left))
         if signals.any_unprocessed(session):
             return True
-        time.sleep(min(WAKE_PROBE_SECONDS, left))
     return False
 
 
