@@ -59,7 +59,11 @@ def test_init_refuses_to_overwrite_an_existing_config(tmp_path, monkeypatch):
     path.write_text('secret_key = "the one already in use, keep it"\n')
 
     result = init_in(tmp_path, monkeypatch)
+    again = init_in(tmp_path, monkeypatch)
 
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.output  # the starter templates/ was still missing
     assert f"{path} already exists; not overwriting it" in " ".join(result.stderr.split())
+    assert path.read_text() == 'secret_key = "the one already in use, keep it"\n'
+    assert (tmp_path / "templates" / "sequences" / "webinar-follow-up.yaml").is_file()
+    assert again.exit_code == 1  # nothing left to write
     assert path.read_text() == 'secret_key = "the one already in use, keep it"\n'

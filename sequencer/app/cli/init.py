@@ -1,24 +1,32 @@
-"""``sequencer init``: start a workspace in the current folder, beginning with ``sequencer.toml``.
+"""``sequencer init``: start a workspace in the current folder: ``sequencer.toml`` and ``templates/``.
 
 Init is a list of steps (``STEPS``); each names the paths it would create and then
-creates them. Every step's paths are checked before any step writes, so init either sets
-up the whole workspace or refuses (exit 1) and leaves everything as it was; it never
-overwrites. A later step (a starter ``templates/`` folder) is one more entry in ``STEPS``.
+creates them. It never overwrites: a step whose path exists is skipped and says so (an
+SDR who already has a ``templates/`` keeps it and still gets a config with a fresh
+secret), and init exits 1 only when there was nothing left to write. The starter
+``templates/`` is one example sequence (a custom signal type declared in ``signals.yaml``,
+an email, a call, a bump) copied from the shipped ``starter`` folder; it is written whole
+or not at all (copied beside, then renamed into place).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from sequencer.app.cli.common import console, fail
+from sequencer.app.cli.common import console, err_console, fail
+from sequencer.core.config import REPO_TEMPLATES
 
 CONFIG_NAME = "sequencer.toml"
+TEMPLATES_NAME = "templates"
+STARTER = REPO_TEMPLATES / "starter"  # shipped as package data with the other examples
 
 CONFIG_TEMPLATE = """\
 # sequencer.toml, written by `sequencer init`. SEQUENCER_* environment variables override it
@@ -37,6 +45,16 @@ secret_key = "{secret}"
 
 # The public address of `sequencer serve`'s /u route (RFC 8058 one-click unsubscribe).
 # unsubscribe_url = "https://go.outreach-acme.example/u"
+
+# Sequences and their texts are read from ./templates (written by init); another folder:
+# templates_dir = "templates"
+
+# A trial run: every email goes into the Maildir ./outbox instead of being sent (or: run --sandbox).
+# sandbox = true
+
+# Custom signal types can also be listed here, in a table at the end of this file:
+# [signals] and below it types = ["webinar_attended", "pricing_page"] (or in templates/signals.yaml).
+# Custom prospect fields your templates use: [prospects] and below it custom_fields = ["tier"].
 
 # One [[mailboxes]] table per sending mailbox. The SMTP password is never written here:
 # smtp_password_env names the environment variable that holds it.
@@ -69,20 +87,43 @@ def _write_config(folder: Path) -> str:
     return f"wrote {path} with a new random secret_key; fill in the commented settings"
 
 
+def _write_templates(folder: Path) -> str:
+    target = folder / TEMPLATES_NAME
+    staging = Path(tempfile.mkdtemp(prefix=".templates-", dir=folder))
+    try:
+        shutil.copytree(STARTER, staging / TEMPLATES_NAME)
+        if target.exists():  # appeared since the check: still never overwritten
+            raise FileExistsError(17, "already exists", str(target))
+        os.rename(staging / TEMPLATES_NAME, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return (f"wrote {target}/ with a starter sequence to edit (sequences/webinar-follow-up.yaml, "
+            "steps/webinar/, signals.yaml); check it with `sequencer sequences check`")
+
+
 STEPS: list[Step] = [
     Step(targets=lambda folder: [folder / CONFIG_NAME], write=_write_config),
+    Step(targets=lambda folder: [folder / TEMPLATES_NAME], write=_write_templates),
 ]
 
 
 def init_command() -> None:
-    """Write ./sequencer.toml with a fresh random secret_key and the settings to fill in; never overwrites."""
+    """Write ./sequencer.toml (a fresh random secret_key, the settings to fill in) and a starter
+    ./templates; never overwrites what exists."""
     folder = Path.cwd()
-    existing = [path for step in STEPS for path in step.targets(folder) if path.exists()]
-    if existing:
-        fail(f"{existing[0]} already exists; not overwriting it (move it away to start again)")
+    written = 0
     for step in STEPS:
+        existing = [path for path in step.targets(folder) if path.exists()]
+        if existing:
+            err_console.print(f"{existing[0]} already exists; not overwriting it (kept as it is)",
+                              highlight=False, soft_wrap=True)
+            continue
         try:
             console.print(step.write(folder), highlight=False, soft_wrap=True)
         except OSError as exc:
             fail(f"{exc.filename or folder}: {exc.strerror or exc}")
-    typer.echo("next: `sequencer api-keys create --name NAME` for the HTTP API, then `sequencer serve` / `run`")
+        written += 1
+    if not written:
+        fail(f"nothing to write: {folder} is already a workspace (move a file away to start it again)")
+    typer.echo("next: `sequencer sequences check`, `sequencer prospects import FILE`, `sequencer run --sandbox`; "
+               "`sequencer api-keys create --name NAME` for the HTTP API")
