@@ -86,6 +86,17 @@ def _step_line(step: dict, touch: Touch | None, enrollment: Enrollment, decision
     return StepLine(index, step["id"], step["kind"], "not reached", "")
 
 
+def zone_note(prospect: Prospect) -> str:
+    """Why the prospect's sending windows are in the zone they are, when it was not given."""
+    if prospect.timezone_source == "none":
+        return ("no time zone known (none given, and none can be inferred from the country and region): "
+                "sending windows are in UTC; set one with prospects import")
+    if prospect.timezone_source == "inferred":
+        where = ", ".join(part for part in (prospect.region, prospect.country) if part)
+        return f"time zone {prospect.timezone} inferred from {where}"
+    return ""
+
+
 def local(moment: datetime | None, tz: str) -> str:
     """A UTC time shown in ``tz`` (the prospect's or the viewer's zone)."""
     if moment is None:

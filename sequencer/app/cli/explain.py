@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sequencer.app.cli.common import console, fail, open_session
-from sequencer.engine.explain import explain, local
+from sequencer.engine.explain import explain, local, zone_note
 from sequencer.sequences.schedule import zone
 
 
@@ -29,6 +29,8 @@ def explain_command(
         zone_name = tz or prospect.timezone
         console.print(f"[bold]{escape(prospect.email)}[/bold] {escape(prospect.first_name)} "
                       f"{escape(prospect.last_name)} - {escape(prospect.title or 'no title')} - times in {zone_name}")
+        if zone_note(prospect):
+            console.print(f"  {zone_note(prospect)}", highlight=False, markup=False, soft_wrap=True)
         for decision in story.other:
             console.print(f"  {local(decision.at, zone_name)}  {decision.kind}: {decision.reason}", highlight=False,
                           markup=False, soft_wrap=True)
