@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
+from sequencer.inbound.bounces import is_daemon_sender
 from sequencer.inbound.original import attached_original, original_message_id
 from sequencer.inbound.parse import ParsedMessage, decode_header_value
 
@@ -102,8 +103,11 @@ def _forwarded_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
     """An abuse desk's (or a recipient's) report that is not ARF: a short note calling it spam,
     with our message attached as message/rfc822. Both must be there, so a colleague forwarding
     our mail with "see below" is not a complaint."""
-    original = attached_original(parsed.message)
-    if original is None or original.get("Message-ID") is None:
+    message = parsed.message
+    if message.get_content_type() == "multipart/report" or is_daemon_sender(parsed) or parsed.return_path == "":
+        return None  # a DSN returns our message too: that is a bounce
+    original = attached_original(message)
+    if original is None or original.get("Message-ID") is None or not _attached_as_message(message):
         return None
     note = f"{parsed.subject}\n{parsed.body_text[:5000]}"
     words = _COMPLAINT_WORDS.search(note)
@@ -120,3 +124,7 @@ def _forwarded_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
         original_message_id=original_message_id(parsed.message, parsed.body_text),
         evidence=evidence,
     )
+
+
+def _attached_as_message(message: email.message.Message) -> bool:
+    return any(part.get_content_type() == "message/rfc822" for part in message.walk())

@@ -85,7 +85,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     )),
     ("not_accepting", _words(
         r"does not accept (?:e-?)?mail|doesn't accept (?:e-?)?mail|accepts no mail|not accepting (?:any )?mail"
-        r"|null ?mx|no mx record found|mail receiving disabled",
+        r"|no mx record found|mail receiving disabled",
     )),
     ("suspended", _words(
         r"suspend|disabled|deactivated|inactive|not active|\blocked\b|frozen|terminated|discontinued|archived recipient"
@@ -100,7 +100,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"|out of storage|(?:disk|mailbox|maildir) quota"
         r"|mailbox size limit|no space left|has too many messages|space has been used up"
         r"|would exceed (?:the )?(?:maximum allowed storage|quota)"
-        r"|postfach (?:ist )?(?:voll|überfüllt)|speicherplatz|bo[iî]te (?:aux lettres |du destinataire )?pleine"
+        r"|postfach (?:ist )?(?:voll|überfüllt)|speicherplatz|bo[iî]te.{0,40}pleine"
         r"|quota d[ée]pass|buz[oó]n (?:de correo )?(?:est[aá] )?lleno|casella (?:di posta )?(?:piena|è piena)"
         r"|caixa (?:postal )?(?:de correio )?(?:cheia|lotada)|mailbox (?:is )?vol\b|容量|いっぱい",
     )),
@@ -144,12 +144,12 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"|unknown (?:host|domain)|host unknown|no such (?:domain|host)|unrouteable|unroutable"
         r"|name or service not known"
         r"|(?:domain|host) (?:is )?(?:not reachable|unreachable)|nxdomain|name service error|could not be resolved"
-        r"|recipient domain must exist|domaine inconnu|dominio (?:desconocido|inexistente|sconosciuto)"
+        r"|null ?mx|recipient domain must exist|domaine inconnu|dominio (?:desconocido|inexistente|sconosciuto)"
         r"|domain(?:e)? existiert nicht",
     )),
     ("user_unknown", _words(
         r"user unknown|unknown (?:user|recipient|address|mailbox|local ?part|e-?mail address)|no such (?:user|mailbox"
-        r"|recipient|address|person|account)|does ?n[o']t exist|not exist|does not have an account"
+        r"|recipient|address|person|account)|does ?n[o']t exist|not exist|does(?: not|n't) have an? .{0,30}account"
         r"|recipient (?:address )?(?:not found|unknown|rejected: (?:user|invalid|access denied|unknown)|invalid"
         r"|is not accepted|is not local)|invalid (?:recipient|mailbox|address|user)|mailbox (?:not found|unavailable"
         r"|is unavailable|invalid|not present)|no mailbox|address (?:not found|unknown|invalid|rejected\b)"
@@ -201,17 +201,17 @@ _BY_CODE: dict[tuple[int, int], str] = {
     (4, 4): "host_unknown", (4, 5): "rate_limited", (4, 6): "system_error", (4, 7): "expired",
     (7, 8): "auth_failure", (7, 9): "auth_failure", (7, 13): "suspended", (7, 20): "auth_failure",
     (7, 21): "auth_failure", (7, 22): "auth_failure", (7, 23): "auth_failure", (7, 24): "auth_failure",
-    (7, 25): "policy_blocked", (7, 26): "auth_failure", (7, 27): "policy_blocked", (7, 28): "spam_detected",
+    (7, 25): "policy_blocked", (7, 26): "auth_failure", (7, 27): "policy_blocked", (7, 28): "rate_limited",
     (7, 29): "auth_failure",
 }
 # Codes whose text is read first: the same code is sent for very different reasons.
 _TEXT_FIRST = frozenset({(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (0, 0), (7, 0), (7, 1), (4, 1), (4, 4), (1, 1),
-                         (3, 2), (4, 7)})
+                         (3, 2), (4, 7), (1, 10)})
 _SUBJECT_DEFAULT = {0: "unknown", 1: "unknown", 2: "unknown", 3: "system_error", 4: "network_error",
                     5: "syntax_error", 6: "content_filtered", 7: "policy_blocked"}
 # Text readings that must not overrule a code of another class: a 5.7.x that says "user unknown" is a policy refusal.
 _TEXT_MAY_OVERRULE: dict[int, frozenset[str]] = {
-    1: frozenset({"moved", "suspended", "not_accepting", "host_unknown", "relay_denied"}),
+    1: frozenset({"user_unknown", "moved", "suspended", "not_accepting", "host_unknown", "relay_denied"}),
     4: frozenset({"user_unknown", "host_unknown", "network_error", "expired", "rate_limited", "policy_blocked",
                   "auth_failure", "system_error"}),
     7: frozenset(REASONS) - HARD_REASONS,

@@ -1,0 +1,66 @@
+"""The bounce corpus: every fixture states its expected answer in its path, and each must be read so.
+
+tests/fixtures/inbound/corpus/bounce/<reason>/<source>.eml holds one bounce per file, written
+after what the MTA or service documents or sends (RFC 3464 DSNs of Postfix, Exim, Sendmail,
+Exchange / Office 365, Gmail, Yahoo, iCloud...; non-standard texts of qmail, Exim, carriers,
+ESPs; other languages; a DSN with no sender headers; the status only in the text). The test
+checks the reason, the bounce type that follows from it, and, separately, the one decision
+that cannot be undone: whether the address would be suppressed. It prints the figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sequencer.inbound import classify
+from sequencer.inbound.reasons import REASONS
+from sequencer.rules.book import BOUNCE_REASONS
+
+pytestmark = pytest.mark.unit
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inbound" / "corpus"
+SUPPRESSING = {"user_unknown", "host_unknown", "moved", "not_accepting"}  # written here, not read from the code
+BOUNCES = sorted((CORPUS / "bounce").glob("*/*.eml"))
+
+
+def test_the_taxonomy_is_the_one_stop_rules_accept() -> None:
+    assert {name: r.bounce_type for name, r in REASONS.items()} == BOUNCE_REASONS
+    assert {name for name, r in REASONS.items() if r.bounce_type == "hard"} == SUPPRESSING
+
+
+def test_the_corpus_covers_every_class_that_matters() -> None:
+    reasons = {path.parent.name for path in BOUNCES}
+    assert len(BOUNCES) >= 70
+    assert reasons >= SUPPRESSING | {"suspended", "mailbox_full", "policy_blocked", "spam_detected", "auth_failure",
+                                     "rate_limited", "relay_denied", "expired", "delayed", "virus", "message_too_big"}
+
+
+@pytest.mark.parametrize("path", BOUNCES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_each_bounce_is_read_as_its_fixture_says(path: Path) -> None:
+    result = classify(path.read_bytes(), our_domains=frozenset({"outreach-acme.example"}))
+
+    assert result.kind == "bounce", result.evidence
+    assert result.bounce_reason == path.parent.name, (result.status_code, result.diagnostic)
+    assert result.bounce_type == BOUNCE_REASONS[path.parent.name]
+    assert result.original_message_id and result.original_message_id.startswith("touch-")
+
+
+def test_recognition_and_suppress_decision_over_the_corpus(capsys: pytest.CaptureFixture[str]) -> None:
+    recognised = reason_right = suppress_right = 0
+    wrong: list[str] = []
+    for path in BOUNCES:
+        result = classify(path.read_bytes())
+        expected = path.parent.name
+        recognised += result.kind == "bounce"
+        reason_right += result.bounce_reason == expected
+        suppress_right += (result.bounce_type == "hard") == (expected in SUPPRESSING)
+        if result.bounce_reason != expected:
+            wrong.append(f"{path.parent.name}/{path.name}: {result.kind} {result.bounce_reason}")
+    total = len(BOUNCES)
+    with capsys.disabled():
+        print(f"\nbounce corpus: {total} messages, recognised {recognised / total:.1%}, reason right "
+              f"{reason_right / total:.1%}, suppress decision right {suppress_right / total:.1%}")
+    assert wrong == []
+    assert recognised == suppress_right == total
