@@ -74,6 +74,15 @@ def show_rate(session: Session, now: datetime, by: str | None = None, since: dat
     return {key: Rate(held, passed) for key, (held, passed) in sorted(counts.items())}
 
 
+def by_state(session: Session, by: str | None = None, since: datetime | None = None,
+             until: datetime | None = None) -> dict[str, dict[str, int]]:
+    """Meetings per state (scheduled, rescheduled, held, no_show, canceled): the funnel's counts."""
+    found: dict[str, Counter] = defaultdict(Counter)
+    for row in _rows(session, by, since, until):
+        found[_key(row, by)][row.meeting.state] += 1
+    return {key: dict(sorted(states.items())) for key, states in sorted(found.items())}
+
+
 def no_shows_by_fault(session: Session, by: str | None = None, since: datetime | None = None,
                       until: datetime | None = None) -> dict[str, dict[str, int]]:
     found: dict[str, Counter] = defaultdict(Counter)
