@@ -50,6 +50,9 @@ class Settings:
     recipient_domain_weekly_cap: int = 15  # ... and per ISO week
     meeting_invite_prospect: bool = False  # the calendar invitation goes to the AE; with this, to the prospect too
     broker_url: str = "redis://127.0.0.1:6379/0"
+    # Who acts at once on a signal the HTTP API stored: celery (the workers' ingest task), none (the
+    # embedded loop wakes on it, or the tick), auto: celery on PostgreSQL, none on SQLite.
+    signal_dispatch: str = "auto"
     # Meetings (sequencer.meetings). The AEs meetings may be booked for; empty: any valid address.
     meeting_aes: list[str] = field(default_factory=list)
     meeting_default_ae: str = ""  # the AE of a booking that names none (a task closed as meeting_booked)
@@ -90,6 +93,7 @@ _ENV = {
     "SEQUENCER_PRIMARY_DOMAIN": "primary_domain",
     "SEQUENCER_UNSUBSCRIBE_URL": "unsubscribe_url",
     "SEQUENCER_BROKER_URL": "broker_url",
+    "SEQUENCER_SIGNAL_DISPATCH": "signal_dispatch",
     "SEQUENCER_RULES_FILE": "rules_file",
     "SEQUENCER_CALCOM_WEBHOOK_SECRET": "calcom_webhook_secret",
     "SEQUENCER_CALENDLY_SIGNING_KEY": "calendly_signing_key",
