@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -102,3 +103,32 @@ def local(moment: datetime | None, tz: str) -> str:
     if moment is None:
         return "-"
     return moment.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def as_data(story: Explanation) -> dict[str, Any]:
+    """The explanation as plain JSON data (``GET /prospects/{email}/explain``): the same facts the
+    CLI prints, times in UTC ISO 8601 (a client shows them in its viewer's zone)."""
+    prospect = story.prospect
+    return {
+        "prospect": {"id": prospect.id, "email": prospect.email, "first_name": prospect.first_name,
+                     "last_name": prospect.last_name, "title": prospect.title, "timezone": prospect.timezone,
+                     "zone_note": zone_note(prospect)},
+        "decisions": [_decision(d) for d in story.other],
+        "enrollments": [{
+            "id": item.enrollment.id, "sequence": item.version.name, "version": item.version.version,
+            "state": item.enrollment.state, "reason": item.enrollment.reason, "rule": item.enrollment.rule,
+            "current_step": item.enrollment.current_step, "next_due_at": _iso(item.enrollment.next_due_at),
+            "steps": [{"index": line.index, "step_id": line.step_id, "kind": line.kind, "status": line.status,
+                       "detail": line.detail} for line in item.steps],
+            "decisions": [_decision(d) for d in item.decisions],
+        } for item in story.stories],
+    }
+
+
+def _decision(decision: Decision) -> dict[str, Any]:
+    return {"at": _iso(decision.at), "kind": decision.kind, "reason": decision.reason, "rule": decision.rule,
+            "step_index": decision.step_index, "signal_id": decision.signal_id, "touch_id": decision.touch_id}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
