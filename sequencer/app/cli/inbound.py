@@ -84,40 +84,40 @@ def _ingest_or_quarantine(session: Session, config: Settings, label: str, raw: b
         return None
 
 
+def message_files(paths: list[Path]) -> list[Path]:
+    """The files to read: each file named, and every file in a folder named (sorted, not recursive)."""
+    found: list[Path] = []
+    for path in paths:
+        found.extend(sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path])
+    return found
+
+
 @app.command()
 def classify(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    paths: list[Path] = typer.Argument(..., exists=True, help="Messages: .eml files, folders of them, mbox files."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per message, one per line."),
 ) -> None:
-    """Print what a message is and which touch it answers, without changing anything."""
-    raw = file.read_bytes()
+    """Print what each message is and which touch it answers, without changing anything."""
+    table = Table("message", "kind", "type", "reason", "status", "touch", "diagnostic / evidence")
     with open_session() as session:
-        result = classify_raw(raw, our_domains=our_domains(session))
-        match = matching.find(session, result, settings().secret_key)
-        touch: Touch | None = match.touch
-        enrollment_id = touch.enrollment_id if touch else None
-    if as_json:
-        print(json.dumps({"classification": result.to_dict(), "match": match.to_dict(),
-                          "enrollment_id": enrollment_id}, indent=2, default=str))
-        return
-    table = Table("field", "value", show_header=False)
-    table.add_row("kind", result.kind)
-    for name in ("sentiment", "bounce_type", "status_code", "diagnostic", "return_date", "feedback_type",
-                 "complained_recipient", "original_message_id", "verp_token", "language"):
-        value = getattr(result, name)
-        if value:
-            table.add_row(name.replace("_", " "), str(value))
-    if result.bounced_recipients:
-        table.add_row("bounced recipients", ", ".join(result.bounced_recipients))
-    if result.new_contacts:
-        table.add_row("new contacts", ", ".join(result.new_contacts))
-    if touch is not None:
-        table.add_row("matched touch", f"#{touch.id} (enrollment #{enrollment_id}) by {match.method}, "
-                      f"{match.strength}: {match.evidence}")
-    else:
-        table.add_row("matched touch", "none")
-    table.add_row("evidence", "\n".join(result.evidence))
-    console.print(table)
+        domains, secret = our_domains(session), settings().secret_key
+        for path in message_files(paths):
+            for label, raw in raw_messages(path):
+                result = classify_raw(raw, our_domains=domains)
+                match = matching.find(session, result, secret)
+                touch: Touch | None = match.touch
+                if as_json:
+                    print(json.dumps({"message": label, "classification": result.to_dict(), "match": match.to_dict(),
+                                      "enrollment_id": touch.enrollment_id if touch else None}, default=str))
+                    continue
+                why = result.diagnostic or (result.evidence[-1] if result.evidence else result.reason or "")
+                if result.return_date:
+                    why = f"back {result.return_date.isoformat()}; {why}"
+                table.add_row(label, result.kind, result.bounce_type or result.sentiment or "",
+                              result.bounce_reason or "", result.status_code or "",
+                              f"#{touch.id} by {match.method}, {match.strength}" if touch else "", why[:160])
+    if not as_json:
+        console.print(table)
 
 
 def default_ingest(session: Session, config: Settings) -> Callable[[bytes], object]:
