@@ -17,6 +17,7 @@ import secrets
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -349,13 +350,16 @@ class SmtpSender:
         self._connections: dict[int, smtplib.SMTP] = {}
         self._pool: ThreadPoolExecutor | None = None
 
-    def send_many(self, emails: list[OutgoingEmail], deadline: float | None = None) -> list[DeliveryError | None]:
+    def send_many(self, emails: list[OutgoingEmail], deadline: float | None = None,
+                  on_start: Callable[[OutgoingEmail], object] | None = None) -> list[DeliveryError | None]:
         """Deliver every message; return, in order, each one's refusal or None when accepted.
 
         Messages from one mailbox go out in their order over its one connection. Once its
         relay is unreachable the mailbox's other messages are not tried (``NotAttempted``):
         one outage costs one connect timeout, not one per message. No message is started
         after ``deadline`` (``time.monotonic()``): the caller's send lease stays a bound.
+        ``on_start(email)`` is called, in the sending thread, right before a message is
+        started; when it raises, that message is not tried (the caller could not note it).
         """
         errors: list[DeliveryError | None] = [None] * len(emails)
         groups: dict[int, list[int]] = {}
@@ -370,6 +374,12 @@ class SmtpSender:
                     continue
                 if deadline is not None and time.monotonic() >= deadline:
                     errors[index] = NotAttempted("not tried: the batch's send time ran out")
+                    continue
+                try:
+                    if on_start is not None:
+                        on_start(emails[index])
+                except Exception as exc:  # the caller's own failure: the message must not go unnoted
+                    errors[index] = NotAttempted(f"not tried: {exc}")
                     continue
                 try:
                     self.send(emails[index])

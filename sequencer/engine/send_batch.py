@@ -3,21 +3,25 @@
 The tick plans each email as it walks the due enrollments (``steps._plan_email``: guards,
 mailbox, text); this module does the rest. One transaction claims every enrollment with a
 send lease, counts each send against its caps and minimum gap, and records each touch as
-"sending". Then the emails go out. Then one transaction records each one as sent (or hands
-the refusal to the stop rules) and moves its enrollment on. A crash between the two
-transactions leaves touches "sending", which the next tick records as "unknown" and never
-sends again.
+"outbox". Then the emails go out, each touch marked "sending" (committed on its own) right
+before its message is started (``_WireMarks``). Then one transaction records each one as sent
+(or hands the refusal to the stop rules) and moves its enrollment on. A crash between the two
+transactions leaves the touch whose message was on the wire "sending", which the next tick
+after the lease records as "unknown" and never sends again; the batch's touches still
+"outbox" never reached a server, and are sent then.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
@@ -93,8 +97,11 @@ def send_planned(session: Session, now: datetime, runtime: Runtime, planned: lis
     outcomes = _claim_all(session, now, planned, lease)
     claimed = [item for item, outcome in zip(planned, outcomes, strict=True) if outcome == "claimed"]
     deadline = time.monotonic() + budget  # no message starts after it, so the lease holds
-    errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed],
-                                      deadline=deadline) if claimed else []
+    errors = []
+    if claimed:
+        with _WireMarks(session.get_bind(), {item.message_id: item.touch_id for item in claimed}) as marks:
+            errors = runtime.sender.send_many([_outgoing(now, runtime, item) for item in claimed],
+                                              deadline=deadline, on_start=marks.mark)
     for item, error in zip(claimed, errors, strict=True):
         item.error = error
     for attempt in range(1, RECORD_ATTEMPTS + 1):
@@ -210,7 +217,7 @@ def _claim(session: Session, now: datetime, item: PlannedEmail, counted: bool) -
                         f"mailbox {mailbox.address}: minimum gap {gap:.0f}s between sends", "gap")
         return "deferred"
     item.message_id = new_message_id(mailbox.sending_domain)
-    values = {"state": "sending", "reason": item.note, "variant": item.variant["name"], "mailbox_id": mailbox.id,
+    values = {"state": "outbox", "reason": item.note, "variant": item.variant["name"], "mailbox_id": mailbox.id,
               "message_id": item.message_id, "subject": item.rendered["subject"]}
     if item.existing is not None:
         for name, value in values.items():
@@ -225,6 +232,41 @@ def _claim(session: Session, now: datetime, item: PlannedEmail, counted: bool) -
             "step_id": step["id"], "channel": step["kind"], "recipient": prospect.email, "created_at": now,
             "sent_at": None, **values}
     return "claimed"
+
+
+class _WireMarks:
+    """Marks a touch "sending", committed at once, right before its message is started.
+
+    What a crash leaves must tell the message that may have reached a server ("sending":
+    recorded unknown, never resent) from those that never left ("outbox": sent after the
+    lease). One write per message, on a connection kept per sending thread for the batch
+    (a pooled checkout per message would cost a round trip more on PostgreSQL).
+    """
+
+    _MARK = update(Touch).where(Touch.id == bindparam("touch_id")).values(state="sending")
+
+    def __init__(self, bind: Engine | Connection, touch_ids: dict[str, int]) -> None:
+        self.engine = bind.engine
+        self.touch_ids = touch_ids
+        self.local = threading.local()
+        self.opened: list[Connection] = []
+        self.lock = threading.Lock()
+
+    def mark(self, email: OutgoingEmail) -> None:
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self.local.connection = connection
+            with self.lock:
+                self.opened.append(connection)
+        connection.execute(self._MARK, {"touch_id": self.touch_ids[email.message_id]})
+
+    def __enter__(self) -> _WireMarks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for connection in self.opened:
+            connection.close()
 
 
 # Not sorted by parameter order: SQLite would then insert row by row. A batch holds one

@@ -29,6 +29,7 @@ from sequencer.meetings.booking import BookingIn, MeetingError
 from sequencer.rules.actions import Event
 from sequencer.rules.actions import apply as apply_rule
 from sequencer.rules.book import RuleBook
+from sequencer.rules.reactions import apply_task_outcome
 from sequencer.sending import mailboxes
 from sequencer.sequences import schedule
 from sequencer.sequences.context import template_context
@@ -87,6 +88,7 @@ def _touch(session: Session, now: datetime, runtime: Runtime, tick: TickState, e
         ).first()
     if existing is not None and existing.state in ("sending", "claimed"):
         return _recover_unknown(session, now, enrollment, existing, definition, prospect)
+    # A touch left "outbox" by a crash never reached a server: it is planned and sent like a new one.
     if existing is not None and existing.state in ("sent", "queued", "skipped"):
         return _repair_position(session, now, enrollment, definition, prospect)
     ctx = TouchContext(session=session, now=now, settings=runtime.settings, enrollment=enrollment,
@@ -323,7 +325,11 @@ def complete_task(session: Session, now: datetime, task_id: int, outcome: str, n
                       address=prospect.email, enrollment=enrollment)
         _, done = apply_rule(session, now, rules, event)
         result = "stopped" if any(item.startswith("stopped") for item in done) else "recorded"
-    if enrollment.state == "active" and enrollment.waiting_for == "task" and lifecycle.claim(session, enrollment):
+    elif any(item.startswith("stopped") for item in apply_task_outcome(session, now, rules, task, enrollment)):
+        result = "stopped"  # e.g. not_interested: every sequence of the prospect, by the task.OUTCOME rule
+    # A reply task works no step of its own (touch_id None): closing it moves no sequence.
+    if task.touch_id is not None and enrollment.state == "active" and enrollment.waiting_for == "task" \
+            and lifecycle.claim(session, enrollment):
         version = session.get(SequenceVersion, enrollment.sequence_version_id)
         prospect = session.get(Prospect, enrollment.prospect_id)
         lifecycle.enter_step(session, now, enrollment, enrollment.current_step + 1, version.definition, prospect)
