@@ -26,6 +26,7 @@ from sequencer.engine.runtime import Runtime
 from sequencer.engine.tick_state import TickState
 from sequencer.enrollments import lifecycle
 from sequencer.intake import enrolling, signals
+from sequencer.rules.reactions import signal_reaction
 from sequencer.sending import caps
 from suppression.store import find_suppressions
 
@@ -54,7 +55,8 @@ def tick(session: Session, clock: Clock, runtime: Runtime, limit: int = 1000) ->
     state = TickState(session)
     pending = signals.unprocessed(session, limit)
     state.rows.extend(pending)  # kept referenced: touches read their enrolling signal back for templates
-    report.signals = len(enrolling.process_batch(session, clock.now(), pending, state.rows))
+    report.signals = len(enrolling.process_batch(session, clock.now(), pending, state.rows,
+                                                    react=signal_reaction(runtime.rules)))
     resume_expired_pauses(session, clock.now())
     due = _load_due(session, clock.now(), runtime, state, limit)
     _walk(session, clock, runtime, state, due, report)
@@ -72,7 +74,7 @@ def act_on_signals(session: Session, clock: Clock, runtime: Runtime, signal_ids:
     """
     report = TickReport()
     state = TickState(session)
-    outcomes = enrolling.process_stored(session, clock.now(), signal_ids)
+    outcomes = enrolling.process_stored(session, clock.now(), signal_ids, react=signal_reaction(runtime.rules))
     report.signals = len(outcomes)
     started = sorted({i for outcome in outcomes for i in (*outcome.enrolled, *outcome.woken)})
     if started:

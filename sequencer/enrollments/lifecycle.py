@@ -338,15 +338,17 @@ def cooldown_blocks(session: Session, now: datetime, prospect_id: int, version: 
     return cooldown_reason(now, version, *latest)
 
 
-def overlap_reason(version: SequenceVersion, running: set[str] | frozenset[str]) -> str:
+def overlap_reason(version: SequenceVersion, running: set[str], overlapping: set[str]) -> str:
     """Why a prospect running ``running`` sequences may not start ``version``'s too, or "".
 
     One active sequence per prospect by default: two sequences mailing one person at once
-    read as spam and make a reply impossible to attribute. ``allow_overlap: true`` in the
-    sequence file opts that sequence out.
+    read as spam and make a reply hard to attribute. A sequence whose file says
+    ``allow_overlap: true`` (``overlapping`` names those) may run beside any other.
     """
-    others = sorted(set(running) - {version.name})
-    if not others or version.definition.get("allow_overlap"):
+    if version.definition.get("allow_overlap"):
+        return ""
+    others = sorted(set(running) - {version.name} - overlapping)
+    if not others:
         return ""
     return f"already in {', '.join(others)} (one active sequence per prospect; allow_overlap: true opts out)"
 
@@ -357,10 +359,20 @@ def running_sequences(session: Session, prospect_id: int) -> set[str]:
         Enrollment.prospect_id == prospect_id, Enrollment.state.in_(ACTIVE_STATES))).all())
 
 
+def overlapping_sequences(session: Session, names: set[str]) -> set[str]:
+    """Those of ``names`` whose current version allows overlap."""
+    if not names:
+        return set()
+    rows = session.exec(select(SequenceVersion.name, SequenceVersion.definition).where(
+        SequenceVersion.name.in_(sorted(names)), SequenceVersion.is_current)).all()
+    return {name for name, definition in rows if (definition or {}).get("allow_overlap")}
+
+
 def enroll_blocks(session: Session, now: datetime, prospect_id: int, version: SequenceVersion) -> str:
     """Why this prospect may not be enrolled in ``version`` now (cool-down, overlap), or ""."""
+    running = running_sequences(session, prospect_id)
     return cooldown_blocks(session, now, prospect_id, version) or overlap_reason(
-        version, running_sequences(session, prospect_id))
+        version, running, overlapping_sequences(session, running))
 
 
 def cooldown_reason(now: datetime, version: SequenceVersion, state: str, last: datetime | None) -> str:

@@ -87,6 +87,7 @@ def event_for(result: Classification, match: matching.Match, enrollment: Enrollm
         bounce_type=result.bounce_type, bounce_reason=result.bounce_reason if result.kind == "bounce" else None,
         return_date=result.return_date, new_contacts=result.new_contacts,
         touch=match.touch, enrollment=enrollment, strength=match.strength,
+        text=(result.reply_text or "") if result.kind == "reply" else "",
         detail={"matched_by": match.method, "match_strength": match.strength} if match.touch else {},
     )
 

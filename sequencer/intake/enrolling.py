@@ -184,6 +184,7 @@ class _Context:
     subjects: list[dict] = field(default_factory=list)  # whom each claimed signal is about, written at the end
     react: Reaction | None = None
     running: dict[int, set[str]] = field(default_factory=dict)  # prospect -> sequences it is active in
+    overlapping: set[str] = field(default_factory=set)  # sequences that allow overlap (allow_overlap: true)
 
     @classmethod
     def read(cls, session: Session, now: datetime, batch: list[Signal]) -> _Context:
@@ -192,6 +193,7 @@ class _Context:
         accounts = {a.id: a for a in _in(session, Account, Account.id,
                                           sorted({p.account_id for p in prospects.values() if p.account_id}))}
         context = cls(current_versions(session), prospects, accounts, {}, {}, {}, set())
+        context.overlapping = {v.name for v in context.versions if v.definition.get("allow_overlap")}
         context.learn(session, now, list(prospects.values()))
         return context
 
@@ -354,7 +356,7 @@ def _why_not(session: Session, now: datetime, prospect: Prospect, account: Accou
         return f"suppressed: {entry.reason} ({entry.kind} {entry.value})"
     latest = context.latest.get((prospect.id, version.name))
     return (lifecycle.cooldown_reason(now, version, *latest) if latest else "") or lifecycle.overlap_reason(
-        version, context.running.get(prospect.id, set()))
+        version, context.running.get(prospect.id, set()), context.overlapping)
 
 
 def _wake(session: Session, now: datetime, signal: Signal, prospects: list[Prospect],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlmodel import Session, or_, select
 
+from channels import tasks as task_channel
 from sequencer.core import decisions
 from sequencer.core.config import Settings
 from sequencer.core.models import (
@@ -64,6 +65,8 @@ class Event:
     touch: Touch | None = None
     enrollment: Enrollment | None = None
     detail: dict = field(default_factory=dict)
+    text: str = ""  # a reply's own words (the sender's text), for the SDR's task
+    answer: bool = True  # a reply: queue its "answer it" task (once per reply, not per enrollment it meets)
     # How sure we are the event is about ``enrollment``: "strong" for the engine's own events
     # (a refusal at send time, a task a person closed) and for inbound mail that names our
     # Message-ID or a signed return path; "weak" (sender + subject) or "" (no match) otherwise.
@@ -90,6 +93,8 @@ def apply(session: Session, now: datetime, rules: RuleBook, event: Event) -> tup
                 break  # the later actions apply only once the attempts are used up
             continue
         done.extend(_do(session, now, rule, action, event))
+    if event.name == "reply" and event.answer and event.enrollment is not None:
+        done.append(_reply_task(session, now, event))
     if not done:
         decisions.record(session, now, "inbound", f"{event.summary}: nothing to do", enrollment=event.enrollment,
                          prospect_id=_prospect_id(session, event), rule=rule.name)
@@ -103,6 +108,11 @@ def withhold(session: Session, now: datetime, rules: RuleBook, event: Event, why
                      enrollment=event.enrollment, prospect_id=_prospect_id(session, event),
                      touch_id=event.touch.id if event.touch else None)
     return rule
+
+
+def resolve(rules: RuleBook, event: Event) -> ResolvedRule:
+    """The rule ``event`` meets (nothing is done)."""
+    return _rule_for(rules, event)
 
 
 def _rule_for(rules: RuleBook, event: Event) -> ResolvedRule:
@@ -351,3 +361,33 @@ def _enroll(session: Session, now: datetime, rule: ResolvedRule, action: Enroll,
         decisions.record(session, now, "referred", f"{event.summary}", enrollment=enrollment, rule=rule.name)
         done.append(f"enrolled {prospect.email} into {version.name}")
     return done
+
+
+REPLY_TEXT_LIMIT = 4000  # characters of a reply copied into its task: enough to read, bounded for the queue
+
+
+def _reply_task(session: Session, now: datetime, event: Event) -> str:
+    """Queue "answer it" for the owning SDR, with the reply's text, so no reply is left unread.
+
+    The text is the sender's, untrusted: it is stored as data (bounded), never rendered
+    as a template. The task has no step of its own; closing it does not move a sequence.
+    """
+    enrollment = event.enrollment
+    prospect = session.get(Prospect, enrollment.prospect_id)
+    version = session.get(SequenceVersion, enrollment.sequence_version_id)
+    owner = prospect.owner or (version.definition.get("owner", "") if version else "")
+    name = " ".join(part for part in (prospect.first_name, prospect.last_name) if part) or prospect.email
+    words = " ".join(event.text.split())
+    gist = words[:80] + ("..." if len(words) > 80 else "")
+    mood = f" ({event.sentiment})" if event.sentiment else ""
+    title = f"Reply from {name}{mood}: {gist or event.summary[:80]} - answer it"
+    body = (f"From: {event.address}\nSequence: {enrollment.sequence_name}\n{event.summary}\n\n"
+            f"{event.text[:REPLY_TEXT_LIMIT]}" + ("\n[... cut]" if len(event.text) > REPLY_TEXT_LIMIT else ""))
+    task = task_channel.Task(enrollment_id=enrollment.id, prospect_id=prospect.id, owner=owner, kind="reply",
+                             title=title[:300], body=body, due_at=now)
+    session.add(task)
+    session.flush()
+    decisions.record(session, now, "queued", f"reply task #{task.id} for {owner or 'unassigned'}: answer it",
+                     enrollment=enrollment, task_id=task.id)
+    return f"queued reply task #{task.id} for {owner or 'unassigned'}"
+

@@ -11,6 +11,8 @@ from sequencer.app.cli.common import console, fail, open_session, settings, sign
 from sequencer.core.clock import SystemClock
 from sequencer.intake import enrolling, signals
 from sequencer.intake import prospects as prospect_store
+from sequencer.rules.actions import rulebook
+from sequencer.rules.reactions import signal_reaction
 
 signals_app = typer.Typer(help="Bulk signal intake.", no_args_is_help=True)
 
@@ -50,7 +52,7 @@ def signal_command(
         if stored.duplicate:
             console.print(f"duplicate of signal #{stored.signal.id} (dedupe key {stored.signal.dedupe_key}); ignored")
             return
-        outcome = enrolling.process(session, now, stored.signal)
+        outcome = enrolling.process(session, now, stored.signal, react=signal_reaction(rulebook(config)))
     console.print(f"signal #{outcome.signal_id} stored: {len(outcome.enrolled)} enrolled, "
                   f"{len(outcome.woken)} woken, {len(outcome.skipped)} not enrolled")
     for reason in outcome.skipped:
@@ -68,9 +70,12 @@ def import_signals(path: Path = typer.Argument(..., exists=True, dir_okay=False,
     with open_session(config) as session, Progress(console=console, transient=True) as progress:
         bar = progress.add_task("signals", total=prospect_store.count_rows(path) + 1)
 
+        react = signal_reaction(rulebook(config))
+
         def act_on(ids: list[int]) -> None:  # each stored batch is processed before the next is read
             nonlocal enrolled
-            enrolled += sum(len(outcome.enrolled) for outcome in enrolling.process_stored(session, now, ids))
+            enrolled += sum(len(outcome.enrolled) for outcome in enrolling.process_stored(session, now, ids,
+                                                                                         react=react))
 
         try:
             report = signals.import_file(session, now, path, lambda n: progress.advance(bar, n), types=types,
