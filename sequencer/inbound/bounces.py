@@ -62,8 +62,8 @@ class BounceVerdict:
     reason: str
     # The refusal is about the message we sent (too big, a line too long, bad syntax, its
     # content), not the recipient: our fault, for a person to fix; no reason to suppress
-    # or bounce the address. Set for send-time refusals and DSNs alike; its reason is then
-    # message_too_big, syntax_error (soft) or content_filtered (block): none suppresses.
+    # or bounce the address. Set for send-time refusals and DSNs alike; bounce_type is then
+    # "soft" (the reason message_too_big, syntax_error or content_filtered), which suppresses nothing.
     about_our_message: bool = False
     # the taxonomy's reason (sequencer.inbound.reasons): user_unknown, mailbox_full, policy_blocked, ...
     bounce_reason: str = "unknown"
@@ -83,7 +83,7 @@ class BounceReport:
 def reason_verdict(reason: str, code: str | None, why: str | None = None) -> BounceVerdict:
     """The verdict a reason of the taxonomy calls for; ``why`` overrides its generic meaning."""
     known = REASONS[reason]
-    return BounceVerdict(known.bounce_type, code, why or known.meaning, known.about_our_message, reason)
+    return BounceVerdict(known.bounce_type, code, why or known.meaning, bounce_reason=reason)
 
 
 def classify_status(status: str | None, text: str = "", *, permanent: bool = True) -> BounceVerdict:
@@ -195,7 +195,8 @@ def _about_our_message(code: int, text: str) -> BounceVerdict | None:
         return None
     if reason == "syntax_error" and _TOO_BIG.search(text) and not re.search(r"syntax|malformed|bare", text, re.I):
         reason = "message_too_big"
-    return BounceVerdict(REASONS[reason].bounce_type, status, f"our message was refused: {why}",
+    # soft whatever the reason: a reader that ignores about_our_message suppresses and counts nothing
+    return BounceVerdict("soft", status, f"our message was refused: {why}",
                          about_our_message=True, bounce_reason=reason)
 
 
