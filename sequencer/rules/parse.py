@@ -43,7 +43,7 @@ _ONLY_FOR: dict[str, set[str]] = {
     "retry": {"bounce", "bounce.soft", "bounce.block"},
     "pause_mailbox_after": {"bounce", "bounce.block"},
 }
-# ... and for the bounce reasons of these types (bounce.mailbox_full: [retry]); not listed in the error, which stays short
+# ... and for the bounce reasons of these types (bounce.mailbox_full: [retry]); the error does not list them all
 _ONLY_FOR_REASONS: dict[str, set[str]] = {"retry": {"soft", "block"}, "pause_mailbox_after": {"block"}}
 
 
