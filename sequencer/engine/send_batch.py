@@ -52,8 +52,8 @@ from suppression.tokens import unsubscribe_headers, unsubscribe_url
 # connect, greeting, EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA, the final reply; and
 # MAIL, RCPT, DATA before that on a kept connection that turns out to be closed.
 MESSAGE_WAITS = 13
-SEND_PACE = 1.0  # seconds a batch allows each message of its largest mailbox's share
-RECORD_MARGIN = 30.0  # seconds for the record transaction after the last send
+SEND_PACE = 0.5  # seconds a batch allows each message of its largest mailbox's share
+RECORD_MARGIN = 10.0  # seconds for the record transaction after the last send
 # A relay that could not be reached (refused, timed out, hung up before the message) is the
 # mailbox's failure, not each message's: the batch's emails are tried again after
 # relay_retry_seconds, doubling with each failure in a row up to relay_retry_max_seconds, and
