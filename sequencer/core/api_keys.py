@@ -22,8 +22,9 @@ from sqlmodel import Session, select
 
 from sequencer.core.models import ApiKey
 
-# What a key may do. "admin" may do everything "inbound" may, and what later endpoints will need.
-SCOPES = ("inbound", "admin")
+# What a key may do. "admin" may do everything "inbound" (POST /inbound) and "signals" (POST /signals:
+# a form, a CRM or a vendor feed that must not read prospects) may, and what later endpoints will need.
+SCOPES = ("inbound", "signals", "admin")
 KEY_PREFIX = "sqk_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8  # 48 random bits shown; the other ~208 stay secret
 # How stale last_used_at may get: one write a minute per key, not one per request.

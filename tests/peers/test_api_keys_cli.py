@@ -68,7 +68,7 @@ def test_two_keys_are_different_and_scopes_can_be_repeated(run, engine):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--name", "x", "--scope", "everything"], "scope 'everything' is not one of inbound, admin"),
+    (["--name", "x", "--scope", "everything"], "scope 'everything' is not one of inbound, signals, admin"),
     (["--name", "has space"], "name 'has space': use 1-100 letters"),
     (["--name", "42"], "not only digits"),
     (["--name", "-x"], "starting with a letter or digit"),

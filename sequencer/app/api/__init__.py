@@ -31,8 +31,13 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     routes verify their tokens with it.
     """
     from sequencer.app.api.auth import mount_open, mount_writes, unauthenticated_writes
+    from sequencer.app.api.enrollments import router as enrollments_router
+    from sequencer.app.api.health import router as health_router
     from sequencer.app.api.inbound import router as inbound_router
     from sequencer.app.api.meetings import router as meetings_router
+    from sequencer.app.api.prospects import router as prospects_router
+    from sequencer.app.api.signals import dispatch
+    from sequencer.app.api.signals import router as signals_router
     from sequencer.app.api.unsubscribe import router as unsubscribe_router
     from sequencer.app.api.webhooks import router as webhooks_router
 
@@ -44,11 +49,17 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     mount_open(app, unsubscribe_router, "RFC 8058 one-click unsubscribe: the signed token in the URL is the proof")
     mount_writes(app, inbound_router, "inbound")
     mount_writes(app, meetings_router, "admin")
+    mount_writes(app, signals_router, "signals")
+    mount_writes(app, prospects_router, "admin")  # reads too: prospects are personal data
+    mount_writes(app, enrollments_router, "admin")
+    mount_open(app, health_router, "read-only, for load balancers and monitors: says whether the database and "
+                                   "broker answer and how much work waits, nothing about people or hosts")
     mount_open(app, webhooks_router, "booking tools' webhooks: the HMAC signature over the body, with the "
                                      "secret configured for that tool, is the proof (no secret: refused)")
     open_doors = unauthenticated_writes(app)
     if open_doors:
         raise RuntimeError(f"write routes without an API key: {', '.join(open_doors)}; mount them with mount_writes")
+    dispatch(app.state)  # a bad signal_dispatch is refused at start, not at the first signal
     return app
 
 
