@@ -7,6 +7,7 @@ import typer
 from sequencer.app.cli import (
     api_keys,
     domains,
+    enrollments,
     explain,
     inbound,
     init,
@@ -29,6 +30,7 @@ app.add_typer(sequences.app, name="sequences")
 app.add_typer(prospects.app, name="prospects")
 app.add_typer(intake.signals_app, name="signals")
 app.add_typer(tasks.app, name="tasks")
+app.add_typer(enrollments.app, name="enrollments")
 app.add_typer(inbound.app, name="inbound")
 app.add_typer(mailboxes.app, name="mailboxes")
 app.add_typer(domains.app, name="domains")
@@ -39,6 +41,7 @@ app.add_typer(meetings.app, name="meetings")
 app.add_typer(webhooks.app, name="webhooks")
 app.command("init")(init.init_command)
 app.command("signal")(intake.signal_command)
+app.command("enroll")(enrollments.enroll_command)
 app.command("run")(run.run_command)
 app.command("explain")(explain.explain_command)
 app.command("serve")(serve.serve_command)
