@@ -31,11 +31,9 @@ ACCOUNT_FIELDS = {"company": "name", "industry": "industry", "employees": "emplo
 FIELDS = ("email", "full_name", *PROSPECT_FIELDS, "company", "domain", "website", "industry", "employees",
           "timezone", "country", "region")
 
-MAX_VALUE = 500  # characters in one value; a URL may be longer
-MAX_URL = 2048
+MAX_VALUE = 10_000  # characters in one value (HubSpot's text properties hold 65,536; ours stay smaller)
 MAX_CUSTOM_FIELDS = 100
 MAX_CUSTOM_KEY = 64
-_LONG = {"linkedin_url": MAX_URL, "website": MAX_URL}
 PLACEHOLDERS = frozenset({"n/a", "na", "-", "--", "null", "none", "nil", "#n/a", "(none)", "not available"})
 
 _GROUPED = re.compile(r"\d{1,3}(?:([.,])\d{3})(?:\1\d{3})*")
@@ -62,9 +60,8 @@ def text(value: Any, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"{name}: expected text, got {type(value).__name__}")
     result = str(value).strip()
-    limit = _LONG.get(name, MAX_VALUE)
-    if len(result) > limit:
-        raise ValueError(f"{name}: {len(result)} characters, over the limit of {limit}")
+    if len(result) > MAX_VALUE:
+        raise ValueError(f"{name}: {len(result)} characters, over the limit of {MAX_VALUE}")
     if "\x00" in result:
         raise ValueError(f"{name}: contains a NUL character")
     return "" if result.casefold() in PLACEHOLDERS else result

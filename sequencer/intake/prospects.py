@@ -27,7 +27,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from sequencer.core.models import Account, Prospect
-from sequencer.intake import timezones
+from sequencer.intake import countries, timezones
 from sequencer.intake.freemail import is_freemail
 from sequencer.intake.prospect_values import Cleaned, clean
 from suppression.normalize import domain_of, normalize_domain, normalize_email
@@ -117,6 +117,8 @@ def _upsert(session: Session, now: datetime, values: dict[str, Any],
         prospect = Prospect(email=address, created_at=now, custom={}, timezone_source="none")
     for key, value in cleaned.prospect.items():
         setattr(prospect, key, value)
+    if prospect.region and prospect.country:  # a state given on one import, its country on another
+        prospect.region = countries.region_code(prospect.country, prospect.region)
     if cleaned.custom:
         prospect.custom = {**(prospect.custom or {}), **cleaned.custom}
     if account is not None:

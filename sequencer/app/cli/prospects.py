@@ -49,6 +49,8 @@ def import_command(
     wanted = wanted or list(config.prospect_custom_fields)
     if dry_run:
         result = prospect_import.dry_run(path, mapping, wanted)
+        if preset or map_file:
+            result.suggestion = None  # the SDR chose the map
         _show_mapping(result)
     else:
         with open_session(config) as session, Progress(console=console, transient=True) as progress:
@@ -64,9 +66,10 @@ def import_command(
         _say(f"warning: {warning}", "yellow")
     for error in report.errors:
         _say(error, "red")
-    verb = "would be stored" if dry_run else f"stored ({report.created} new)"
-    console.print(f"{report.stored} prospect(s) {verb}, {len(report.errors)} row(s) refused, "
-                  f"{len(report.warnings)} warning(s)")
+    warnings = f"{len(report.warnings)} warning" + ("" if len(report.warnings) == 1 else "s")
+    about = warnings if dry_run else f"{report.created} new, {warnings}"
+    console.print(f"{report.stored} prospect(s) {'would be stored' if dry_run else 'stored'}, "
+                  f"{len(report.errors)} row(s) refused ({about})", highlight=False)
     if report.errors:
         raise typer.Exit(1)
 
