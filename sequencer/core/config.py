@@ -77,6 +77,7 @@ class Settings:
     send_lease_seconds: float = 0.0
     relay_retry_seconds: float = 2.0  # the first retry; doubles with each failure in a row
     relay_retry_max_seconds: float = 300.0
+    imap_poll_seconds: float = 60.0  # how often the embedded loop and beat poll every mailbox's IMAP (0: never)
     # Reports (#13). [protection]: complaint/bounce warn and pause rates in percent, min_sample, window_days
     # (read and checked by sequencer.deliverability.protection.thresholds). [costs]: per_month, [costs.sdr],
     # [costs.partner] amounts per month, for the pipeline report's cost per accepted meeting.
@@ -112,7 +113,8 @@ _HOW_TO_SET = (
 # Number settings and their variables; each must be a number >= 0 (ConfigError names the variable or key).
 _NUMBERS = {"SEQUENCER_SMTP_TIMEOUT": "smtp_timeout", "SEQUENCER_SEND_LEASE_SECONDS": "send_lease_seconds",
             "SEQUENCER_RELAY_RETRY_SECONDS": "relay_retry_seconds",
-            "SEQUENCER_RELAY_RETRY_MAX_SECONDS": "relay_retry_max_seconds"}
+            "SEQUENCER_RELAY_RETRY_MAX_SECONDS": "relay_retry_max_seconds",
+            "SEQUENCER_IMAP_POLL_SECONDS": "imap_poll_seconds"}
 
 _PATHS = {"templates_dir", "rules_file", "qualification_file", "sandbox_outbox"}
 _LISTS = {"dns_nameservers", "domain_blocklists", "ip_blocklists", "sending_ips", "mailboxes", "meeting_aes",

@@ -23,13 +23,23 @@ from suppression.normalize import domain_of, normalize_email
 
 RECHECK = timedelta(hours=1)  # when a paused mailbox or an unhealthy domain is looked at again
 
-_FIELDS = {
+def _flag(value: Any) -> bool:
+    """true or false, and nothing that merely looks like one ("false" would be truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+_FIELDS: dict[str, Any] = {
     "display_name": str, "owner": str, "smtp_host": str, "smtp_port": int, "smtp_security": str,
     "smtp_username": str, "smtp_password_env": str, "daily_cap": int, "warmup_start": int,
     "warmup_increment": int, "min_gap_seconds": int, "gap_jitter_seconds": int,
+    "imap_host": str, "imap_port": int, "imap_ssl": _flag, "imap_username": str, "imap_password_env": str,
 }
-_IGNORED = {"imap_host", "imap_port", "imap_ssl", "imap_username", "imap_password_env", "address",
-            "warmup_started_on"}
+_IGNORED = {"address", "warmup_started_on"}
+# A password is never stored: only the name of the environment variable that holds it, so the
+# database (and its backups) hold nothing that logs in, and a password changes without a write.
+_SECRETS = {"smtp_password": "smtp_password_env", "imap_password": "imap_password_env"}
 
 
 class MailboxError(ValueError):
@@ -48,12 +58,16 @@ def upsert(session: Session, values: dict[str, Any], today: date | None = None) 
     for key, value in values.items():
         if key in _IGNORED:
             continue
+        if key in _SECRETS:
+            raise MailboxError(f"mailbox {address}: {key}: passwords are not stored; put it in an environment "
+                               f"variable and give its name as {_SECRETS[key]}")
         if key not in _FIELDS:
             raise MailboxError(f"mailbox {address}: unknown field {key!r}")
         try:
             changes[key] = _FIELDS[key](value)
         except (TypeError, ValueError):
-            raise MailboxError(f"mailbox {address}: {key} must be {_FIELDS[key].__name__}") from None
+            kind = "true or false" if _FIELDS[key] is _flag else _FIELDS[key].__name__
+            raise MailboxError(f"mailbox {address}: {key} must be {kind}") from None
     if any(ord(char) < 32 or ord(char) == 127 for char in changes.get("display_name", "")):
         raise MailboxError(f"mailbox {address}: display_name must be one line of text (no control characters)")
     if changes.get("smtp_security", mailbox.smtp_security) not in ("none", "starttls", "ssl"):
@@ -61,6 +75,9 @@ def upsert(session: Session, values: dict[str, Any], today: date | None = None) 
     for key in ("daily_cap", "warmup_start", "warmup_increment", "min_gap_seconds", "gap_jitter_seconds"):
         if changes.get(key, getattr(mailbox, key)) < 0:
             raise MailboxError(f"mailbox {address}: {key} must not be negative")
+    for key in ("smtp_port", "imap_port"):
+        if not 0 <= changes.get(key, getattr(mailbox, key)) < 65536:
+            raise MailboxError(f"mailbox {address}: {key} must be a port number (0-65535)")
     if values.get("warmup_started_on"):
         try:
             changes["warmup_started_on"] = date.fromisoformat(str(values["warmup_started_on"]))

@@ -22,6 +22,7 @@ from sequencer.app.cli.common import console, err_console, fail, open_session, s
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import Settings
 from sequencer.core.models import Mailbox, Touch
+from sequencer.inbound import mailbox_poll
 from sequencer.inbound import match as matching
 from sequencer.inbound.classify import classify as classify_raw
 from sequencer.inbound.imap_poll import (
@@ -29,7 +30,6 @@ from sequencer.inbound.imap_poll import (
     PollError,
     PollResult,
     imap_connector,
-    imap_settings,
     poll_mailbox,
 )
 from sequencer.inbound.ingest import IngestResult, ingest_raw, our_domains, quarantine_raw
@@ -155,11 +155,7 @@ def poll_mailboxes(
     mailboxes = list(session.exec(query))
     if address is not None and not mailboxes:
         fail(f"no mailbox {address!r}; add it to the mailboxes in the config first")
-    configured = {
-        str(entry.get("address", "")).lower()
-        for entry in config.mailboxes
-        if entry.get("imap_host")
-    }
+    configured = {box.address for box in mailbox_poll.pollable(session, config)}  # on the row or in the config
     if address is None:
         mailboxes = [m for m in mailboxes if m.address.lower() in configured]
         if not mailboxes:
@@ -176,7 +172,7 @@ def poll_mailboxes(
     ok = True
     for box in mailboxes:
         try:
-            connect = imap_connector(imap_settings(box, config))
+            connect = imap_connector(mailbox_poll.imap_of(box, config))
             result = poll_mailbox(session, box, connect, ingest, quarantine=quarantine, folder=folder)
         except (ImapConfigError, PollError) as exc:
             err_console.print(
