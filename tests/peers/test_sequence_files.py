@@ -17,6 +17,7 @@ from sequencer.core.models import SequenceVersion
 from sequencer.core.yaml_source import SourceError
 from sequencer.sequences import versions as sequences
 from sequencer.sequences.files import load_sequence
+from sequencer.sequences.triggers import SIGNAL_TYPES
 
 GOOD = """\
 name: probe
@@ -149,7 +150,8 @@ def test_wait_for_signal_needs_known_signal_and_timeout(root: Path) -> None:
     errors = errors_of(root)
 
     assert errors == [
-        f"{path}:{line_of(path, 'signal: telepathy')}: unknown signal type 'telepathy'",
+        (f"{path}:{line_of(path, 'signal: telepathy')}: unknown signal type 'telepathy' (known: "
+         f"{', '.join(sorted(SIGNAL_TYPES))}; declare your own in sequencer.toml [signals] types or signals.yaml)"),
         (f"{path}:{line_of(path, 'kind: wait_for_signal')}: wait_for_signal needs a timeout, "
          "e.g. {business_days: 5}"),
     ]
