@@ -64,7 +64,7 @@ def test_a_negative_reply_stops_only_that_enrollment(session, clock, settings, r
     ingest_raw(session, clock.now(), settings, reply(first, "Not interested, we already have a vendor."))
 
     dana = enrollment_of(session, DANA)
-    assert dana.state == "stopped" and dana.rule == "builtin.reply"
+    assert dana.state == "stopped" and dana.rule == "builtin.reply.negative"  # reply.negative: StopProspect (#15)
     assert enrollment_of(session, "lee@northwind.example").state == "active"
 
 
@@ -194,7 +194,7 @@ def test_explain_names_the_rule_that_stopped_or_paused_an_enrollment(
     stopped = explain_output(monkeypatch, tmp_path, settings, DANA)
     paused = explain_output(monkeypatch, tmp_path, settings, "ana@other.example")
 
-    assert "- stopped (reply 'Re: Hello Dana' from dana@northwind.example) by rule builtin.reply" in stopped
+    assert "- stopped (reply 'Re: Hello Dana' from dana@northwind.example) by rule builtin.reply.negative" in stopped
     assert "- paused (out of office, no return date given: pausing 5 days) by rule builtin.out_of_office" in paused
 
 
@@ -205,4 +205,4 @@ def test_explain_names_the_rule_on_the_decision_line(session, clock, settings, r
 
     output = explain_output(monkeypatch, tmp_path, settings, DANA)
 
-    assert "[rule builtin.reply]" in output
+    assert "[rule builtin.reply.negative]" in output
