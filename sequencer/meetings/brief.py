@@ -41,7 +41,9 @@ def brief(session: Session, meeting: Meeting) -> str:
     if account is not None:
         about = [_clean(account.industry), f"{account.employees} employees" if account.employees else "",
                  _clean(account.country)]
-        label = f"{_clean(account.name)} ({account.domain})" if account.name else account.domain
+        # a company known only by name (its people use free-mail) has no domain to show
+        name = _clean(account.name)
+        label = f"{name} ({account.domain})" if name and account.domain else (name or account.domain or "-")
         lines.append(f"Account: {label}" + (f", {', '.join(a for a in about if a)}" if any(about) else ""))
     else:
         lines.append("Account: none on record")

@@ -254,3 +254,13 @@ def test_list_show_and_explain(shell: Path, session: Session) -> None:
     assert "account: Brightside Health (no domain), Hospital & Health Care, 45 employees" in text
     assert "sending windows are in UTC" in explained
     assert missing.exit_code == 1
+
+
+def test_templates_see_the_company_of_a_free_mail_person(session: Session, clock) -> None:
+    from sequencer.sequences.context import values_of
+
+    upsert_rows(session, clock.now(), [ProspectRow("1", {"email": "maya@gmail.com", "company": "Brightside Health"})])
+    maya = stored(session)["maya@gmail.com"]
+
+    assert values_of(maya, account_of(session, maya))["account"] == {
+        "domain": None, "name": "Brightside Health", "industry": "", "employees": None, "country": ""}
