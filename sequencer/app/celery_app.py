@@ -38,6 +38,7 @@ from sequencer.core.models import Signal
 from sequencer.core.yaml_source import SourceError
 from sequencer.engine import tick as engine
 from sequencer.engine.runtime import Runtime
+from sequencer.inbound import mailbox_poll
 from sequencer.meetings import reminders
 from sequencer.sending import mailboxes
 from sequencer.sequences import versions, vocabulary
@@ -48,6 +49,7 @@ TICK_TASK = "sequencer.tick"
 INGEST_TASK = "sequencer.ingest_signal"
 REFRESH_DOMAINS_TASK = "sequencer.refresh_domains"
 MEETINGS_TASK = "sequencer.meetings_due"
+INBOUND_POLL_TASK = "sequencer.inbound_poll"
 MEETINGS_SECONDS = 60.0  # reminders are due at 24 h and 1 h before a meeting: a minute late is on time
 TICK_SECONDS = float(os.environ.get("SEQUENCER_TICK_SECONDS", "10"))
 DOMAIN_REFRESH_SECONDS = 15 * 60
@@ -87,6 +89,11 @@ app.conf.update(
             "schedule": MEETINGS_SECONDS,
             "options": {"expires": MEETINGS_SECONDS},
         },
+        **({"inbound-poll": {  # replies and bounces over IMAP, every mailbox with IMAP settings
+            "task": INBOUND_POLL_TASK,
+            "schedule": settings.imap_poll_seconds,
+            "options": {"expires": settings.imap_poll_seconds},
+        }} if settings.imap_poll_seconds else {}),
     },
 )
 
@@ -244,6 +251,17 @@ def refresh_domains() -> list[str]:
     """Housekeeping: refresh expired sending-domain verdicts, drop old cap counters."""
     with db.session(_engine()) as session:
         return housekeeping.run(session, SystemClock().now(), settings)
+
+
+@app.task(name=INBOUND_POLL_TASK)
+def inbound_poll() -> list[str]:
+    """Poll every mailbox's IMAP folder once (``mailbox_poll.poll_all``); overlapping polls take turns."""
+    with db.session(_engine()) as session:
+        _prepare_once(session)
+        lines = mailbox_poll.poll_all(session, lambda: SystemClock().now(), settings)
+    for line in lines:
+        log.info("%s", line)
+    return lines
 
 
 @app.task(name=MEETINGS_TASK)

@@ -7,7 +7,7 @@ import getpass
 import typer
 from rich.table import Table
 
-from sequencer.app.cli.common import console, fail, open_session
+from sequencer.app.cli.common import console, fail, open_session, settings
 from sequencer.core.clock import SystemClock
 from sequencer.core.models import Mailbox
 from sequencer.deliverability import protection
@@ -32,6 +32,11 @@ def add(
     warmup_increment: int = typer.Option(0, help="Added to the cap each day of warm-up."),
     min_gap_seconds: int = 0,
     gap_jitter_seconds: int = 0,
+    imap_host: str = typer.Option("", help="IMAP server polled for replies and bounces (empty: not polled)."),
+    imap_port: int = typer.Option(0, help="IMAP port (0: 993 with SSL, else 143)."),
+    imap_ssl: bool = typer.Option(True, help="IMAP over TLS (--no-imap-ssl for plain IMAP on a trusted network)."),
+    imap_username: str = typer.Option("", help="IMAP login (default: the address)."),
+    imap_password_env: str = typer.Option("", help="Environment variable holding the IMAP password (never stored)."),
 ) -> None:
     """Add or update a mailbox; on an update only the options given change."""
     given = {k: v for k, v in locals().items() if k != "context"}
@@ -47,6 +52,21 @@ def add(
     console.print(f"mailbox {mailbox.address} saved (domain {mailbox.sending_domain})")
 
 
+@app.command()
+def sync() -> None:
+    """Make the database match the [[mailboxes]] of the config file (adds and updates; removes nothing)."""
+    config = settings()
+    with open_session(config) as session:
+        try:
+            boxes = mailboxes.sync_from_settings(session, config, SystemClock().now().date())
+        except mailboxes.MailboxError as exc:
+            fail(str(exc))
+    for mailbox in boxes:
+        console.print(f"mailbox {mailbox.address} synced from {config.source}", highlight=False)
+    if not boxes:
+        console.print(f"no [[mailboxes]] in {config.source}", highlight=False, markup=False)
+
+
 @app.command("list")
 def list_() -> None:
     """Every mailbox with today's cap and use."""
@@ -58,6 +78,8 @@ def list_() -> None:
         for mailbox in session.exec(mailboxes.select(Mailbox).order_by(Mailbox.address)):
             _, label = caps.mailbox_daily_limit(mailbox, today)
             state = f"paused: {mailbox.pause_reason}" if mailbox.paused else "active"
+            if mailbox.relay_failures:
+                state += f"; relay down ({mailbox.relay_failures} in a row): {mailbox.relay_error}"
             table.add_row(mailbox.address, mailbox.sending_domain, mailbox.owner,
                           str(mailboxes.used_today(session, mailbox, today)), label, state)
     console.print(table)

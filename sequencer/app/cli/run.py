@@ -1,4 +1,4 @@
-"""``sequencer run``: the embedded loop (ticks, plus housekeeping every 15 minutes).
+"""``sequencer run``: the embedded loop (ticks, IMAP polling every imap_poll_seconds, housekeeping every 15 minutes).
 
 Between ticks the loop probes for a newly stored signal every ``WAKE_PROBE_SECONDS`` (one
 lookup in the partial index of unprocessed signals) and acts on it at once
@@ -23,6 +23,7 @@ from sequencer.core.clock import SystemClock
 from sequencer.core.config import ConfigError, signing_secret
 from sequencer.core.yaml_source import SourceError
 from sequencer.engine.tick import act_on_signals, tick
+from sequencer.inbound import mailbox_poll
 from sequencer.intake import signals
 from sequencer.meetings import reminders
 from sequencer.sending import mailboxes
@@ -82,10 +83,14 @@ def run_command(
     clock = SystemClock()
     with open_session(config) as session:
         _prepare(session, config)
-        chores_due = clock.now()
+        chores_due = poll_due = clock.now()
         try:
             while True:
                 next_tick = time.monotonic() + interval
+                if config.imap_poll_seconds and clock.now() >= poll_due:  # replies and bounces, not only by cron
+                    for line in mailbox_poll.poll_all(session, clock.now, config):
+                        console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False, markup=False)
+                    poll_due = clock.now() + timedelta(seconds=config.imap_poll_seconds)
                 if clock.now() >= chores_due:
                     for line in housekeeping.run(session, clock.now(), config):
                         console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False)

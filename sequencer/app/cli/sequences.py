@@ -22,6 +22,7 @@ from sequencer.core.clock import SystemClock
 from sequencer.core.config import Settings
 from sequencer.core.yaml_source import SourceError
 from sequencer.enrollments.upgrade import upgrade_running
+from sequencer.sending import mailboxes
 from sequencer.sequences import vocabulary
 from sequencer.sequences.versions import check_files, current_versions, sync
 
@@ -99,6 +100,10 @@ def load(
         for result in results:
             state = "new version" if result.changed else "unchanged"
             console.print(f"{result.name} v{result.version}: {state}")
+        try:  # the sequences name their mailboxes: load the config's with them
+            mailboxes.sync_from_settings(session, config, now.date())
+        except mailboxes.MailboxError as exc:
+            fail(str(exc))
         if upgrade == "running":
             _upgrade(session, now, [result.name for result in results])
 
