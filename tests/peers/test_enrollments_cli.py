@@ -139,3 +139,14 @@ def test_a_needs_attention_pause_goes_on_once_the_data_is_fixed(session, clock, 
     assert (resumed.state, touch.state) == ("active", "sent")
     assert len(smtp.messages) == 1 and b"Subject: Hello Sam" in smtp.messages[0].content
     assert session.exec(select(Enrollment)).one().current_step == 1
+
+
+def test_rules_explain_dry_runs_on_a_prospect_and_changes_nothing(workspace: Path) -> None:
+    ok("enroll", "funding-round", "--email", DANA)
+
+    output = ok("rules", "explain", "reply.negative", "--prospect", DANA)
+
+    assert "reply.negative: rule builtin.reply.negative" in output
+    assert "1. stop_prospect: stop every active or paused enrollment of the prospect" in output
+    assert "- stopped enrollment #1 (funding-round)" in output and "(nothing was changed)" in output
+    assert listed()[0]["state"] == "active"

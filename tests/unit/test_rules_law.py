@@ -94,3 +94,58 @@ def test_shape_errors_come_first(tmp_path: Path) -> None:
     assert errors == ["3: defaults: unknown event 'replied' (known: reply, out_of_office, auto_reply, bounce, "
                       "complaint, unsubscribe_request, left_company, meeting_booked, meeting_declined, "
                       "meeting_no_show, task)"]
+
+
+# --- the CLI: check names real sequences, explain says what happens -----------------------
+
+
+def rules_cli(*args: str):
+    from typer.testing import CliRunner
+
+    from sequencer.app.cli import app
+
+    return CliRunner().invoke(app, ["rules", *args])
+
+
+def test_check_refuses_sequences_the_templates_do_not_have(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQUENCER_CONFIG", raising=False)
+    path = tmp_path / "rules.yaml"
+    path.write_text("sequences:\n  funding-rounds:\n    reply: [stop]\n  job-change:\n"
+                    "    left_company: [stop, {enroll: {sequence: referal}}]\n")
+
+    result = rules_cli("check", str(path), "--templates", str(SHIPPED.parent))
+
+    assert result.exit_code == 1
+    assert f"{path}:2: sequences: unknown sequence 'funding-rounds'" in result.output
+    assert f"{path}:5: sequences.job-change.left_company: enroll: unknown sequence 'referal'" in result.output
+    assert "known sequences: funding-round, inbound-form, job-change" in result.output
+
+
+def test_check_refuses_an_unlawful_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "rules.yaml"
+    path.write_text("defaults:\n  complaint: [stop]\n")
+
+    result = rules_cli("check", str(path), "--any-sequence")
+
+    assert result.exit_code == 1 and f"{path}:2: defaults.complaint: a spam complaint must be honoured" in result.output
+
+
+def test_explain_prints_the_rule_step_by_step(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQUENCER_CONFIG", raising=False)
+    monkeypatch.delenv("SEQUENCER_RULES_FILE", raising=False)
+
+    soft = rules_cli("explain", "bounce.soft")
+    hard = rules_cli("explain", "bounce.user_unknown", "--sequence", "funding-round")
+    wrong = rules_cli("explain", "reply.angry")
+
+    assert soft.exit_code == 0, soft.output
+    assert "bounce.soft: rule builtin.bounce.soft (built-in defaults)" in soft.output
+    assert "1. retry: send the step again after 24 h, at most 3 sends in all" in soft.output
+    assert "2. stop: stop this enrollment" in soft.output
+    assert "rule builtin.bounce.hard" in hard.output and "suppress: suppress the address (hard_bounce), for good" \
+        in hard.output
+    assert wrong.exit_code == 1 and "unknown reply qualifier 'angry' (known: positive, negative, neutral)" in \
+        wrong.output
