@@ -267,6 +267,9 @@ def _task(session: Session, now: datetime, ctx: TouchContext, existing: Touch | 
     owner = prospect.owner or ctx.definition.get("owner", "")
     try:
         rendered = render_touch(ctx, step["variants"][0], {"owner": owner}, enrollment.thread_subject or "")
+        # a title is a one-line template like a subject, in the same bounded sandbox
+        title = render_touch(ctx, {"subject": step["title"]}, {"owner": owner}, "")["subject"] if step.get(
+            "title") else _task_title(step, prospect)
     except RenderError as exc:
         return _block(session, now, ctx, existing, str(exc), stop=False, guard="render")
     if not _claimed(session, enrollment):
@@ -275,7 +278,6 @@ def _task(session: Session, now: datetime, ctx: TouchContext, existing: Touch | 
     touch.state, touch.subject, touch.sent_at = "queued", rendered["subject"], now
     session.add(touch)
     session.flush()
-    title = step.get("title") or _task_title(step, prospect)
     task = task_channel.queue(session, touch, owner, step["kind"], title, _task_body(step, rendered), now)
     lifecycle.await_task(session, enrollment)
     decisions.record(session, now, "queued", f"{step['kind']} task #{task.id} for {owner or 'unassigned'}",
