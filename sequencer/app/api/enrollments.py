@@ -1,8 +1,9 @@
 """``GET /enrollments`` (filtered, paged) and ``POST /enrollments/{id}/pause|resume|stop``.
 
 Mounted with ``mount_writes`` (an API key with the ``admin`` scope), the listing included:
-it names people. The moves go through ``enrollments.steering`` (a claim, then the
-lifecycle's own pause / resume / stop, the only writer of enrollment state): 404 for an
+it names people. The moves go through ``enrollments.steering``, as ``sequencer enrollments
+pause|resume|stop`` do (a claim, then the lifecycle's own pause / resume / stop, the only
+writer of enrollment state): 404 for an
 unknown id, 409 when the state does not allow the move or the enrollment changed while
 it was made (nothing is written then); the key's name is recorded as who asked.
 
@@ -22,10 +23,11 @@ from sqlmodel import select
 from sequencer.app.api import NowDep, SessionDep
 from sequencer.app.api.auth import require_key
 from sequencer.core.models import ApiKey, Enrollment, Prospect
-from sequencer.enrollments.steering import MAX_REASON, MoveRefused, NoSuchEnrollment, steer
+from sequencer.enrollments import steering
 
 router = APIRouter(tags=["enrollments"])
 MAX_LIMIT = 500
+MAX_REASON = 500
 States = Literal["active", "paused", "finished", "stopped"]
 
 
@@ -76,14 +78,19 @@ class MoveRequest(BaseModel):
 
 
 def _move(move: str):
+    act = getattr(steering, move)
+
     def route(enrollment_id: int, session: SessionDep, now: NowDep,
               key: Annotated[ApiKey, Depends(require_key("admin"))], body: MoveRequest | None = None) -> dict:
+        enrollment = session.get(Enrollment, enrollment_id)
+        if enrollment is None:
+            raise HTTPException(404, f"no enrollment {enrollment_id}")
         try:
-            enrollment = steer(session, now, enrollment_id, move, body.reason if body else "", by=f"api:{key.name}")
-        except NoSuchEnrollment as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except MoveRefused as exc:
+            act(session, now, enrollment, " ".join((body.reason if body else "").split()), by=f"api:{key.name}")
+        except steering.SteeringError as exc:
+            session.rollback()
             raise HTTPException(409, str(exc)) from exc
+        session.commit()
         prospect = session.get(Prospect, enrollment.prospect_id)
         return as_dict(enrollment, prospect.email)
 
