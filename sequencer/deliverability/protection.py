@@ -135,6 +135,32 @@ def _counts(session: Session, windows: list[tuple[Mailbox, datetime]]) -> dict[i
     return found
 
 
+def statuses(session: Session, now: datetime, limits: Thresholds,
+             boxes: list[Mailbox]) -> tuple[dict[int, Status], dict[str, Status]]:
+    """Every mailbox's and domain's status now, from one grouped query (for the reports)."""
+    found = _counts(session, [(box, window_start(now, limits, box.resumed_at)) for box in boxes])
+    by_box = {box.id: mailbox_status(session, now, limits, box) if box.paused
+              else _not_yet(judge(found.get(box.id, Counts()), limits)) for box in boxes}
+    by_domain = {}
+    for domain in sorted({box.sending_domain for box in boxes}):
+        pause = session.get(SendingDomainPause, domain)
+        members = [box for box in boxes if box.sending_domain == domain and not box.paused]
+        if (pause is not None and pause.paused) or (pause is not None and pause.resumed_at is not None) or not members:
+            status = domain_status(session, now, limits, domain)
+        else:  # no resume of the domain: its window is each mailbox's own, already counted
+            status = judge(sum((found.get(box.id, Counts()) for box in members), Counts()), limits)
+        by_domain[domain] = status if pause is not None and pause.paused else _not_yet(status)
+    return by_box, by_domain
+
+
+def _not_yet(status: Status) -> Status:
+    """A mailbox or domain over a pause threshold that ``evaluate`` has not paused yet is a warning
+    (a report must not call paused what still sends)."""
+    if status.level != "paused":
+        return status
+    return Status("warning", f"{status.reason}: protection pauses it at its next run")
+
+
 def evaluate(session: Session, now: datetime, settings: Settings) -> list[str]:
     """Pause every mailbox, then every domain, that crossed a pause threshold; say what was paused.
 

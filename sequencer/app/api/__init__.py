@@ -36,6 +36,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     from sequencer.app.api.inbound import router as inbound_router
     from sequencer.app.api.meetings import router as meetings_router
     from sequencer.app.api.prospects import router as prospects_router
+    from sequencer.app.api.reports import router as reports_router
     from sequencer.app.api.signals import dispatch
     from sequencer.app.api.signals import router as signals_router
     from sequencer.app.api.unsubscribe import router as unsubscribe_router
@@ -52,6 +53,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock | None = None) -
     mount_writes(app, signals_router, "signals")
     mount_writes(app, prospects_router, "admin")  # reads too: prospects are personal data
     mount_writes(app, enrollments_router, "admin")
+    mount_writes(app, reports_router, "admin")  # reads only, but every mailbox and meeting figure
     mount_open(app, health_router, "read-only, for load balancers and monitors: says whether the database and "
                                    "broker answer and how much work waits, nothing about people or hosts")
     mount_open(app, webhooks_router, "booking tools' webhooks: the HMAC signature over the body, with the "

@@ -15,6 +15,7 @@ from sequencer.app.cli import (
     mailboxes,
     meetings,
     prospects,
+    report,
     rules,
     run,
     sequences,
@@ -39,6 +40,7 @@ app.add_typer(rules.app, name="rules")
 app.add_typer(api_keys.app, name="api-keys")
 app.add_typer(meetings.app, name="meetings")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(report.app, name="report")
 app.command("init")(init.init_command)
 app.command("signal")(intake.signal_command)
 app.command("enroll")(enrollments.enroll_command)
