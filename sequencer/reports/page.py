@@ -30,8 +30,8 @@ def render(document: dict[str, Any]) -> str:
     tables = _deliverability_tables(document) if document["schema"] == "deliverability" else _pipeline_tables(document)
     period = document["period"]
     title = f"sequencer {document['schema']} report"
-    canvases = "".join(f'<figure><figcaption>{html.escape(caption)}</figcaption><canvas id="{name}"></canvas></figure>'
-                       for name, caption in charts)
+    canvases = "".join(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
+                       f'<div class="chart"><canvas id="{name}"></canvas></div></figure>' for name, caption in charts)
     note = f'<p class="note">{html.escape(document["note"])}</p>' if document["note"] else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -116,7 +116,7 @@ _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}h1{font
 .note{background:#fff4d6;padding:8px 12px;border-radius:4px}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:16px}
 figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:8px}figcaption{font-weight:600;margin-bottom:4px}
-canvas{width:100%;height:260px}table{border-collapse:collapse;margin:16px 0;font-size:13px}
+.chart{position:relative;height:280px}table{border-collapse:collapse;margin:16px 0;font-size:13px}
 caption{text-align:left;font-weight:600;padding:4px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}"""
 
 _SCRIPT = r"""
