@@ -173,7 +173,7 @@ def _position(
     enrollment.step_started_at = now
     if step["kind"] == "wait":
         enrollment.next_due_at = schedule.wait_until(now, step["wait"], window, prospect.timezone, prospect.country)
-        return [("waiting", f"wait {_describe_wait(step['wait'])}", {"until": enrollment.next_due_at.isoformat()})]
+        return [("waiting", f"wait {describe_wait(step['wait'])}", {"until": enrollment.next_due_at.isoformat()})]
     if step["kind"] == "wait_for_signal":
         timeout = schedule.wait_until(now, step["timeout"], window, prospect.timezone, prospect.country)
         enrollment.waiting_for = step["signal"]
@@ -184,9 +184,11 @@ def _position(
     return []
 
 
-def _describe_wait(wait: dict) -> str:
+def describe_wait(wait: dict) -> str:
+    """``{business_days: 1}`` -> "1 business day"; ``{hours: 48}`` -> "48 hours"."""
     (unit, value), = wait.items()
-    return f"{value:g} {unit.replace('_', ' ')}"
+    words = unit.replace("_", " ")
+    return f"{value:g} {words[:-1] if value == 1 else words}"
 
 
 def finish(session: Session, now: datetime, enrollment: Enrollment) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from sequencer.app.cli.common import console, err_console, fail, fail_source, open_session, say_templates, settings
+from sequencer.app.cli.preview import preview_command
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import Settings
 from sequencer.core.yaml_source import SourceError
@@ -27,6 +28,7 @@ from sequencer.sequences import vocabulary
 from sequencer.sequences.versions import check_files, current_versions, sync
 
 app = typer.Typer(help="Check, load and list sequences (templates/sequences/*.yaml).", no_args_is_help=True)
+app.command("preview")(preview_command)  # sequencer.app.cli.preview: a prospect's calendar and emails
 
 TEMPLATES_OPTION = typer.Option(None, "--templates", help="The templates folder (default: templates_dir in "
                                 "sequencer.toml, else ./templates, else the shipped examples).")
