@@ -22,14 +22,16 @@ _AUTO_SUBJECT = re.compile(
     r"^\s*auto:|auto(?:matic)?[ -]?(?:reply|response|antwort)|autoreply|autosvar|"
     r"automatische antwort|r[ée]ponse automatique|respuesta autom[áa]tica|"
     r"automatisch antwoord|risposta automatica|resposta autom[áa]tica|automatiskt svar|"
-    r"vacation reply|abwesenheitsnotiz",
+    r"vacation reply|vacation response|abwesenheitsnotiz|odpowied[źz] automatyczna|automatyczna odpowied[źz]|"
+    r"自動応答|自動返信",
     re.IGNORECASE,
 )
 _OOO_SUBJECT = re.compile(
     r"out of (?:the )?office|\booo\b|\boof\b|abwesenheit|absence du bureau|absent du bureau|"
     r"fuera de la oficina|\bafwezig|fuori sede|fuori ufficio|\bausente\b|fr[åa]nvaro|"
     r"on (?:vacation|holiday|leave)|away from (?:the |my )?office|vacation reply|"
-    r"en cong[ée]|de vacaciones|met vakantie|in ferie|de f[ée]rias|p[åa] semester",
+    r"en cong[ée]|de vacaciones|met vakantie|in ferie|de f[ée]rias|p[åa] semester|"
+    r"poza biurem|nieobecno|urlop|不在|休暇",
     re.IGNORECASE,
 )
 _OOO_BODY = re.compile(
@@ -42,11 +44,23 @@ _OOO_BODY = re.compile(
     r"\bafwezig\b|met vakantie|niet aanwezig|niet op kantoor|"
     r"fuori (?:ufficio|sede)|in ferie|\bassente\b|"
     r"fora do escrit[óo]rio|de f[ée]rias|"
-    r"fr[åa]nvarande|p[åa] semester|\bledig\b",
+    r"fr[åa]nvarande|p[åa] semester|\bledig\b|"
+    r"\baway (?:until|till|from)\b|(?:no|without) access to (?:my )?e-?mail|not checking (?:my )?e-?mail|"
+    r"poza biurem|na urlopie|nieobecn[ya]|不在|休暇中|出張",
+    re.IGNORECASE,
+)
+# A person writes "I'm out of the office next week"; a responder says the absence is now. Near an OOO
+# phrase, these make it a plan, not a notice (for the weak paths: no auto header, or X-Auto-Response-Suppress only).
+_FUTURE = re.compile(
+    r"\bnext (?:week|month|monday|tuesday|wednesday|thursday|friday)|\btomorrow\b|later this|this coming|"
+    r"semana que viene|pr[óo]xima semana|ma[ñn]ana|semaine prochaine|\bdemain\b|n[äa]chste[n]? woche|"
+    r"\bmorgen\b|prossima settimana|\bdomani\b|volgende week|semana que vem|amanh[ãa]|"
+    r"w przysz[łl]ym tygodniu|\bjutro\b|来週|明日",
     re.IGNORECASE,
 )
 _OOO_STATEMENT = re.compile(
     r"^\W*(?:hi|hello|hallo|bonjour|hola|hej)?\W*"
+    r"(?:ciao|dzie[ńn] dobry|hoi|ol[áa])?\W*"
     r"(?:i am|i'm|i will be|ich bin|je suis|je serai|estoy|estar[ée]|ik ben|sono|estou|jag [äa]r)"
     r"\s+(?:currently\s+|derzeit\s+|zurzeit\s+|actuellement\s+|actualmente\s+|momenteel\s+|"
     r"attualmente\s+|nu\s+)?"
@@ -120,11 +134,13 @@ def detect_auto_reply(parsed: ParsedMessage, reply_text: str) -> AutoReplySignal
     ooo_body = _OOO_BODY.search(text[:3000])
     if ooo_body:
         evidence.append(f"out-of-office phrase: {ooo_body.group(0).strip()!r}")
-    other_sign = bool(auto_subject or ooo_subject or ooo_body)
+    planned = ooo_body is not None and _FUTURE.search(text, ooo_body.start(), ooo_body.end() + 60) is not None
+    other_sign = bool(auto_subject or ooo_subject or (ooo_body and not planned))
     is_auto = bool(strong or auto_subject or ooo_subject or (weak and other_sign))
     if is_auto and weak:
         evidence.extend(weak)
-    if not is_auto and _OOO_STATEMENT.search(text[:200]):
+    statement = None if is_auto else _OOO_STATEMENT.search(text[:200])
+    if statement and _FUTURE.search(text, statement.start(), statement.end() + 60) is None:
         evidence.append("text opens with an out-of-office statement (no auto headers)")
         return AutoReplySignals(True, True, evidence)
     is_ooo = is_auto and bool(ooo_subject or ooo_body)

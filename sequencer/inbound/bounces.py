@@ -25,6 +25,7 @@ from flufl.bounce import all_failures
 from sequencer.inbound.original import original_message_id
 from sequencer.inbound.parse import MAIL_ERRORS, ParsedMessage, decode_header_value
 from sequencer.inbound.reasons import REASONS, BounceType, reason_from_code, reason_from_text
+from sequencer.inbound.ses import SesNotification, notification, subtype_reading
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\d|\.\d)")
 _BASIC_CODE = re.compile(r"(?<![\d.])([45]\d\d)(?=[ -]|$)", re.MULTILINE)
@@ -320,10 +321,10 @@ def detect_bounce(parsed: ParsedMessage) -> BounceReport | None:
     """
     blocks = _dsn_blocks(parsed.message)
     if blocks:
-        report = _from_dsn(parsed, blocks)
-        if report is not None:
-            return report
-        return None
+        return _from_dsn(parsed, blocks)
+    ses = notification(parsed) if parsed.message.get_content_maintype() == "text" else None
+    if ses is not None:
+        return _from_ses(ses) if ses.kind == "Bounce" else None
     failed_header = parsed.headers.get("x-failed-recipients", "")
     daemon = is_daemon_sender(parsed) or parsed.return_path == ""
     subject_hit = bool(_BOUNCE_SUBJECT.search(parsed.subject))
@@ -366,4 +367,31 @@ def detect_bounce(parsed: ParsedMessage) -> BounceReport | None:
         recipients=list(dict.fromkeys(recipients)),
         original_message_id=original_message_id(parsed.message, parsed.body_text),
         evidence=evidence,
+    )
+
+
+def _from_ses(ses: SesNotification) -> BounceReport:
+    """An SES bounce notification: the subtype where it is specific, else each recipient's status and words."""
+    bounce_type, subtype = str(ses.body.get("bounceType", "")), str(ses.body.get("bounceSubType", ""))
+    first = ses.recipients[0] if ses.recipients else {}
+    status = str(first.get("status") or "")[:40]
+    diagnostic = str(first.get("diagnosticCode") or "")[:500]
+    text = _strip_type(diagnostic) if diagnostic.lower().startswith("smtp;") else diagnostic
+    reading = subtype_reading(bounce_type, subtype)
+    if reading is not None:
+        reason, why, ours = reading
+        found = _STATUS.search(status) or _STATUS.search(text)
+        code = found.group(0) if found else None
+        verdict = (BounceVerdict("soft", code, why, about_our_message=True, bounce_reason=reason) if ours
+                   else reason_verdict(reason, code, why))
+    elif status or text:
+        verdict = classify_status(status or None, text, permanent=bounce_type == "Permanent")
+    else:
+        verdict = reason_verdict("system_error" if bounce_type == "Transient" else "unknown", None)
+    return BounceReport(
+        verdict=verdict,
+        diagnostic=text or f"SES {bounce_type}/{subtype}",
+        recipients=ses.addresses,
+        original_message_id=ses.original_message_id,
+        evidence=[f"Amazon SES {ses.kind} notification: bounceType={bounce_type[:20]} bounceSubType={subtype[:40]}"],
     )

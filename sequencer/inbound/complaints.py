@@ -19,6 +19,7 @@ from email.utils import parseaddr
 from sequencer.inbound.bounces import is_daemon_sender
 from sequencer.inbound.original import attached_original, original_message_id
 from sequencer.inbound.parse import ParsedMessage, decode_header_value
+from sequencer.inbound.ses import notification
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def detect_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
     report_type = (message.get_param("report-type") or "").lower() if is_report else ""
     fields = _feedback_fields(message) if message.is_multipart() else None
     if report_type != "feedback-report" and fields is None:
-        return _forwarded_complaint(parsed)
+        return _forwarded_complaint(parsed) or _ses_complaint(parsed)
     evidence = ["multipart/report; report-type=feedback-report"]
     feedback_type = "abuse"
     rcpt = mail_from = None
@@ -91,7 +92,8 @@ def detect_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
 _ABUSE_SENDER = re.compile(r"^(?:abuse|spam|complaints?|fbl|feedback|postmaster|security|phish\w*|report-?spam)\b",
                            re.IGNORECASE)
 _COMPLAINT_WORDS = re.compile(
-    r"\bspam\b|unsolicited|\babuse\b|complain|reported as (?:junk|spam)|junk mail|phishing|unwanted|"
+    r"\bspam\b|spamcop|offending message|unsolicited|\babuse\b|complain|"
+    r"reported as (?:junk|spam)|junk mail|phishing|unwanted|"
     r"did not (?:sign up|subscribe|opt.?in)|never (?:signed up|subscribed|opted in)|"
     r"unerw[üu]nscht|ind[ée]sirable|no deseado|non richiesto|ongewenst",
     re.IGNORECASE,
@@ -123,6 +125,25 @@ def _forwarded_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
         original_mail_from=None,
         original_message_id=original_message_id(parsed.message, parsed.body_text),
         evidence=evidence,
+    )
+
+
+def _ses_complaint(parsed: ParsedMessage) -> ComplaintReport | None:
+    """An Amazon SES complaint notification (JSON by email, ``sequencer.inbound.ses``); "not-spam" is none."""
+    ses = notification(parsed) if parsed.message.get_content_maintype() == "text" else None
+    if ses is None or ses.kind != "Complaint":
+        return None
+    feedback_type = str(ses.body.get("complaintFeedbackType") or "abuse").lower()[:40]
+    if feedback_type == "not-spam":
+        return None
+    agent = str(ses.body.get("userAgent") or "")[:60]
+    return ComplaintReport(
+        feedback_type=feedback_type,
+        complained_recipient=(ses.addresses or [None])[0],
+        original_mail_from=None,
+        original_message_id=ses.original_message_id,
+        evidence=["Amazon SES complaint notification", f"complaintFeedbackType: {feedback_type}"]
+        + ([f"reported by {agent}"] if agent else []),
     )
 
 
