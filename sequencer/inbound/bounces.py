@@ -194,7 +194,7 @@ def _about_our_message(code: int, text: str) -> BounceVerdict | None:
         why = "the server says the message itself is at fault"
     else:
         return None
-    if reason == "syntax_error" and _TOO_BIG.search(text) and not re.search(r"syntax|malformed|bare", text, re.I):
+    if reason == "syntax_error" and _TOO_BIG.search(text) and not _NAMES_SYNTAX.search(text):
         reason = "message_too_big"
     # soft whatever the reason: a reader that ignores about_our_message suppresses and counts nothing
     return BounceVerdict("soft", status, f"our message was refused: {why}",
@@ -229,6 +229,7 @@ def _from_dsn(parsed: ParsedMessage, blocks: list[email.message.Message]) -> Bou
     failed: list[tuple[str, BounceVerdict, str]] = []
     delayed: list[tuple[str, BounceVerdict, str]] = []
     evidence = ["multipart/report; report-type=delivery-status"]
+    text_lines: list[str] | None = None  # read from the text part once, for whichever blocks need it
     for block in blocks:
         action = decode_header_value(block.get("Action")).lower()
         if not action:
@@ -239,7 +240,9 @@ def _from_dsn(parsed: ParsedMessage, blocks: list[email.message.Message]) -> Bou
         status = decode_header_value(block.get("Status"))
         diagnostic = _strip_type(decode_header_value(block.get("Diagnostic-Code")))
         if not diagnostic or _VAGUE_STATUS.match(status):  # some MTAs state the reason only in the text part
-            diagnostic = " ".join([diagnostic, *_diagnostic_lines(parsed.body_text[:50_000])]).strip()
+            if text_lines is None:
+                text_lines = _diagnostic_lines(parsed.body_text[:50_000])
+            diagnostic = " ".join([diagnostic, *text_lines]).strip()
         if action == "delayed":
             verdict = reason_verdict("delayed", status or None)
         else:
@@ -286,6 +289,8 @@ _RETURNED_COPY = re.compile(
     r"|content-type: message/rfc822|-{2,} ?(?:original|ursprüngliche) (?:message|nachricht))",
     re.IGNORECASE | re.MULTILINE,
 )
+_WRAPPED = re.compile(r"\n[ \t]+(?=\S)")
+_NAMES_SYNTAX = re.compile(r"syntax|malformed|bare", re.IGNORECASE)
 _TELLING = frozenset(REASONS) - {"content_filtered", "system_error", "network_error", "syntax_error", "unknown"}
 
 
@@ -293,7 +298,7 @@ def report_text(text: str) -> str:
     """The bounce's own words: up to the copy of our message it returns, wrapped lines joined."""
     cut = _RETURNED_COPY.search(text)
     text = text[: cut.start()] if cut else text
-    return re.sub(r"\n[ \t]+(?=\S)", " ", text)
+    return _WRAPPED.sub(" ", text)
 
 
 def _diagnostic_lines(text: str) -> list[str]:
@@ -327,9 +332,11 @@ def detect_bounce(parsed: ParsedMessage) -> BounceReport | None:
         return _from_ses(ses) if ses.kind == "Bounce" else None
     failed_header = parsed.headers.get("x-failed-recipients", "")
     daemon = is_daemon_sender(parsed) or parsed.return_path == ""
+    if not (failed_header or daemon):
+        return None  # before reading the text: most mail is not from a mail system
     subject_hit = bool(_BOUNCE_SUBJECT.search(parsed.subject))
     lines = _diagnostic_lines(parsed.body_text[:50_000])
-    if not (failed_header or (daemon and (subject_hit or lines))):
+    if not (failed_header or subject_hit or lines):
         return None
     evidence = []
     if failed_header:

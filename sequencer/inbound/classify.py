@@ -172,6 +172,9 @@ def _unreadable(raw: bytes, parsed: ParsedMessage) -> str | None:
 
 def _verp_token(parsed: ParsedMessage, our_domains: frozenset[str]) -> str | None:
     h = parsed.headers
+    values = h.get_all("delivered-to") + h.get_all("x-original-to") + h.get_all("to")
+    if not any("+" in value for value in values):
+        return None  # no plus-address, no token: skips parsing the addresses again
     return verp.token_in(h.get_all("delivered-to") + h.get_all("x-original-to") + h.get_all("to"), our_domains)
 
 
@@ -206,15 +209,20 @@ def _classify(raw: bytes, our_domains: frozenset[str]) -> Classification:
     raw = bytes(raw)
     parsed = parse_message(raw)
     problem = _unreadable(raw[:MAX_PARSE_BYTES], parsed)
-    if problem == NO_SENDER and (detect_bounce(parsed) or detect_complaint(parsed)):
-        problem = None  # some MTAs send DSNs with only Received, To, Subject and the report: still a bounce
+    complaint = bounce = None
+    if problem == NO_SENDER:
+        complaint = detect_complaint(parsed)
+        bounce = None if complaint else detect_bounce(parsed)
+        if complaint or bounce:
+            problem = None  # some MTAs send DSNs with only Received, To, Subject and the report: still a bounce
     if problem is not None:
         return Classification(
             kind="unparseable", reason=problem, evidence=[problem], truncated=parsed.truncated
         )
     result = _base(raw, parsed, our_domains)
 
-    complaint = detect_complaint(parsed)
+    if complaint is None and bounce is None:
+        complaint = detect_complaint(parsed)
     if complaint is not None:
         result.kind = "complaint"
         result.evidence += complaint.evidence
@@ -223,7 +231,7 @@ def _classify(raw: bytes, our_domains: frozenset[str]) -> Classification:
         result.original_message_id = complaint.original_message_id
         return result
 
-    bounce = detect_bounce(parsed)
+    bounce = bounce or detect_bounce(parsed)
     if bounce is not None:
         result.kind = "bounce"
         verdict = bounce.verdict

@@ -18,6 +18,7 @@ iCloud, ...), compared with the reason classes sisimai uses for the same texts.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -218,9 +219,14 @@ _TEXT_MAY_OVERRULE: dict[int, frozenset[str]] = {
 }
 
 
+# Any pattern at all, in one pass: most lines a bounce is read for say nothing, and then one search decides.
+_ANY = re.compile("|".join(f"(?:{p.pattern})" for _, p in _PATTERNS) + f"|(?:{_REFUSED.pattern})", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=512)  # pure; a diagnostic is read by the message check, then the code check
 def reason_from_text(text: str) -> str | None:
     """The reason the server's words give, or None when they give none."""
-    if not text:
+    if not text or _ANY.search(text) is None:
         return None
     for name, pattern in _PATTERNS:
         if pattern.search(text):
