@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from sequencer.core.models import Decision, Enrollment, Prospect, SequenceVersion, Touch
+from sequencer.core.models import Bounce, Decision, Enrollment, Prospect, SequenceVersion, Touch
 from sequencer.sequences.schedule import zone
 
 
@@ -19,6 +19,10 @@ class StepLine:
     kind: str
     status: str  # sent / queued / blocked / ... / current / not reached
     detail: str
+    # the touch's last bounce (sequencer.inbound.bounce_log), in its own fields: reason of the taxonomy and code
+    bounce_type: str = ""
+    bounce_reason: str = ""
+    status_code: str = ""
 
 
 @dataclass
@@ -50,8 +54,14 @@ def explain(session: Session, email: str) -> Explanation | None:
         story.decisions = list(
             session.exec(select(Decision).where(Decision.enrollment_id == enrollment.id).order_by(Decision.id))
         )
+        bounces = _last_bounces(session, [t.id for t in touches.values() if t.id is not None])
         for step in version.definition["steps"]:
-            story.steps.append(_step_line(step, touches.get(step["index"]), enrollment, story.decisions))
+            line = _step_line(step, touches.get(step["index"]), enrollment, story.decisions)
+            bounce = bounces.get(touches[step["index"]].id) if step["index"] in touches else None
+            if bounce is not None:
+                line.bounce_type, line.bounce_reason = bounce.bounce_type, bounce.bounce_reason
+                line.status_code = bounce.status_code
+            story.steps.append(line)
         stories.append(story)
     other = list(
         session.exec(
@@ -61,6 +71,14 @@ def explain(session: Session, email: str) -> Explanation | None:
         )
     )
     return Explanation(prospect, stories, other)
+
+
+def _last_bounces(session: Session, touch_ids: list[int]) -> dict[int, Bounce]:
+    """The latest bounce row of each touch (a DSN after a refusal at send time replaces it)."""
+    if not touch_ids:
+        return {}
+    rows = session.exec(select(Bounce).where(Bounce.touch_id.in_(touch_ids)).order_by(Bounce.id))
+    return {row.touch_id: row for row in rows if row.touch_id is not None}
 
 
 def _step_line(step: dict, touch: Touch | None, enrollment: Enrollment, decisions: list[Decision]) -> StepLine:
@@ -119,7 +137,8 @@ def as_data(story: Explanation) -> dict[str, Any]:
             "state": item.enrollment.state, "reason": item.enrollment.reason, "rule": item.enrollment.rule,
             "current_step": item.enrollment.current_step, "next_due_at": _iso(item.enrollment.next_due_at),
             "steps": [{"index": line.index, "step_id": line.step_id, "kind": line.kind, "status": line.status,
-                       "detail": line.detail} for line in item.steps],
+                       "detail": line.detail, "bounce_type": line.bounce_type, "bounce_reason": line.bounce_reason,
+                       "status_code": line.status_code} for line in item.steps],
             "decisions": [_decision(d) for d in item.decisions],
         } for item in story.stories],
     }

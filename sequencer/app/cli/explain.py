@@ -49,6 +49,10 @@ def explain_command(
             for line in item.steps:
                 table.add_row(str(line.index + 1), escape(line.step_id), line.kind, line.status, escape(line.detail))
             console.print(table)
+            for line in item.steps:
+                if line.bounce_reason:
+                    console.print(f"  step {line.index + 1} bounced: reason {line.bounce_reason} ({line.bounce_type}), "
+                                  f"status {line.status_code or '-'}", highlight=False, markup=False, soft_wrap=True)
             for decision in item.decisions:
                 rule_text = f" [rule {decision.rule}]" if decision.rule else ""
                 step = f"step {decision.step_index + 1}" if decision.step_index is not None else ""
