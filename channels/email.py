@@ -351,15 +351,17 @@ class SmtpSender:
         self._pool: ThreadPoolExecutor | None = None
 
     def send_many(self, emails: list[OutgoingEmail], deadline: float | None = None,
-                  on_start: Callable[[OutgoingEmail], object] | None = None) -> list[DeliveryError | None]:
+                  on_start: Callable[[list[OutgoingEmail]], object] | None = None,
+                  start_chunk: int = 1) -> list[DeliveryError | None]:
         """Deliver every message; return, in order, each one's refusal or None when accepted.
 
         Messages from one mailbox go out in their order over its one connection. Once its
         relay is unreachable the mailbox's other messages are not tried (``NotAttempted``):
         one outage costs one connect timeout, not one per message. No message is started
         after ``deadline`` (``time.monotonic()``): the caller's send lease stays a bound.
-        ``on_start(email)`` is called, in the sending thread, right before a message is
-        started; when it raises, that message is not tried (the caller could not note it).
+        ``on_start(emails)`` is called, in the sending thread, before a message is started
+        that no earlier call covered, with it and up to ``start_chunk - 1`` of its mailbox's
+        next ones; when it raises, that message is not tried (the caller could not note it).
         """
         errors: list[DeliveryError | None] = [None] * len(emails)
         groups: dict[int, list[int]] = {}
@@ -368,19 +370,22 @@ class SmtpSender:
 
         def deliver(indexes: list[int]) -> None:
             down: RelayUnreachable | None = None
-            for index in indexes:
+            noted = 0  # how many of this mailbox's messages on_start was told of
+            for position, index in enumerate(indexes):
                 if down is not None:
                     errors[index] = NotAttempted(f"not tried: {down}")
                     continue
                 if deadline is not None and time.monotonic() >= deadline:
                     errors[index] = NotAttempted("not tried: the batch's send time ran out")
                     continue
-                try:
-                    if on_start is not None:
-                        on_start(emails[index])
-                except Exception as exc:  # the caller's own failure: the message must not go unnoted
-                    errors[index] = NotAttempted(f"not tried: {exc}")
-                    continue
+                if on_start is not None and position >= noted:
+                    ahead = indexes[position:position + max(start_chunk, 1)]
+                    try:
+                        on_start([emails[i] for i in ahead])
+                    except Exception as exc:  # the caller's own failure: the message must not go unnoted
+                        errors[index] = NotAttempted(f"not tried: {exc}")
+                        continue
+                    noted = position + len(ahead)
                 try:
                     self.send(emails[index])
                 except RelayUnreachable as exc:

@@ -41,3 +41,23 @@ def test_no_message_starts_after_the_deadline():
     finally:
         sender.close()
     assert all(isinstance(error, NotAttempted) and "time ran out" in str(error) for error in errors)
+
+
+def test_a_message_the_caller_could_not_note_as_started_is_not_tried():
+    """on_start is told of a mailbox's next messages in chunks; when it fails, nothing is tried."""
+    box = Mailbox(id=1, address="sdr@mail.example", sending_domain="mail.example", smtp_host="127.0.0.1",
+                  smtp_port=9)
+    emails = [OutgoingEmail(mailbox=box, to=f"p{n}@x.example", subject="s", text="t") for n in range(3)]
+    told: list[list[str]] = []
+
+    def refuse(chunk: list[OutgoingEmail]) -> None:
+        told.append([email.to for email in chunk])
+        raise RuntimeError("database unavailable")
+
+    sender = SmtpSender(timeout=1)
+    try:
+        errors = sender.send_many(emails, on_start=refuse, start_chunk=2)
+    finally:
+        sender.close()
+    assert all(isinstance(error, NotAttempted) and "database unavailable" in str(error) for error in errors)
+    assert told == [["p0@x.example", "p1@x.example"], ["p1@x.example", "p2@x.example"], ["p2@x.example"]]
