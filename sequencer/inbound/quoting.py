@@ -23,7 +23,8 @@ _WROTE = re.compile(
     r"Il giorno\b.{0,300}\bha scritto:|"
     r"Il\b.{0,300}\bha scritto:|"  # Italian
     r"Em\b.{0,300}\bescreveu:|"  # Portuguese
-    r"Den\b.{0,300}\bskrev\b.{0,200}:"  # Swedish
+    r"Den\b.{0,300}\bskrev\b.{0,200}:|"  # Swedish
+    r"W dniu\b.{0,300}\bpisze:"  # Polish
     r")\s*$",
     re.IGNORECASE | re.DOTALL,
 )
@@ -85,7 +86,7 @@ def strip_quoted(text: str) -> str:
 
 def _starts_attribution(line: str) -> bool:
     word = line.strip().split(" ", 1)[0].lower() if line.strip() else ""
-    return word in {"on", "am", "le", "el", "op", "il", "em", "den"}
+    return word in {"on", "am", "le", "el", "op", "il", "em", "den", "w"}
 
 
 def _quote_block_follows(lines: list[str], index: int) -> bool:
