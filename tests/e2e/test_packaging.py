@@ -95,6 +95,9 @@ def test_wheel_carries_every_template_and_migration(wheel: Path) -> None:
     assert templates and any(path.suffix == ".mako" for path in migrations)
     missing = [f"sequencer/shipped/{path.relative_to(REPO / 'templates').as_posix()}" for path in templates]
     missing += [path.relative_to(REPO).as_posix() for path in migrations]
+    presets = sorted((REPO / "sequencer" / "intake" / "presets").glob("*.yaml"))  # the prospect import's maps
+    assert len(presets) == 5
+    missing += [path.relative_to(REPO).as_posix() for path in presets]
     assert [name for name in missing if name not in names] == []
     assert not any(name.startswith(("templates/", "tests/", "bench/")) for name in names), sorted(names)
 
