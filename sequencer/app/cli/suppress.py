@@ -115,7 +115,8 @@ def check(
 ) -> None:
     """Say whether an address may be contacted now, and which entry forbids it.
 
-    Exits 0 either way; read the output. Exits 1 only for an unusable address.
+    Exits 0 when it may be contacted, 3 when it is suppressed (so a script can ask
+    ``if sequencer suppress check ADDRESS; then ...``), 1 for an unusable address.
     """
     try:
         address = normalize_email(email)
@@ -132,6 +133,10 @@ def check(
         f"suppressed: {entry.reason} ({entry.kind} {entry.value}),"
         f" added by {entry.added_by or 'unknown'} at {added}{expiry}",
     )
+    raise typer.Exit(SUPPRESSED_EXIT)
+
+
+SUPPRESSED_EXIT = 3  # distinct from 1 (a bad address) and 2 (a usage error)
 
 
 @app.command("import")
