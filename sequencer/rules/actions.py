@@ -160,7 +160,9 @@ def _stop(session: Session, now: datetime, rule: ResolvedRule, enrollment: Enrol
         session.refresh(enrollment)
         if enrollment.state not in lifecycle.ACTIVE_STATES or not lifecycle.claim(session, enrollment):
             return []
-    lifecycle.stop(session, now, enrollment, reason, rule=rule.name, **event.detail)
+    # the event's detail goes to the decision log; a key named like stop's own arguments is renamed, not lost
+    detail = {f"event_{key}" if key in ("reason", "rule") else key: value for key, value in event.detail.items()}
+    lifecycle.stop(session, now, enrollment, reason, rule=rule.name, **detail)
     return [f"stopped enrollment #{enrollment.id} ({enrollment.sequence_name})"]
 
 
