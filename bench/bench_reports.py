@@ -151,8 +151,16 @@ def load(engine: Engine, touches: int, mailboxes: int) -> dict[str, float]:
         "held_at": moment(d, f"(400 * x) * {step} + 86400 * 3"),
         "acceptance": f"CASE x {mod} 2 WHEN 0 THEN 'accepted' ELSE 'pending' END",
         "decided_at": moment(d, f"(400 * x) * {step} + 86400 * 4"), "created_at": moment(d, f"(400 * x) * {step}")})
-    with engine.begin() as conn:
-        conn.execute(text("ANALYZE"))
+    # What autovacuum does to a live table soon after a bulk load: planner statistics, and the
+    # visibility map that lets PostgreSQL answer the period scans from the index alone.
+    started = time.perf_counter()
+    if d == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    took["vacuum/analyze"] = time.perf_counter() - started
     return took
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
+from sqlalchemy import Date, cast
 from sqlmodel import Session, func, select
 
 from sequencer.core.models import Bounce, InboundMessage, Touch
@@ -41,29 +43,64 @@ def rate(numerator: int, denominator: int) -> float | None:
 
 def per_mailbox(session: Session, since: datetime, until: datetime | None,
                 mailbox_ids: Iterable[int] | None = None) -> dict[int, Counts]:
-    """Each mailbox's counts in [since, until) (no end: until None); mailboxes with none are absent."""
+    """Each mailbox's counts in [since, until) (no end: until None); mailboxes with none are absent.
+
+    ``mailbox_ids`` None is every mailbox (no filter on the id, so the period's index range is all
+    the database reads).
+    """
+    return {key[0]: counts for key, counts in _grouped(session, since, until, mailbox_ids, by_day=False).items()}
+
+
+def per_mailbox_day(session: Session, since: datetime, until: datetime | None,
+                    mailbox_ids: Iterable[int] | None = None) -> dict[tuple[int, str], Counts]:
+    """The same counts per mailbox and UTC day (``YYYY-MM-DD``): one scan gives a report its daily
+    table and, summed, its totals."""
+    return _grouped(session, since, until, mailbox_ids, by_day=True)
+
+
+def utc_day(session: Session, column: Any) -> Any:
+    """The UTC day of a stored time: the column holds UTC without a zone on PostgreSQL (a cast to
+    date is the day) and ISO text on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(column, Date)
+    return func.substr(column, 1, 10)
+
+
+def _grouped(session: Session, since: datetime, until: datetime | None, mailbox_ids: Iterable[int] | None,
+             by_day: bool) -> dict[tuple, Counts]:
     ids = None if mailbox_ids is None else list(mailbox_ids)
     end = until or datetime.max.replace(tzinfo=UTC)
-    sent = select(Touch.mailbox_id, func.count()).where(
-        Touch.sent_at >= since, Touch.sent_at < end, Touch.mailbox_id.is_not(None))
-    bounced = select(Bounce.mailbox_id, Bounce.source, func.count()).where(
+
+    def keyed(mailbox: Any, moment: Any) -> list[Any]:
+        return [mailbox, utc_day(session, moment)] if by_day else [mailbox]
+
+    sent_keys = keyed(Touch.mailbox_id, Touch.sent_at)
+    sent = select(*sent_keys, func.count()).where(Touch.sent_at >= since, Touch.sent_at < end,
+                                                  Touch.mailbox_id.is_not(None))
+    bounce_keys = keyed(Bounce.mailbox_id, Bounce.at)
+    bounced = select(*bounce_keys, Bounce.source, func.count()).where(
         Bounce.at >= since, Bounce.at < end, Bounce.mailbox_id.is_not(None), Bounce.about_our_message.is_(False))
-    complained = (select(Touch.mailbox_id, func.count()).select_from(InboundMessage)
+    complaint_keys = keyed(Touch.mailbox_id, InboundMessage.received_at)
+    complained = (select(*complaint_keys, func.count()).select_from(InboundMessage)
                   .join(Touch, Touch.id == InboundMessage.touch_id)
                   .where(InboundMessage.kind == "complaint", InboundMessage.received_at >= since,
-                         InboundMessage.received_at < end))
+                         InboundMessage.received_at < end, Touch.mailbox_id.is_not(None)))
     if ids is not None:
         sent, bounced = sent.where(Touch.mailbox_id.in_(ids)), bounced.where(Bounce.mailbox_id.in_(ids))
         complained = complained.where(Touch.mailbox_id.in_(ids))
-    found: dict[int, dict[str, int]] = {}
-    for mailbox_id, n in session.exec(sent.group_by(Touch.mailbox_id)):
-        found.setdefault(mailbox_id, {})["sent"] = n
-    for mailbox_id, source, n in session.exec(bounced.group_by(Bounce.mailbox_id, Bounce.source)):
-        tally = found.setdefault(mailbox_id, {})
+    found: dict[tuple, dict[str, int]] = {}
+    for *key, n in session.exec(sent.group_by(*sent_keys)):
+        found.setdefault(_key(key), {})["sent"] = n
+    for *key, source, n in session.exec(bounced.group_by(*bounce_keys, Bounce.source)):
+        tally = found.setdefault(_key(key), {})
         tally["bounces"] = tally.get("bounces", 0) + n
         if source == "smtp":
             tally["refused"] = tally.get("refused", 0) + n
-    for mailbox_id, n in session.exec(complained.group_by(Touch.mailbox_id)):
-        if mailbox_id is not None:
-            found.setdefault(mailbox_id, {})["complaints"] = n
-    return {mailbox_id: Counts(**tally) for mailbox_id, tally in found.items()}
+    for *key, n in session.exec(complained.group_by(*complaint_keys)):
+        found.setdefault(_key(key), {})["complaints"] = n
+    return {key: Counts(**tally) for key, tally in found.items()}
+
+
+def _key(values: list[Any]) -> tuple:
+    """(mailbox_id,) or (mailbox_id, "YYYY-MM-DD"): a date from PostgreSQL is shown as SQLite's text."""
+    return tuple(value.isoformat() if isinstance(value, date) else value for value in values)

@@ -16,7 +16,7 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, or_
+from sqlalchemy import and_, case, or_, true
 from sqlmodel import Session, func, select
 
 from sequencer.core.config import Settings
@@ -31,7 +31,7 @@ from sequencer.core.models import (
     Touch,
 )
 from sequencer.deliverability import protection
-from sequencer.deliverability.counts import Counts, per_mailbox, rate
+from sequencer.deliverability.counts import Counts, per_mailbox_day, rate
 from sequencer.reports import SCHEMA_VERSION, sql
 from sequencer.reports.period import Scope
 from sequencer.sending import caps
@@ -48,9 +48,13 @@ def build(session: Session, now: datetime, settings: Settings, scope: Scope) -> 
     if scope.mailbox_ids is not None:
         query = query.where(Mailbox.id.in_(scope.mailbox_ids))
     boxes = list(session.exec(query))
-    ids = [box.id for box in boxes]
+    # No filter: no id list either, so each scan reads the period's index range and nothing else.
+    ids = None if scope.mailbox_ids is None else [box.id for box in boxes]
     domains = sorted({box.sending_domain for box in boxes})
-    counts = per_mailbox(session, scope.since, scope.until, ids)
+    by_day = per_mailbox_day(session, scope.since, scope.until, ids)  # one scan: the daily table and the totals
+    counts: dict[int, Counts] = defaultdict(Counts)
+    for (mailbox_id, _), day_counts in by_day.items():
+        counts[mailbox_id] += day_counts
     inbound = _inbound_by_mailbox(session, scope, ids)
     by_type = _bounces_by_type(session, scope, ids)
     everyone = list(session.exec(select(Mailbox).where(Mailbox.sending_domain.in_(domains))))
@@ -81,12 +85,13 @@ def build(session: Session, now: datetime, settings: Settings, scope: Scope) -> 
         "thresholds": {"complaint_warn": limits.complaint_warn, "complaint_pause": limits.complaint_pause,
                        "bounce_warn": limits.bounce_warn, "bounce_pause": limits.bounce_pause,
                        "min_sample": limits.min_sample, "window_days": limits.window_days},
-        "totals": _figures(sum(counts.values(), Counts()), _sum_maps(inbound.values()), _sum_maps(by_type.values())),
+        "totals": _figures(sum((counts[box.id] for box in boxes if box.id in counts), Counts()),
+                           _sum_maps(inbound.values()), _sum_maps(by_type.values())),
         "mailboxes": mailbox_rows, "domains": domain_rows,
         "bounce_reasons": bounce_reasons(session, scope, ids, attempted),
         "status_codes": status_codes(session, scope, ids),
         "unsubscribes": unsubscribes(session, scope, ids),
-        "daily": daily(session, scope, boxes),
+        "daily": daily(by_day, boxes),
     }
     document["empty"] = not boxes or (attempted == 0 and not any(document["totals"][k] for k in (
         "bounces", "complaints", "replies", "unsubscribe_requests")))
@@ -128,12 +133,17 @@ def _sum_maps(maps: Any) -> dict[str, int]:
     return total
 
 
-def _inbound_by_mailbox(session: Session, scope: Scope, ids: list[int]) -> dict[int, dict[str, int]]:
+def _only(column: Any, ids: list[int] | None) -> Any:
+    """``column IN ids``, or no condition at all when every mailbox is asked for."""
+    return true() if ids is None else column.in_(ids)
+
+
+def _inbound_by_mailbox(session: Session, scope: Scope, ids: list[int] | None) -> dict[int, dict[str, int]]:
     rows = session.exec(
         select(Touch.mailbox_id, InboundMessage.kind, func.count()).select_from(InboundMessage)
         .join(Touch, Touch.id == InboundMessage.touch_id)
         .where(InboundMessage.kind.in_(("reply", "unsubscribe_request")), InboundMessage.received_at >= scope.since,
-               InboundMessage.received_at < scope.until, Touch.mailbox_id.in_(ids))
+               InboundMessage.received_at < scope.until, _only(Touch.mailbox_id, ids))
         .group_by(Touch.mailbox_id, InboundMessage.kind))
     found: dict[int, dict[str, int]] = defaultdict(dict)
     for mailbox_id, kind, n in rows:
@@ -141,12 +151,12 @@ def _inbound_by_mailbox(session: Session, scope: Scope, ids: list[int]) -> dict[
     return found
 
 
-def _bounce_filter(scope: Scope, ids: list[int]) -> Any:
-    return and_(Bounce.at >= scope.since, Bounce.at < scope.until, Bounce.mailbox_id.in_(ids),
+def _bounce_filter(scope: Scope, ids: list[int] | None) -> Any:
+    return and_(Bounce.at >= scope.since, Bounce.at < scope.until, _only(Bounce.mailbox_id, ids),
                 Bounce.about_our_message.is_(False))
 
 
-def _bounces_by_type(session: Session, scope: Scope, ids: list[int]) -> dict[int, dict[str, int]]:
+def _bounces_by_type(session: Session, scope: Scope, ids: list[int] | None) -> dict[int, dict[str, int]]:
     found: dict[int, dict[str, int]] = defaultdict(dict)
     for mailbox_id, kind, n in session.exec(select(Bounce.mailbox_id, Bounce.bounce_type, func.count())
                                             .where(_bounce_filter(scope, ids))
@@ -155,7 +165,7 @@ def _bounces_by_type(session: Session, scope: Scope, ids: list[int]) -> dict[int
     return found
 
 
-def bounce_reasons(session: Session, scope: Scope, ids: list[int], attempted: int) -> list[dict[str, Any]]:
+def bounce_reasons(session: Session, scope: Scope, ids: list[int] | None, attempted: int) -> list[dict[str, Any]]:
     rows = session.exec(select(Bounce.bounce_type, Bounce.bounce_reason, func.count()).where(_bounce_filter(scope, ids))
                         .group_by(Bounce.bounce_type, Bounce.bounce_reason)
                         .order_by(func.count().desc(), Bounce.bounce_type, Bounce.bounce_reason))
@@ -163,7 +173,7 @@ def bounce_reasons(session: Session, scope: Scope, ids: list[int], attempted: in
              "rate": _round(rate(n, attempted))} for kind, reason, n in rows]
 
 
-def status_codes(session: Session, scope: Scope, ids: list[int]) -> list[dict[str, Any]]:
+def status_codes(session: Session, scope: Scope, ids: list[int] | None) -> list[dict[str, Any]]:
     """The most frequent status codes, each with one of the servers' own diagnostics as an example."""
     rows = session.exec(select(Bounce.status_code, func.count(), func.max(Bounce.diagnostic))
                         .where(_bounce_filter(scope, ids)).group_by(Bounce.status_code)
@@ -171,7 +181,7 @@ def status_codes(session: Session, scope: Scope, ids: list[int]) -> list[dict[st
     return [{"status_code": code or "(none)", "count": n, "example": example or ""} for code, n, example in rows]
 
 
-def unsubscribes(session: Session, scope: Scope, ids: list[int]) -> dict[str, Any]:
+def unsubscribes(session: Session, scope: Scope, ids: list[int] | None) -> dict[str, Any]:
     """Unsubscribes in the period, and how long a mailed request took to reach the suppression list.
 
     A one-click unsubscribe (RFC 8058) is suppressed in the request that makes it, so only the
@@ -186,7 +196,7 @@ def unsubscribes(session: Session, scope: Scope, ids: list[int]) -> dict[str, An
         .join(Touch, Touch.id == InboundMessage.touch_id)
         .join(SuppressionEntry, and_(SuppressionEntry.kind == "email", SuppressionEntry.value == Touch.recipient))
         .where(InboundMessage.kind == "unsubscribe_request", InboundMessage.received_at >= scope.since,
-               InboundMessage.received_at < scope.until, Touch.mailbox_id.in_(ids))).one()
+               InboundMessage.received_at < scope.until, _only(Touch.mailbox_id, ids))).one()
     count, mean, longest = mailed
     return {"suppressed": session.exec(entries).one() if scope.mailbox_ids is None else count,
             "mailed_requests_suppressed": count,
@@ -194,37 +204,19 @@ def unsubscribes(session: Session, scope: Scope, ids: list[int]) -> dict[str, An
             "max_seconds_to_suppression": None if longest is None else round(max(float(longest), 0.0), 1)}
 
 
-def daily(session: Session, scope: Scope, boxes: list[Mailbox]) -> list[dict[str, Any]]:
+def daily(by_day: dict[tuple[int, str], Counts], boxes: list[Mailbox]) -> list[dict[str, Any]]:
     """Per mailbox and UTC day: sends against the day's cap and warm-up stage, bounces, complaints."""
-    ids = [box.id for box in boxes]
-    sent_day = sql.day(session, Touch.sent_at)
-    found: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: {"sent": 0, "bounces": 0, "complaints": 0})
-    for mailbox_id, day, n in session.exec(select(Touch.mailbox_id, sent_day, func.count()).where(
-            Touch.sent_at >= scope.since, Touch.sent_at < scope.until, Touch.mailbox_id.in_(ids))
-            .group_by(Touch.mailbox_id, sent_day)):
-        found[mailbox_id, day]["sent"] = n
-    bounce_day = sql.day(session, Bounce.at)
-    for mailbox_id, day, n in session.exec(select(Bounce.mailbox_id, bounce_day, func.count())
-                                           .where(_bounce_filter(scope, ids)).group_by(Bounce.mailbox_id, bounce_day)):
-        found[mailbox_id, day]["bounces"] = n
-    complaint_day = sql.day(session, InboundMessage.received_at)
-    for mailbox_id, day, n in session.exec(
-            select(Touch.mailbox_id, complaint_day, func.count()).select_from(InboundMessage)
-            .join(Touch, Touch.id == InboundMessage.touch_id)
-            .where(InboundMessage.kind == "complaint", InboundMessage.received_at >= scope.since,
-                   InboundMessage.received_at < scope.until, Touch.mailbox_id.in_(ids))
-            .group_by(Touch.mailbox_id, complaint_day)):
-        found[mailbox_id, day]["complaints"] = n
     by_id = {box.id: box for box in boxes}
     rows = []
-    for (mailbox_id, day), tally in sorted(found.items(), key=lambda item: (item[0][1], by_id[item[0][0]].address)):
+    for (mailbox_id, day), tally in sorted(by_day.items(), key=lambda item: (item[0][1], by_id[item[0][0]].address)):
         box = by_id[mailbox_id]
         on = date.fromisoformat(day)
         cap, label = caps.mailbox_daily_limit(box, on)
         stage = (on - box.warmup_started_on).days + 1 if box.warmup_start and box.warmup_started_on else None
-        rows.append({"day": day, "mailbox": box.address, **tally, "cap": cap, "cap_label": label,
+        rows.append({"day": day, "mailbox": box.address, "sent": tally.sent, "refused": tally.refused,
+                     "bounces": tally.bounces, "complaints": tally.complaints, "cap": cap, "cap_label": label,
                      "warmup_day": stage if stage is None or stage > 0 else None,
-                     "cap_used": _round(rate(tally["sent"], cap))})
+                     "cap_used": _round(rate(tally.sent, cap))})
     return rows
 
 

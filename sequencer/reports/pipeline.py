@@ -36,12 +36,12 @@ DAYS_PER_MONTH = 365.25 / 12
 
 def build(session: Session, now: datetime, settings: Settings, scope: Scope) -> dict[str, Any]:
     """The whole report as one JSON-ready document (schema ``pipeline``, version ``SCHEMA_VERSION``)."""
-    leads = speed_to_lead(session, scope)
+    leads, spread = speed_to_lead(session, scope)
     steps = touches_by_step(session, scope)
     meetings = meeting_funnel(session, now, settings, scope)
     document = {
         "schema": "pipeline", "version": SCHEMA_VERSION, "generated_at": now.isoformat(), "period": scope.to_dict(),
-        "speed_to_lead": leads, "lead_distribution": lead_distribution(session, scope),
+        "speed_to_lead": leads, "lead_distribution": spread,
         "steps": steps, "ab_tests": ab_tests(steps), "meetings": meetings,
         "cost": cost(settings, scope, meetings),
     }
@@ -57,8 +57,13 @@ def _in_scope(query: Any, scope: Scope) -> Any:
     return query.where(Touch.mailbox_id.in_(scope.mailbox_ids)) if scope.mailbox_ids is not None else query
 
 
-def speed_to_lead(session: Session, scope: Scope) -> list[dict[str, Any]]:
-    """Per signal type, for signals in the period whose first touch came in it too.
+LEAD_BUCKETS = ((60, "under 1 min"), (300, "1-5 min"), (900, "5-15 min"), (3600, "15-60 min"),
+                (14400, "1-4 h"), (86400, "4-24 h"), (None, "over 24 h"))
+
+
+def speed_to_lead(session: Session, scope: Scope) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per signal type, for signals in the period whose first touch came in it too; and how many
+    leads were first touched within each span (the histogram of the HTML page). One query.
 
     A signal in the period has its first touch after ``since``, so the first touch of its
     enrollment among the period's touches is its first touch at all.
@@ -73,33 +78,19 @@ def speed_to_lead(session: Session, scope: Scope) -> list[dict[str, Any]]:
     ranked = select(leads.c.type, leads.c.lead,
                     func.row_number().over(partition_by=leads.c.type, order_by=leads.c.lead).label("rank"),
                     func.count().over(partition_by=leads.c.type).label("n")).subquery()
-    rows = session.exec(select(
+    spans = [func.sum(case((ranked.c.lead < literal(limit), 1), else_=0)) for limit, _ in LEAD_BUCKETS if limit]
+    rows = list(session.exec(select(
         ranked.c.type, ranked.c.n, sql.nearest_rank(ranked.c.rank, ranked.c.n, 0.5, ranked.c.lead),
         sql.nearest_rank(ranked.c.rank, ranked.c.n, 0.9, ranked.c.lead),
-        func.sum(case((ranked.c.lead <= literal(FAST_LEAD_SECONDS), 1), else_=0)))
-        .group_by(ranked.c.type, ranked.c.n).order_by(ranked.c.type))
-    return [{"signal_type": kind, "leads": n, "p50_seconds": _seconds(p50), "p90_seconds": _seconds(p90),
-             "within_5_minutes": int(fast or 0), "within_5_minutes_share": _round(rate(int(fast or 0), n))}
-            for kind, n, p50, p90, fast in rows]
-
-
-LEAD_BUCKETS = ((60, "under 1 min"), (300, "1-5 min"), (900, "5-15 min"), (3600, "15-60 min"),
-                (14400, "1-4 h"), (86400, "4-24 h"))
-
-
-def lead_distribution(session: Session, scope: Scope) -> list[dict[str, Any]]:
-    """How many leads were first touched within each span (the histogram of the HTML page)."""
-    first = _in_scope(select(Touch.enrollment_id, func.min(Touch.sent_at).label("first_at"))
-                      .where(Touch.step_index >= 0), scope).group_by(Touch.enrollment_id).subquery()
-    lead = sql.seconds_between(session, Signal.occurred_at, first.c.first_at)
-    bucket = case(*[(lead < literal(limit), literal(index)) for index, (limit, _) in enumerate(LEAD_BUCKETS)],
-                  else_=literal(len(LEAD_BUCKETS)))
-    rows = dict(session.exec(
-        select(bucket, func.count()).select_from(first).join(Enrollment, Enrollment.id == first.c.enrollment_id)
-        .join(Signal, Signal.id == Enrollment.signal_id)
-        .where(Signal.occurred_at >= scope.since, Signal.occurred_at < scope.until).group_by(bucket)).all())
-    labels = [label for _, label in LEAD_BUCKETS] + ["over 24 h"]
-    return [{"span": label, "leads": int(rows.get(index, 0))} for index, label in enumerate(labels)]
+        func.sum(case((ranked.c.lead <= literal(FAST_LEAD_SECONDS), 1), else_=0)), *spans)
+        .group_by(ranked.c.type, ranked.c.n).order_by(ranked.c.type)))
+    by_type = [{"signal_type": kind, "leads": n, "p50_seconds": _seconds(p50), "p90_seconds": _seconds(p90),
+                "within_5_minutes": int(fast or 0), "within_5_minutes_share": _round(rate(int(fast or 0), n))}
+               for kind, n, p50, p90, fast, *_ in rows]
+    below = [sum(int(row[5 + i] or 0) for row in rows) for i in range(len(LEAD_BUCKETS) - 1)]  # leads under each
+    total = sum(row[1] for row in rows)
+    counts = [b - a for a, b in zip([0, *below], [*below, total], strict=True)]
+    return by_type, [{"span": label, "leads": n} for (_, label), n in zip(LEAD_BUCKETS, counts, strict=True)]
 
 
 def touches_by_step(session: Session, scope: Scope) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The few pieces of the report queries that SQLite and PostgreSQL spell differently.
 
-Times are stored as UTC (``UTCDateTime``): on SQLite as ISO text, on PostgreSQL as
-``timestamptz``, so a day is cut in UTC on both.
+Times are stored as UTC (``UTCDateTime``): on SQLite as ISO text, on PostgreSQL as a
+timestamp without zone. The UTC day is ``sequencer.deliverability.counts.utc_day``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,6 @@ from sqlmodel import Session
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-def day(session: Session, column: Any) -> ColumnElement:
-    """``YYYY-MM-DD`` of a UTC time."""
-    if is_postgres(session):
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", column)
 
 
 def seconds_between(session: Session, start: Any, end: Any) -> ColumnElement:
