@@ -146,6 +146,8 @@ class Enrollment(SQLModel, table=True):
     enrolled_at: datetime | None = utc_column()
     finished_at: datetime | None = utc_column()
     version: int = 0
+    # Taken by one tick on PostgreSQL until then (lifecycle.take_due): the other ticks skip it; a claim frees it.
+    taken_until: datetime | None = utc_column()
 
 
 class Touch(SQLModel, table=True):

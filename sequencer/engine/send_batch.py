@@ -196,6 +196,7 @@ def _claim_all(session: Session, now: datetime, planned: list[PlannedEmail], lea
         if isinstance(exc, OperationalError) and not db.is_lock_conflict(exc):
             raise
         session.rollback()
+        lifecycle.free(session, [item.ctx.enrollment for item in planned])
         return ["lost_race"] * len(planned)
     return outcomes
 

@@ -133,14 +133,7 @@ def _load_due(session: Session, now: datetime, runtime: Runtime, state: TickStat
     their recipient domains' cap counters. A row another worker changes after this read
     is caught by the compare-and-set in ``claim``. ``only``: of these enrollments.
     """
-    due = list(session.exec(
-        select(Enrollment)
-        .where(Enrollment.state == "active", Enrollment.next_due_at <= now,
-               *([Enrollment.id.in_(only)] if only is not None else []))
-        .order_by(Enrollment.next_due_at, Enrollment.id)
-        .limit(limit)
-        .execution_options(populate_existing=True)
-    ).all())
+    due = lifecycle.take_due(session, now, limit, only)  # several ticks on PostgreSQL share them out
     state.rows.extend(due)
     prospects = _by_id(session, Prospect, {e.prospect_id for e in due})
     state.rows.extend(prospects)

@@ -13,7 +13,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, tuple_, update
+from sqlalchemy import Update, bindparam, insert, or_, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -22,6 +22,49 @@ from sequencer.core.models import Enrollment, Prospect, SequenceVersion, Signal
 from sequencer.sequences import schedule
 
 ACTIVE_STATES = ("active", "paused")
+# How long due enrollments taken by one tick are out of the other ticks' sight (``take_due``):
+# longer than a tick takes to plan 1,000 of them; the first claim on each frees it.
+PLAN_LEASE = timedelta(seconds=30)
+
+
+def take_due(session: Session, now: datetime, limit: int, only: list[int] | None = None,
+             lease: timedelta = PLAN_LEASE) -> list[Enrollment]:
+    """The due enrollments one tick will walk, freshly read, oldest due first.
+
+    On PostgreSQL many tick processes share the due work: each takes its rows with ``FOR
+    UPDATE SKIP LOCKED`` and marks them ``taken_until`` now + ``lease`` in one short,
+    committed statement, so the other ticks skip them instead of planning them too and
+    losing every claim. Every claim frees the row again (``_claim_statement``), and a row
+    whose tick died is free when the lease ends. Nothing else about it changes: the
+    compare-and-set claims still decide who changes an enrollment. SQLite serves one
+    process: the rows are read as they are.
+    """
+    where = [Enrollment.state == "active", Enrollment.next_due_at <= now,
+             *([Enrollment.id.in_(only)] if only is not None else [])]
+    order = (Enrollment.next_due_at, Enrollment.id)
+    if session.get_bind().dialect.name != "postgresql":
+        return list(session.exec(select(Enrollment).where(*where).order_by(*order).limit(limit)
+                                 .execution_options(populate_existing=True)).all())
+    free = or_(Enrollment.taken_until.is_(None), Enrollment.taken_until <= now)
+    due = select(Enrollment.id).where(*where, free).order_by(*order).limit(limit).with_for_update(skip_locked=True)
+    taken = list(session.connection().execute(
+        update(Enrollment).where(Enrollment.id.in_(due.scalar_subquery())).values(taken_until=now + lease)
+        .returning(Enrollment.id).execution_options(synchronize_session=False)).scalars())
+    session.commit()
+    if not taken:
+        return []
+    return list(session.exec(select(Enrollment).where(Enrollment.id.in_(taken)).order_by(*order)
+                             .execution_options(populate_existing=True)).all())
+
+
+def free(session: Session, enrollments: list[Enrollment]) -> None:
+    """Give back rows this tick took and will not change after all (a batch claim undone),
+    so the next tick takes them at once rather than after the lease (commits)."""
+    ids = sorted(enrollment.id for enrollment in enrollments)
+    if ids and session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(update(Enrollment).where(Enrollment.id.in_(ids)).values(taken_until=None)
+                                     .execution_options(synchronize_session=False))
+        session.commit()
 
 
 def claim(session: Session, enrollment: Enrollment, expected: int | None = None, **values: Any) -> bool:
@@ -70,7 +113,7 @@ def _claim_many_statement(names: tuple[str, ...]) -> Update:
         # The ids alone let SQLite find the rows by key; with only the pairs it scans the table.
         .where(Enrollment.id.in_(bindparam("ids", expanding=True)),
                tuple_(Enrollment.id, Enrollment.version).in_(bindparam("claims", expanding=True)))
-        .values(version=Enrollment.version + 1, **{name: bindparam(name) for name in names})
+        .values(version=Enrollment.version + 1, taken_until=None, **{name: bindparam(name) for name in names})
         .returning(Enrollment.id)
         .execution_options(synchronize_session=False)
     )
@@ -82,7 +125,7 @@ def _claim_statement(names: tuple[str, ...]) -> Update:
     return (
         update(Enrollment)
         .where(Enrollment.id == bindparam("claim_id"), Enrollment.version == bindparam("claim_version"))
-        .values(version=bindparam("claim_next"), **{name: bindparam(name) for name in names})
+        .values(version=bindparam("claim_next"), taken_until=None, **{name: bindparam(name) for name in names})
         .execution_options(synchronize_session=False)
     )
 

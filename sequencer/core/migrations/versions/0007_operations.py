@@ -1,4 +1,4 @@
-"""#14: distributed operations: mailbox relay failures (the batch back-off) and IMAP settings
+"""#14: distributed operations: mailbox relay failures (the batch back-off), IMAP settings, enrollment taken_until
 
 Revision ID: 0007
 Revises: 0006
@@ -35,9 +35,13 @@ def upgrade() -> None:
     with op.batch_alter_table('mailbox', schema=None) as batch_op:
         for name, type_, _ in _COLUMNS:
             batch_op.alter_column(name, existing_type=type_, server_default=None)
+    with op.batch_alter_table('enrollment', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('taken_until', sequencer.core.models.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('enrollment', schema=None) as batch_op:
+        batch_op.drop_column('taken_until')
     with op.batch_alter_table('mailbox', schema=None) as batch_op:
         for name, _, _ in reversed(_COLUMNS):
             batch_op.drop_column(name)
