@@ -15,7 +15,7 @@ from channels.email import DeliveryError, SmtpSender
 from channels.outbox import OutboxSender
 from sequencer.core.config import Settings
 from sequencer.core.models import Enrollment, Touch
-from sequencer.domains.health import sending_problem
+from sequencer.domains.health import paused_problem, sending_problem
 from sequencer.engine.guards import DEFAULT_GUARDS
 from sequencer.engine.runtime import Runtime
 from sequencer.inbound.bounce_log import record_bounce
@@ -52,11 +52,10 @@ def build(settings: Settings, sender: object | None = None, check_domains: bool 
         remembering the answer in the process saves a read per touch, and a re-check made
         elsewhere counts within a minute.
         """
-        if not check_domains:
-            return ""
         if domain in remembered and remembered[domain][0] > now:
             return remembered[domain][1]
-        problem = sending_problem(session, now, settings, domain)
+        # Without DNS checks a domain's pause (deliverability protection) still holds.
+        problem = sending_problem(session, now, settings, domain) if check_domains else paused_problem(session, domain)
         remembered[domain] = (now + DOMAIN_MEMORY, problem)
         return problem
 

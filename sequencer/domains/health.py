@@ -136,13 +136,19 @@ def sending_problem(session: Session, now: datetime, settings: Settings, domain:
         row = verdict_for(session, now, settings, domain)
     except ValueError as exc:  # a malformed domain or resolver setting: nothing was checked
         return f"sending domain {domain!r} cannot be checked: {exc}"
-    paused = session.get(SendingDomainPause, row.domain)  # sequencer.deliverability.protection
-    if paused is not None and paused.paused:
-        return f"sending domain {row.domain} paused: {paused.reason}"
+    problem = paused_problem(session, row.domain)
+    if problem:
+        return problem
     health = health_of(row)
     if health.may_send:
         return ""
     return f"sending domain {row.domain} health {health.status}: {health.explanation}"
+
+
+def paused_problem(session: Session, domain: str) -> str:
+    """Why ``domain`` may not send because protection (or a person) paused it, or ""."""
+    paused = session.get(SendingDomainPause, domain)  # written by sequencer.deliverability.protection
+    return f"sending domain {domain} paused: {paused.reason}" if paused is not None and paused.paused else ""
 
 
 def refresh_due(session: Session, now: datetime, settings: Settings) -> list[DomainCheck]:

@@ -163,3 +163,20 @@ def test_resume_of_an_unknown_mailbox_is_refused(tmp_path: Path, monkeypatch, db
 
     assert result.exit_code == 1
     assert "unknown mailbox 'nobody@outreach-acme.example'" in result.output
+
+
+def test_a_paused_domain_defers_its_touches_even_without_dns_checks(desk, session, clock, smtp) -> None:
+    session.add(SendingDomainPause(domain="outreach-acme.example", paused_by="protection",
+                                   reason="bounce rate 6.67% (8 of 120 sends) reached the pause threshold 5.00%"))
+    session.commit()
+    _due(session, clock, "dana@northwind.example")
+
+    assert tick(session, clock, desk).outcomes == {"deferred": 1}
+    step = explain(session, "dana@northwind.example").stories[0].steps[0]
+    assert "sending domain outreach-acme.example paused: bounce rate 6.67%" in step.detail
+    assert enrollment_of(session, "dana@northwind.example").state == "active"
+
+    protection.resume_domain(session, clock.now(), "outreach-acme.example", "alex")
+    clock.advance(timedelta(hours=1))
+    assert tick(session, clock, desk).outcomes == {"sent": 1}
+    assert [m.rcpt_tos for m in smtp.messages] == [["dana@northwind.example"]]
