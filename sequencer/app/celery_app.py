@@ -39,6 +39,7 @@ from sequencer.core.yaml_source import SourceError
 from sequencer.engine import tick as engine
 from sequencer.engine.runtime import Runtime
 from sequencer.inbound import mailbox_poll
+from sequencer.intake import signals
 from sequencer.meetings import reminders
 from sequencer.sending import mailboxes
 from sequencer.sequences import versions, vocabulary
@@ -53,6 +54,7 @@ INBOUND_POLL_TASK = "sequencer.inbound_poll"
 MEETINGS_SECONDS = 60.0  # reminders are due at 24 h and 1 h before a meeting: a minute late is on time
 TICK_SECONDS = float(os.environ.get("SEQUENCER_TICK_SECONDS", "10"))
 DOMAIN_REFRESH_SECONDS = 15 * 60
+INGEST_BATCH = 200  # waiting signals an ingest task takes with its own
 
 # PostgreSQL advisory lock keys (any fixed 64-bit numbers unique to this application).
 MIGRATE_LOCK = 0x5E9_0002  # held while the schema is upgraded
@@ -241,7 +243,10 @@ def ingest_signal(signal_ids: int | list[int]) -> str:
                 return "missing"
             return "already_processed"
         _prepare_once(session)
-        report = engine.act_on_signals(session, SystemClock(), _runtime(), list(fresh))
+        # Under load, take the others waiting too (their own messages then find them done):
+        # one pass for many signals instead of one task each, so processing keeps up in batches.
+        waiting = [signal.id for signal in signals.unprocessed(session, INGEST_BATCH)]
+        report = engine.act_on_signals(session, SystemClock(), _runtime(), sorted({*fresh, *waiting}))
     log.info("signals %s: steps %s", ids, report.outcomes)
     return "processed"
 

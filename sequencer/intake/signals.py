@@ -32,6 +32,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -345,9 +346,12 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     if not rows:
         return {}
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    if dialect == "postgresql" and len(rows) >= COPY_FROM:
         return _copy_new(session, rows)
     return dict(session.connection().execute(_insert_statement(dialect), rows).all())
+
+
+COPY_FROM = 50  # rows; fewer go as one INSERT (COPY's scratch table costs three more round trips)
 
 
 _COLUMNS = ("type", "dedupe_key", "email", "domain", "payload", "source", "occurred_at", "received_at")
@@ -384,11 +388,12 @@ def _naive_utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment else None
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=2)
 def _insert_statement(dialect: str) -> Any:
-    """SQLite's: executed with all the rows, sent as multi-row VALUES pages ("insertmanyvalues")."""
+    """Executed with all the rows, sent as multi-row VALUES pages ("insertmanyvalues")."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return (
-        sqlite_insert(Signal).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        insert(Signal).on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(Signal.dedupe_key, Signal.id)
     )
 
