@@ -19,7 +19,7 @@ from sequencer.core.models import Enrollment, Prospect, SequenceVersion, Touch
 from sequencer.enrollments.lifecycle import ACTIVE_STATES, move_to_version
 from sequencer.sequences.versions import current_version, line_up_problem
 
-IN_FLIGHT = ("claimed", "sending")  # a touch whose send has started and not been recorded
+IN_FLIGHT = ("claimed", "outbox", "sending")  # a touch claimed for a send (send_batch) and not yet recorded
 
 
 @dataclass(frozen=True)
