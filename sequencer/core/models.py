@@ -164,7 +164,9 @@ class Touch(SQLModel, table=True):
     step_index: int
     step_id: str = ""
     channel: str = ""  # email | call | linkedin | manual_email | task
-    state: str = "claimed"  # claimed | sending | sent | queued | skipped | blocked | failed
+    # claimed | outbox (claimed by a send batch, not yet on the wire) | sending | sent | queued | skipped
+    # | blocked | failed | unknown | retry
+    state: str = "claimed"
     reason: str = ""
     variant: str = ""
     mailbox_id: int | None = Field(default=None, foreign_key="mailbox.id")
