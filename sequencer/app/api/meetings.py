@@ -67,14 +67,12 @@ def book_meeting(body: MeetingRequest, response: Response, session: SessionDep, 
 
 def _invite(session, settings, now, meeting) -> list[str] | str:
     """Who got the invitation, or why nobody did; the meeting is stored either way."""
-    try:
-        from sequencer.meetings import invites
-    except ImportError:
-        return "calendar invitations are not available"
-    from channels.email import DeliveryError, SmtpSender
+    from channels.email import DeliveryError
+    from sequencer.app.wiring import sender_for
+    from sequencer.meetings import invites
     from sequencer.sending import mailboxes
 
-    sender = SmtpSender()
+    sender = sender_for(settings)  # the sandbox's outbox when sandbox is set
     try:
         mailboxes.sync_from_settings(session, settings, now.date())
         return invites.deliver(session, now, settings, sender, meeting, "REQUEST")

@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
-from channels.email import SmtpSender
 from sequencer.app.api import NowDep, SessionDep, SettingsDep
+from sequencer.app.wiring import sender_for
 from sequencer.core import decisions
 from sequencer.core.config import ConfigError, Settings
 from sequencer.core.db import is_lock_conflict
@@ -105,7 +105,7 @@ def _apply(request: Request, session: Session, settings: Settings, now: datetime
         return _refusal(exc)
     answer = outcome.answer()
     if outcome.invite and outcome.meeting is not None:
-        sender = getattr(request.app.state, "sender", None) or SmtpSender()
+        sender = getattr(request.app.state, "sender", None) or sender_for(settings)
         try:
             answer["invited"] = invites.deliver(session, now, settings, sender, outcome.meeting, outcome.invite)
         except (MeetingError, ConfigError, OSError) as exc:

@@ -73,12 +73,9 @@ def _move(session: Session, meeting_id: int, move: Callable[..., object], *args:
 
 def deliver_invites(session: Session, config: Settings, meeting: Meeting, method: str) -> None:
     """Send the invitation for what was just committed; the meeting stands whatever happens to the email."""
-    try:
-        from sequencer.meetings import invites
-    except ImportError:  # the invitations module is not installed yet
-        err_console.print("note: calendar invitations are not available (sequencer.meetings.invites): none sent")
-        return
-    from channels.email import DeliveryError, SmtpSender
+    from channels.email import DeliveryError
+    from sequencer.app.wiring import sender_for
+    from sequencer.meetings import invites
     from sequencer.sending import mailboxes
 
     try:  # the mailboxes of sequencer.toml, as `sequencer run` syncs them: the invitation goes from one
@@ -87,7 +84,7 @@ def deliver_invites(session: Session, config: Settings, meeting: Meeting, method
         err_console.print(f"[yellow]warning:[/yellow] meeting #{meeting.id} is stored, but no invitation was sent: "
                           f"{escape(str(exc))}", highlight=False)
         return
-    sender = SmtpSender()
+    sender = sender_for(config)  # the sandbox's outbox when sandbox is set: no trial invitation leaves
     try:
         sent = invites.deliver(session, SystemClock().now(), config, sender, meeting, method)
     except (DeliveryError, MeetingError, ConfigError) as exc:
