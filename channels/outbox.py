@@ -20,11 +20,20 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from email.errors import HeaderParseError
 from pathlib import Path
 
-from channels.email import DeliveryError, HeaderTooLong, OutgoingEmail, UnsendableMessage, new_message_id, wire
+from channels.email import (
+    DeliveryError,
+    HeaderTooLong,
+    NotAttempted,
+    OutgoingEmail,
+    UnsendableMessage,
+    new_message_id,
+    wire,
+)
 
 SANDBOX_HEADER = "X-Sequencer-Sandbox"
 
@@ -42,13 +51,27 @@ class OutboxSender:
         self._lock = threading.Lock()
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
-    def send_many(self, emails: list[OutgoingEmail], deadline: float | None = None) -> list[DeliveryError | None]:
+    def send_many(self, emails: list[OutgoingEmail], deadline: float | None = None,
+                  on_start: Callable[[list[OutgoingEmail]], object] | None = None,
+                  start_chunk: int = 1) -> list[DeliveryError | None]:
         """Deliver every message; return, in order, each one's refusal or None when stored.
 
-        ``deadline`` is accepted for ``SmtpSender``'s interface; a local write does not wait on anyone.
+        ``SmtpSender``'s interface, kept whole: ``on_start`` is called before a message no earlier call
+        covered is stored, with it and up to ``start_chunk - 1`` of the next ones (the engine marks them
+        "sending" there, so a crash leaves them unknown, never resent); when it raises, the messages it
+        did not cover are not tried. ``deadline`` is accepted; a local write does not wait on anyone.
         """
         errors: list[DeliveryError | None] = []
-        for email in emails:
+        covered = 0
+        for index, email in enumerate(emails):
+            if on_start is not None and index >= covered:
+                chunk = emails[index:index + max(1, start_chunk)]
+                try:
+                    on_start(chunk)
+                except Exception as exc:  # the caller could not note the start: do not store what it cannot account for
+                    errors.extend(NotAttempted(f"not tried: {exc}") for _ in emails[index:])
+                    return errors
+                covered = index + len(chunk)
             try:
                 self.send(email)
             except DeliveryError as exc:

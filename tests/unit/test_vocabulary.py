@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.email import OutgoingEmail, UnsendableMessage
+from channels.email import NotAttempted, OutgoingEmail, UnsendableMessage
 from channels.outbox import OutboxSender
 from sequencer.core.config import REPO_TEMPLATES, Settings, resolve_templates
 from sequencer.sequences.versions import line_up_problem
@@ -114,3 +114,21 @@ def test_the_outbox_stores_the_wire_message_marked_and_refuses_what_smtp_would(t
     assert stored[0]["Return-Path"] == "<b+t1@outreach-acme.example>"
     assert stored[0]["Delivered-To"] == "dana@northwind.example"
     assert list((tmp_path / "outbox" / "tmp").iterdir()) == []
+
+
+def test_the_outbox_notes_each_start_as_the_engine_asks_and_stores_nothing_it_could_not_note(tmp_path: Path) -> None:
+    """send_batch marks messages "sending" through on_start before they go: the outbox keeps that contract."""
+    sender = OutboxSender(tmp_path / "outbox")
+    emails = [OutgoingEmail(mailbox=Account(), to=f"p{n}@northwind.example", subject="s", text="t") for n in range(5)]
+    noted: list[list[str]] = []
+
+    def note(chunk):
+        if len(noted) == 2:
+            raise RuntimeError("database gone")
+        noted.append([email.to for email in chunk])
+
+    errors = sender.send_many(emails, on_start=note, start_chunk=2)
+
+    assert noted == [["p0@northwind.example", "p1@northwind.example"], ["p2@northwind.example", "p3@northwind.example"]]
+    assert errors[:4] == [None] * 4 and isinstance(errors[4], NotAttempted)
+    assert len(list(mailbox.Maildir(tmp_path / "outbox", create=False))) == 4
