@@ -174,7 +174,7 @@ def test_a_soft_bounce_resends_the_step_after_the_back_off_and_gives_up_after_th
 
     for attempt in (1, 2):
         bounced = sent(smtp.messages[-1], settings.secret_key)
-        ingest_raw(session, clock.now(), settings, dsn(bounced, "4.2.2", "452 4.2.2 Mailbox full", action="delayed"))
+        ingest_raw(session, clock.now(), settings, dsn(bounced, "4.2.2", "452 4.2.2 Mailbox full"))
         assert enrollment_of(session, DANA).state == "active"
         clock.advance(timedelta(hours=23))
         tick(session, clock, runtime)
@@ -195,6 +195,21 @@ def test_a_soft_bounce_resends_the_step_after_the_back_off_and_gives_up_after_th
     clock.advance(timedelta(days=3))
     tick(session, clock, runtime)
     assert len(smtp.messages) == 3
+
+
+def test_a_delay_notice_is_not_a_bounce_to_act_on_the_sending_mta_still_retries(
+        session, clock, settings, runtime, smtp):
+    """Action: delayed (RFC 3464) means the message is still queued: a resend now could arrive twice."""
+    send_first_email(session, clock, runtime, smtp, DANA)
+    bounced = sent(smtp.messages[-1], settings.secret_key)
+
+    ingest_raw(session, clock.now(), settings, dsn(bounced, "4.2.2", "452 4.2.2 Mailbox full", action="delayed"))
+    clock.advance(timedelta(hours=25))
+    tick(session, clock, runtime)
+
+    assert enrollment_of(session, DANA).state == "active"
+    assert len(smtp.messages) == 1, "no resend of a message the sending MTA still holds"
+    assert suppression(session, DANA) is None
 
 
 @sqlite_only
