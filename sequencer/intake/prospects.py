@@ -1,8 +1,9 @@
 """Prospects and accounts: create or update them, one at a time or as a batch of rows.
 
 ``upsert_rows`` is the one way rows from outside (a CSV import, ``POST /prospects``) are
-stored: each row is cleaned (``prospect_values``) and written inside a savepoint, so a bad
-row is an error naming it and never half a prospect; rows are committed in batches. A row
+stored: each row is cleaned (``prospect_values``) before anything is written, so a bad row is
+an error naming it and never half a prospect; rows are read, written and committed in batches
+(one lookup per batch, not per row: see ``upsert_rows``). A row
 updates the prospect with its email address (re-importing a file changes nothing twice),
 and an empty value never erases a stored one.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 
 from sequencer.core.models import Account, Prospect
@@ -33,6 +35,7 @@ from sequencer.intake.prospect_values import Cleaned, clean
 from suppression.normalize import domain_of, normalize_domain, normalize_email
 
 MAX_ROWS = 100_000  # in one call; a bigger list is split by the caller (CRMs export in pieces too)
+IN_CHUNK = 500  # values in one IN (...): well under SQLite's and PostgreSQL's bound-parameter limits
 
 
 @dataclass(frozen=True)
@@ -70,30 +73,143 @@ def upsert_rows(
     report: ImportReport | None = None,
 ) -> ImportReport:
     """Store every good row of ``rows`` (create or update by email) and commit; the report
-    names each refused row and each row stored without a time zone. Stable: the HTTP API calls it."""
+    names each refused row and each row stored without a time zone. Stable: the HTTP API calls it.
+
+    Rows go in batches of ``batch``: every row is cleaned first (a bad value refuses its row
+    before anything is written), then the batch's known prospects and accounts are read in one
+    query each and the batch is flushed and committed once (``_store_batch``). A batch the
+    database refuses as a whole (a value too long for a column, a concurrent writer's row) is
+    rolled back to its savepoint and stored again one row at a time, each in its own savepoint,
+    so only the offending row is refused.
+    """
     report = report or ImportReport()
-    pending = 0
+    chunk: list[tuple[ProspectRow, _Ready]] = []
     for count, row in enumerate(rows, 1):
         if count > MAX_ROWS:
             report.errors.append(f"{row.where}: more than {MAX_ROWS} rows; the rest is not read (split the file)")
             break
         try:
-            with session.begin_nested():
-                prospect, created, warning = _upsert(session, now, row.values, row.custom)
-            report.stored += 1
-            report.created += created
-            pending += 1
-            if warning:
-                report.warnings.append(f"{row.where}: {prospect.email}: {warning}")
+            chunk.append((row, _ready(row.values, row.custom)))
         except ValueError as exc:
             report.errors.append(row.error(str(exc)))
         if progress:
             progress(1)
-        if pending >= batch:
-            session.commit()
-            pending = 0
+        if len(chunk) >= batch:
+            _store_chunk(session, now, chunk, report)
+            chunk = []
+    if chunk:
+        _store_chunk(session, now, chunk, report)
     session.commit()
     return report
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A row cleaned and keyed, nothing stored yet."""
+
+    address: str
+    cleaned: Cleaned
+    account_key: tuple[str, str] | None
+
+
+def _ready(values: dict[str, Any], custom: dict[str, Any] | None = None) -> _Ready:
+    """Clean a row; ``ValueError`` naming the field of a bad value. No database."""
+    address = _address(values.get("email"))
+    cleaned = clean({key: value for key, value in values.items() if key != "email"}, custom)
+    return _Ready(address, cleaned, account_key(address, cleaned))
+
+
+def _store_chunk(session: Session, now: datetime, chunk: list[tuple[ProspectRow, _Ready]],
+                 report: ImportReport) -> None:
+    """One batch: stored together, or (refused by the database) row by row; then committed."""
+    outcome = ImportReport()
+    try:
+        with session.begin_nested():
+            _store_batch(session, now, chunk, outcome)
+    except DBAPIError:
+        outcome = ImportReport()
+        store_one_by_one(session, now, [row for row, _ in chunk], outcome)
+    report.stored += outcome.stored
+    report.created += outcome.created
+    report.errors.extend(outcome.errors)
+    report.warnings.extend(outcome.warnings)
+    session.commit()
+
+
+def _store_batch(session: Session, now: datetime, chunk: list[tuple[ProspectRow, _Ready]],
+                 report: ImportReport) -> None:
+    """Accounts, then prospects, each read with one ``IN (...)`` and written with one flush.
+
+    Rows apply in order as ``_upsert`` would apply them one after the other: a company or a
+    person twice in the batch is the same object, updated by each of its rows in turn."""
+    domains = {ready.account_key[1] for _, ready in chunk if ready.account_key and ready.account_key[0] == "domain"}
+    names = {name_key(ready.account_key[1]) for _, ready in chunk
+             if ready.account_key and ready.account_key[0] == "name"}
+    by_domain = {a.domain: a for a in _in(session, Account, Account.domain, domains)}
+    by_name = {a.name_key: a for a in _in(session, Account, Account.name_key, names)}
+    accounts: list[Account | None] = []
+    for _, ready in chunk:
+        if ready.account_key is None:
+            accounts.append(None)
+            continue
+        kind, value = ready.account_key
+        if kind == "name":
+            key = name_key(value)
+            account = by_name.get(key) or Account(domain=None, name_key=key, name=value, custom={})
+            by_name[key] = account
+        else:
+            account = by_domain.get(value) or Account(domain=value, name=ready.cleaned.account.get("name", value),
+                                                      custom={})
+            by_domain[value] = account
+        for column, field_value in ready.cleaned.account.items():
+            setattr(account, column, field_value)
+        session.add(account)
+        accounts.append(account)
+    session.flush()  # the new accounts' ids
+    known = {p.email: p for p in _in(session, Prospect, Prospect.email, {ready.address for _, ready in chunk})}
+    created: set[str] = set()
+    for (row, ready), account in zip(chunk, accounts, strict=True):
+        prospect = known.get(ready.address)
+        if prospect is None:
+            prospect = known[ready.address] = Prospect(email=ready.address, created_at=now, custom={},
+                                                       timezone_source="none")
+            created.add(ready.address)
+        warning = _apply(prospect, ready.cleaned, account)
+        session.add(prospect)
+        report.stored += 1
+        if warning:
+            report.warnings.append(f"{row.where}: {prospect.email}: {warning}")
+    report.created += len(created)
+    session.flush()
+
+
+def _in(session: Session, model: type, column: Any, values: set[str]) -> list[Any]:
+    """The rows of ``model`` whose ``column`` is one of ``values``, in pieces a database takes."""
+    found: list[Any] = []
+    ordered = sorted(values)
+    for start in range(0, len(ordered), IN_CHUNK):
+        found.extend(session.exec(select(model).where(column.in_(ordered[start:start + IN_CHUNK]))))
+    return found
+
+
+def store_one_by_one(session: Session, now: datetime, rows: Iterable[ProspectRow], report: ImportReport) -> None:
+    """Each row in its own savepoint, with its own lookups and flush (the path before batches;
+    now the fallback for a batch the database refused): a row the database refuses is an error
+    naming it, and the others are stored. Does not commit."""
+    for row in rows:
+        try:
+            with session.begin_nested():
+                prospect, created, warning = _upsert(session, now, row.values, row.custom)
+        except ValueError as exc:
+            report.errors.append(row.error(str(exc)))
+            continue
+        except DBAPIError as exc:  # the database's own words, first line: a column, a constraint
+            report.errors.append(f"{row.where}: the database refused the row: {str(exc.orig).splitlines()[0]}")
+            continue
+        report.stored += 1
+        report.created += created
+        if warning:
+            report.warnings.append(f"{row.where}: {prospect.email}: {warning}")
 
 
 def upsert_prospect(
@@ -108,13 +224,20 @@ def upsert_prospect(
 def _upsert(session: Session, now: datetime, values: dict[str, Any],
             custom: dict[str, Any] | None = None) -> tuple[Prospect, bool, str]:
     """(prospect, created, warning); ``ValueError`` naming the field of a bad value."""
-    address = _address(values.get("email"))
-    cleaned = clean({key: value for key, value in values.items() if key != "email"}, custom)
-    account = _account_for(session, address, cleaned)
-    prospect = session.exec(select(Prospect).where(Prospect.email == address)).first()
+    ready = _ready(values, custom)
+    account = _account_for(session, ready)
+    prospect = session.exec(select(Prospect).where(Prospect.email == ready.address)).first()
     created = prospect is None
     if prospect is None:
-        prospect = Prospect(email=address, created_at=now, custom={}, timezone_source="none")
+        prospect = Prospect(email=ready.address, created_at=now, custom={}, timezone_source="none")
+    warning = _apply(prospect, ready.cleaned, account)
+    session.add(prospect)
+    session.flush()
+    return prospect, created, warning
+
+
+def _apply(prospect: Prospect, cleaned: Cleaned, account: Account | None) -> str:
+    """Set a row's values on ``prospect`` (an empty value erases nothing); the zone's warning."""
     for key, value in cleaned.prospect.items():
         setattr(prospect, key, value)
     if prospect.region and prospect.country:  # a state given on one import, its country on another
@@ -123,10 +246,7 @@ def _upsert(session: Session, now: datetime, values: dict[str, Any],
         prospect.custom = {**(prospect.custom or {}), **cleaned.custom}
     if account is not None:
         prospect.account_id = account.id
-    warning = _set_timezone(prospect, cleaned.timezone)
-    session.add(prospect)
-    session.flush()
-    return prospect, created, warning
+    return _set_timezone(prospect, cleaned.timezone)
 
 
 def _address(raw: Any) -> str:
@@ -180,14 +300,13 @@ def account_key(address: str, cleaned: Cleaned) -> tuple[str, str] | None:
     return "domain", domain
 
 
-def _account_for(session: Session, address: str, cleaned: Cleaned) -> Account | None:
-    key = account_key(address, cleaned)
-    if key is None:
+def _account_for(session: Session, ready: _Ready) -> Account | None:
+    if ready.account_key is None:
         return None
-    kind, value = key
+    kind, value = ready.account_key
     if kind == "name":
-        return upsert_account_by_name(session, value, cleaned.account)
-    return upsert_account(session, value, cleaned.account)
+        return upsert_account_by_name(session, value, ready.cleaned.account)
+    return upsert_account(session, value, ready.cleaned.account)
 
 
 def preview(values: dict[str, Any], custom: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
