@@ -88,11 +88,13 @@ class PlannedEmail:
 def send_planned(session: Session, now: datetime, runtime: Runtime, planned: list[PlannedEmail]) -> list[str]:
     """Send a batch of planned emails; return each one's outcome, in order.
 
-    Three steps. One transaction claims every enrollment (with a send lease), counts
-    each send against its caps and minimum gap, and records each touch as "sending".
-    Then the emails go out. Then one transaction records each as sent (or hands the
-    refusal to the stop rules) and moves its enrollment on. A crash between the two
-    leaves touches "sending", which the next tick records as "unknown", never resent.
+    Three steps. One transaction claims every enrollment (with a send lease fitted to the
+    batch), counts each send against its caps and minimum gap, and records each touch as
+    "outbox". Then the emails go out, each touch marked "sending" before its message
+    starts. Then one transaction records each as sent (or hands the refusal to the stop
+    rules, or retries a relay outage soon) and moves its enrollment on. A crash between
+    the two leaves touches "sending", which the next tick after the lease records as
+    "unknown", never resent, and touches "outbox", which it sends.
     """
     lease, budget = send_lease(runtime.settings, _largest_share(planned))
     outcomes = _claim_all(session, now, planned, lease)
