@@ -41,7 +41,10 @@ steps:
 """
 
 
-def test_the_loop_mails_a_new_signal_between_ticks(tmp_path: Path, smtp: LocalSmtpServer) -> None:
+@pytest.mark.parametrize("how", ["stored", "cli"])
+def test_the_loop_mails_a_new_signal_between_ticks(tmp_path: Path, smtp: LocalSmtpServer, how: str) -> None:
+    """``stored``: the signal waits unprocessed (as POST /signals leaves it); ``cli``: ``sequencer
+    signal`` stores and enrolls by itself, so the loop sees a new enrollment, not a signal."""
     (tmp_path / "templates" / "sequences").mkdir(parents=True)
     (tmp_path / "templates" / "steps").mkdir()
     (tmp_path / "templates" / "sequences" / "inbound.yaml").write_text(SEQUENCE)
@@ -72,16 +75,22 @@ def test_the_loop_mails_a_new_signal_between_ticks(tmp_path: Path, smtp: LocalSm
             time.sleep(0.1)
         time.sleep(1.0)  # past the first tick: from here only the wake can act before ten minutes
 
-        with new_session(engine) as session:
-            stored = signals.store_many(session, datetime.now(UTC), [signals.SignalIn(
-                "form_fill", email="priya@brightside.example", payload={"first_name": "Priya"})])
+        if how == "stored":
+            with new_session(engine) as session:
+                stored = signals.store_many(session, datetime.now(UTC), [signals.SignalIn(
+                    "form_fill", email="priya@brightside.example", payload={"first_name": "Priya"})])
+            assert stored[0].duplicate is False
+        else:
+            done = subprocess.run([str(SEQUENCER), "signal", "form_fill", "--email", "priya@brightside.example",
+                                   "--data", "first_name=Priya"], env=env, cwd=tmp_path, capture_output=True,
+                                  text=True)
+            assert done.returncode == 0, done.stdout + done.stderr
         deadline = time.monotonic() + WAIT
         while not smtp.messages and time.monotonic() < deadline and loop.poll() is None:
             time.sleep(0.1)
     finally:
         loop.terminate()
         loop.wait(timeout=30)
-    assert stored[0].duplicate is False
     assert [message.rcpt_tos for message in smtp.messages] == [["priya@brightside.example"]], log.read_text()
     assert b"Subject: Thanks, Priya" in smtp.messages[0].content
     with new_session(engine) as session:

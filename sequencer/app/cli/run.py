@@ -4,7 +4,9 @@ Between ticks the loop probes for a newly stored signal every ``WAKE_PROBE_SECON
 lookup in the partial index of unprocessed signals) and acts on it at once
 (``act_on_signals``: its first email, if due, goes out in that pass), so speed to lead is
 a fraction of a second, not the tick interval. The probe reads the database, so a signal
-stored by any process (``sequencer serve``, ``sequencer signal``, an import) wakes it.
+stored by any process (``sequencer serve``, an import) wakes it; so does an enrollment that
+another process created (``sequencer signal`` enrolls by itself): the loop then ticks at
+once, and the new enrollment's first email goes out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
+from sqlalchemy import func
+from sqlmodel import select
 
 from sequencer.app import housekeeping
 from sequencer.app import wiring as runtime
@@ -21,7 +25,9 @@ from sequencer.app.cli.common import console, fail, open_session, say_templates,
 from sequencer.app.cli.sequences import TEMPLATES_OPTION, workspace_vocabulary
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import ConfigError, signing_secret
+from sequencer.core.models import Enrollment
 from sequencer.core.yaml_source import SourceError
+from sequencer.engine.explain import last_touch_id, touch_lines
 from sequencer.engine.tick import act_on_signals, tick
 from sequencer.inbound import mailbox_poll
 from sequencer.intake import signals
@@ -46,8 +52,9 @@ def _prepare(session, config) -> None:
         fail(str(exc))
 
 
-def _sleep_until_signal(session, seconds: float) -> bool:
-    """Wait up to ``seconds``; True as soon as a stored signal waits to be acted on.
+def _sleep_until_work(session, seconds: float, known: int) -> str:
+    """Wait up to ``seconds``; "signals" as soon as a stored signal waits to be acted on,
+    "enrolled" when an enrollment newer than id ``known`` appeared, "" when the time is up.
 
     Sleeps before each probe, so a signal that stays unprocessed (one that lost every try
     to a concurrent writer) is retried once a probe, never in a busy loop.
@@ -56,8 +63,23 @@ def _sleep_until_signal(session, seconds: float) -> bool:
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(WAKE_PROBE_SECONDS, left))
         if signals.any_unprocessed(session):
-            return True
-    return False
+            return "signals"
+        if _newest_enrollment(session) > known:
+            return "enrolled"
+    return ""
+
+
+def _newest_enrollment(session) -> int:
+    """The highest enrollment id (a primary-key lookup); the read is ended, like the signal probe."""
+    newest = session.exec(select(func.max(Enrollment.id))).one() or 0
+    session.rollback()
+    return newest
+
+
+def _say_touches(session, mark: str, after_id: int, since, clock) -> None:
+    """One readable line per touch the pass made (who, what, which mailbox or SDR)."""
+    for line in touch_lines(session, after_id, since):
+        console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False, markup=False, soft_wrap=True)
 
 
 def run_command(
@@ -95,21 +117,27 @@ def run_command(
                     for line in housekeeping.run(session, clock.now(), config):
                         console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False)
                     chores_due = clock.now() + HOUSEKEEPING_EVERY
+                after, since = last_touch_id(session), clock.now()
                 report = tick(session, clock, engine_runtime)
                 if report.advanced or report.signals:
-                    console.print(f"{mark}{clock.now():%H:%M:%S} signals {report.signals}, steps {report.outcomes}")
+                    _say_touches(session, mark, after, since, clock)
                 # Meetings: reminders to prospects and overdue acceptances, each sent once.
                 for line in reminders.run_due(session, clock.now(), config, engine_runtime.sender,
                                               engine_runtime.domain_problem):
                     console.print(f"{mark}{clock.now():%H:%M:%S} {line}", highlight=False)
                 if once:
                     break
-                while _sleep_until_signal(session, next_tick - time.monotonic()):
-                    woken = act_on_signals(session, clock, engine_runtime,
-                                           [signal.id for signal in signals.unprocessed(session)])
+                known = _newest_enrollment(session)
+                while why := _sleep_until_work(session, next_tick - time.monotonic(), known):
+                    after, since = last_touch_id(session), clock.now()
+                    if why == "signals":  # ``known`` stays: a process that took a signal first (and
+                        woken = act_on_signals(session, clock, engine_runtime,  # enrolled) is seen next probe
+                                               [signal.id for signal in signals.unprocessed(session)])
+                    else:
+                        known = _newest_enrollment(session)
+                        woken = tick(session, clock, engine_runtime)
                     if woken.advanced or woken.signals:
-                        console.print(f"{mark}{clock.now():%H:%M:%S} signals {woken.signals}, "
-                                      f"steps {woken.outcomes}")
+                        _say_touches(session, mark, after, since, clock)
         except KeyboardInterrupt:
             console.print("stopped")
         finally:
