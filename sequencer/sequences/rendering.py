@@ -252,6 +252,15 @@ def _bounded_filter(name: str, func: Any) -> Any:
     return bounded
 
 
+def possessive(name: Any) -> str:
+    """``{{ account.name | possessive }}``: "Acme's", and "Northwind Analytics'" for a name that
+    ends in s (the one place templates make possessives). A missing value fails as printing it would."""
+    text = str(name)
+    if not text:
+        return text
+    return text + ("'" if text[-1] in "sS" else "'s")
+
+
 def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
     if not all(isinstance(v, int) for v in (n, min, max)) or n > 100 or max > 1000:
         raise TooMuchWork("lipsum() takes at most 100 paragraphs of at most 1000 words")
@@ -277,6 +286,7 @@ class _Bounded(ImmutableSandboxedEnvironment):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.filters = {name: _bounded_filter(name, func) for name, func in self.filters.items()}
+        self.filters["possessive"] = _bounded_filter("possessive", possessive)
         self.globals["range"] = _bounded_range
         self.globals["lipsum"] = _bounded_lipsum
 
