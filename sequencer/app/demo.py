@@ -109,7 +109,7 @@ def _run_with_dns(console: Console, workspace: Path, smtp: LocalSmtpServer, temp
         console.print("suppressed domain globex.example (reason: customer)")
         pending = sorted(_signal_records(templates), key=lambda item: item[0])
         state: dict = {"decision": 0, "mail": 0, "replied": False, "sdr_days": set(), "secret": settings.secret_key}
-        console.rule("timeline (times in each prospect's own zone)")
+        console.rule("timeline (UTC; a prospect's own local time in brackets)")
         end = START + timedelta(hours=HOURS)
         while clock.now() < end:
             now = clock.now()
@@ -156,11 +156,11 @@ def _fire(session: Session, console: Console, now: datetime, record: dict) -> No
     stored = signals.store(session, now, signals.SignalIn.from_mapping(record, source="demo"))
     subject = record.get("email") or record.get("domain")
     if stored.duplicate:
-        console.print(f"[dim]{local(now, 'UTC'):22} signal       {subject:32} {record['type']} from "
+        console.print(f"[dim]{_when(now, None):22} signal       {subject:32} {record['type']} from "
                       f"{record.get('source')}: duplicate of signal #{stored.signal.id}, ignored[/dim]",
                       highlight=False)
         return
-    console.print(f"{local(now, 'UTC'):22} [bold green]SIGNAL       [/bold green]{subject:32} {record['type']} "
+    console.print(f"{_when(now, None):22} [bold green]SIGNAL       [/bold green]{subject:32} {record['type']} "
                   f"from {record.get('source')}", highlight=False, soft_wrap=True)
     enrolling.process(session, now, stored.signal)
 
@@ -172,13 +172,14 @@ def _print_new(session: Session, console: Console, smtp: LocalSmtpServer, state:
     # The envelope sender names the touch (sam+t7-<mac>@...); sends run in parallel, so arrival order differs.
     deliveries = {verp.touch_id_in_address(envelope.mail_from, state["secret"]): envelope for envelope in arrived}
     rows = session.exec(select(Decision).where(Decision.id > state["decision"]).order_by(Decision.id)).all()
-    for decision in rows:
-        state["decision"] = decision.id
+    state["decision"] = max((decision.id for decision in rows), default=state["decision"])
+    # In time order (a decision's own time, not when it was written), under one clock: UTC.
+    for decision in sorted(rows, key=lambda d: (d.at, d.id)):
         if decision.kind in QUIET:
             continue
         prospect = session.get(Prospect, decision.prospect_id) if decision.prospect_id else None
         who = prospect.email if prospect else "-"
-        when = local(decision.at, prospect.timezone if prospect else "UTC")
+        when = _when(decision.at, prospect)
         style = STYLE.get(decision.kind, "white")
         rule = f" [dim](rule {decision.rule})[/dim]" if decision.rule else ""
         console.print(f"{when:22} [{style}]{decision.kind:12}[/{style}] {who:32} {escape(decision.reason)}{rule}",
@@ -187,6 +188,15 @@ def _print_new(session: Session, console: Console, smtp: LocalSmtpServer, state:
             _print_delivery(console, deliveries.pop(decision.touch_id))
     for envelope in deliveries.values():
         _print_delivery(console, envelope)
+
+
+def _when(moment: datetime, prospect: Prospect | None) -> str:
+    """One clock for the whole timeline (UTC), so its rows read in order; the prospect's
+    local time beside it, since their window is what decides when they are touched."""
+    utc = local(moment, "UTC", named=False)[5:]
+    if prospect is None or prospect.timezone in ("", "UTC"):
+        return utc
+    return f"{utc} ({local(moment, prospect.timezone)[11:]})"
 
 
 def _print_delivery(console: Console, envelope) -> None:
@@ -207,7 +217,7 @@ def _play_sdr(session: Session, console: Console, now: datetime, state: dict, ru
         prospect = session.get(Prospect, task.prospect_id)
         outcome = "meeting_booked" if prospect.email.startswith("priya") and task.kind == "call" else (
             "no_answer" if task.kind == "call" else "done")
-        console.print(f"{local(now, prospect.timezone):22} [magenta]SDR          [/magenta]"
+        console.print(f"{_when(now, prospect):22} [magenta]SDR          [/magenta]"
                       f"{prospect.email:32} completes task #{task.id} ({task.title}) -> {outcome}",
                       highlight=False, soft_wrap=True)
         complete_task(session, now, task.id, outcome, rules=rules)
@@ -235,7 +245,7 @@ def _maybe_reply(session: Session, console: Console, now: datetime, settings: Se
     reply["Date"] = format_datetime(now)
     reply.set_content("Yes, interested - good timing, we're hiring four SDRs next quarter. Let's set up a call: "
                       "Thursday at 11 works for me.\n\nDana")
-    console.print(f"{local(now, 'America/New_York'):22} [bold]inbound      [/bold]dana.reyes@northwind.example     "
+    console.print(f"{_when(now, None):22} [bold]inbound      [/bold]dana.reyes@northwind.example     "
                   f"replies to {original.message_id}: {reply['Subject']!r}", highlight=False, soft_wrap=True)
     ingest_raw(session, now, settings, bytes(reply))
 
@@ -252,7 +262,7 @@ def _summary(session: Session, console: Console, smtp: LocalSmtpServer) -> dict:
         touches = session.exec(select(Touch).where(Touch.enrollment_id == enrollment.id)).all()
         emails = sum(1 for t in touches if t.channel == "email" and t.state == "sent")
         tasks = sum(1 for t in touches if t.state == "queued")
-        first = min((t.sent_at for t in touches if t.sent_at), default=None)
+        first = first_touch_at(session, touches)
         signal = session.get(Signal, enrollment.signal_id) if enrollment.signal_id else None
         speed = _duration(first - signal.occurred_at) if first and signal else "-"
         table.add_row(prospect.email, enrollment.sequence_name, enrollment.state, str(emails), str(tasks), speed,
@@ -263,6 +273,17 @@ def _summary(session: Session, console: Console, smtp: LocalSmtpServer) -> dict:
                   f"{session.exec(select(Task)).all().__len__()} tasks queued. "
                   "Try `sequencer explain EMAIL` on a kept workspace (--keep) for any prospect's full story.")
     return {"emails": len(smtp.messages), "states": counts}
+
+
+def first_touch_at(session: Session, touches: list[Touch]) -> datetime | None:
+    """When the person was first touched: an email when it was sent, a call or LinkedIn step
+    when the SDR did it (its task closed done); a task still in the queue touched nobody."""
+    moments = [t.sent_at for t in touches if t.state == "sent" and t.sent_at]
+    ids = [t.id for t in touches if t.state == "queued"]
+    if ids:
+        done = select(Task.completed_at).where(Task.touch_id.in_(ids), Task.state == "done")
+        moments += [moment for moment in session.exec(done) if moment]
+    return min(moments, default=None)
 
 
 def _short(reason: str) -> str:

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
-from sequencer.core.models import Bounce, Decision, Enrollment, Prospect, SequenceVersion, Touch
+from channels.tasks import Task
+from sequencer.core.models import Bounce, Decision, Enrollment, Mailbox, Prospect, SequenceVersion, Touch
 from sequencer.sequences.schedule import zone
 
 
@@ -17,8 +19,9 @@ class StepLine:
     index: int
     step_id: str
     kind: str
-    status: str  # sent / queued / blocked / ... / current / not reached
+    status: str  # sent / queued / blocked / ... / done / canceled / current / not reached
     detail: str
+    at: datetime | None = None  # when it was sent, queued or done, or (the current step) when it is due
     # the touch's last bounce (sequencer.inbound.bounce_log), in its own fields: reason of the taxonomy and code
     bounce_type: str = ""
     bounce_reason: str = ""
@@ -54,9 +57,12 @@ def explain(session: Session, email: str) -> Explanation | None:
         story.decisions = list(
             session.exec(select(Decision).where(Decision.enrollment_id == enrollment.id).order_by(Decision.id))
         )
-        bounces = _last_bounces(session, [t.id for t in touches.values() if t.id is not None])
+        touch_ids = [t.id for t in touches.values() if t.id is not None]
+        bounces = _last_bounces(session, touch_ids)
+        tasks = _tasks(session, touch_ids)
         for step in version.definition["steps"]:
-            line = _step_line(step, touches.get(step["index"]), enrollment, story.decisions)
+            touch = touches.get(step["index"])
+            line = _step_line(step, touch, tasks.get(touch.id) if touch else None, enrollment, story.decisions)
             bounce = bounces.get(touches[step["index"]].id) if step["index"] in touches else None
             if bounce is not None:
                 line.bounce_type, line.bounce_reason = bounce.bounce_type, bounce.bounce_reason
@@ -81,15 +87,29 @@ def _last_bounces(session: Session, touch_ids: list[int]) -> dict[int, Bounce]:
     return {row.touch_id: row for row in rows if row.touch_id is not None}
 
 
-def _step_line(step: dict, touch: Touch | None, enrollment: Enrollment, decisions: list[Decision]) -> StepLine:
+def _tasks(session: Session, touch_ids: list[int]) -> dict[int, Task]:
+    """The task that works each touch of a person's step (call, LinkedIn, manual email)."""
+    if not touch_ids:
+        return {}
+    return {task.touch_id: task for task in session.exec(select(Task).where(Task.touch_id.in_(touch_ids)))}
+
+
+TASK_STATUS = {"open": "queued", "done": "done", "canceled": "canceled"}
+
+
+def _step_line(step: dict, touch: Touch | None, task: Task | None, enrollment: Enrollment,
+               decisions: list[Decision]) -> StepLine:
     index = step["index"]
+    if task is not None:  # a person's step: the task's own title and state, not the thread's subject
+        outcome = f" ({task.outcome})" if task.state == "done" and task.outcome else ""
+        return StepLine(index, step["id"], step["kind"], TASK_STATUS.get(task.state, task.state),
+                        f"task #{task.id}: {task.title}{outcome}", task.completed_at or touch.sent_at)
     if touch is not None:
         detail = touch.reason or touch.subject or ""
         if touch.state == "sent" and touch.reason:  # why it went as it did (a new thread after an unknown)
             detail = f"{touch.subject} ({touch.reason})"
-        if touch.sent_at and touch.state in ("sent", "queued"):
-            detail = f"{touch.sent_at:%Y-%m-%d %H:%M} UTC {detail}".strip()
-        return StepLine(index, step["id"], step["kind"], touch.state, detail)
+        at = touch.sent_at if touch.state in ("sent", "queued") else None
+        return StepLine(index, step["id"], step["kind"], touch.state, detail, at)
     if index < enrollment.current_step:
         return StepLine(index, step["id"], step["kind"], "done", "")
     if index == enrollment.current_step and enrollment.state in ("active", "paused"):
@@ -100,7 +120,8 @@ def _step_line(step: dict, touch: Touch | None, enrollment: Enrollment, decision
         elif enrollment.state == "paused":
             detail = f"paused: {enrollment.reason}"
         elif enrollment.next_due_at:
-            detail = f"due {enrollment.next_due_at:%Y-%m-%d %H:%M} UTC" + (f" ({detail})" if detail else "")
+            detail = "due" + (f" ({detail})" if detail else "")
+            return StepLine(index, step["id"], step["kind"], "current", detail, enrollment.next_due_at)
         return StepLine(index, step["id"], step["kind"], "current", detail)
     return StepLine(index, step["id"], step["kind"], "not reached", "")
 
@@ -116,11 +137,20 @@ def zone_note(prospect: Prospect) -> str:
     return ""
 
 
-def local(moment: datetime | None, tz: str) -> str:
-    """A UTC time shown in ``tz`` (the prospect's or the viewer's zone)."""
+def local(moment: datetime | None, tz: str, named: bool = True) -> str:
+    """A UTC time shown in ``tz`` (the prospect's or the viewer's zone); ``named=False`` leaves
+    the zone's abbreviation out, for rows under a header that names the zone once."""
     if moment is None:
         return "-"
-    return moment.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z")
+    return moment.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z" if named else "%Y-%m-%d %H:%M")
+
+
+def step_label(step_index: int | None, steps: int) -> str:
+    """"step N" for a decision about one of the sequence's ``steps``; "" for the enrollment as a
+    whole (its end is recorded one past the last step)."""
+    if step_index is None or step_index >= steps:
+        return ""
+    return f"step {step_index + 1}"
 
 
 def as_data(story: Explanation) -> dict[str, Any]:
@@ -137,8 +167,8 @@ def as_data(story: Explanation) -> dict[str, Any]:
             "state": item.enrollment.state, "reason": item.enrollment.reason, "rule": item.enrollment.rule,
             "current_step": item.enrollment.current_step, "next_due_at": _iso(item.enrollment.next_due_at),
             "steps": [{"index": line.index, "step_id": line.step_id, "kind": line.kind, "status": line.status,
-                       "detail": line.detail, "bounce_type": line.bounce_type, "bounce_reason": line.bounce_reason,
-                       "status_code": line.status_code} for line in item.steps],
+                       "detail": line.detail, "at": _iso(line.at), "bounce_type": line.bounce_type,
+                       "bounce_reason": line.bounce_reason, "status_code": line.status_code} for line in item.steps],
             "decisions": [_decision(d) for d in item.decisions],
         } for item in story.stories],
     }
@@ -151,3 +181,34 @@ def _decision(decision: Decision) -> dict[str, Any]:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def last_touch_id(session: Session) -> int:
+    """The newest touch's id (0 for none): ``touch_lines`` after it tells what a tick did."""
+    return session.exec(select(func.max(Touch.id))).one() or 0
+
+
+def touch_lines(session: Session, after_id: int, since: datetime) -> list[str]:
+    """One line per touch made after ``after_id`` or sent since ``since`` (a retried one): who,
+    what, from which mailbox or for which SDR, and why when it did not go. For ``sequencer run``."""
+    query = (select(Touch, Prospect, Enrollment, Mailbox, Task)
+             .join(Prospect, Prospect.id == Touch.prospect_id)
+             .join(Enrollment, Enrollment.id == Touch.enrollment_id)
+             .join(Mailbox, Mailbox.id == Touch.mailbox_id, isouter=True)
+             .join(Task, Task.touch_id == Touch.id, isouter=True)
+             .where((Touch.id > after_id) | (Touch.sent_at >= since)).order_by(Touch.id))
+    return [_touch_line(*row) for row in session.exec(query)]
+
+
+def _touch_line(touch: Touch, prospect: Prospect, enrollment: Enrollment, mailbox: Mailbox | None,
+                task: Task | None) -> str:
+    name = " ".join(part for part in (prospect.first_name, prospect.last_name) if part)
+    who = f"{name} <{prospect.email}>" if name else prospect.email
+    where = f"({enrollment.sequence_name}, step {touch.step_index + 1} {touch.step_id})"
+    what = touch.channel.replace("_", " ")
+    if task is not None:
+        return f"{touch.state} {what} task #{task.id} for {task.owner or 'unassigned'}: {task.title} {where}"
+    sender = f" from {mailbox.address}" if mailbox is not None else ""
+    subject = f" {touch.subject!r}" if touch.subject else ""
+    line = f"{touch.state} {what}{subject} to {who}{sender} {where}"
+    return f"{line}: {touch.reason}" if touch.reason and touch.state != "sent" else line

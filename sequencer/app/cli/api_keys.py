@@ -7,7 +7,7 @@ from datetime import datetime
 import typer
 from rich.table import Table
 
-from sequencer.app.cli.common import console, err_console, fail, open_session
+from sequencer.app.cli.common import console, err_console, fail, open_session, print_json
 from sequencer.core import api_keys
 from sequencer.core.clock import SystemClock
 
@@ -39,10 +39,15 @@ def _when(moment: datetime | None) -> str:
 
 
 @app.command("list")
-def list_command() -> None:
+def list_command(as_json: bool = typer.Option(False, "--json", help="One JSON array, for scripts.")) -> None:
     """Every key, revoked ones included: name, prefix, scopes, created, last used, revoked."""
     with open_session() as session:
         keys = api_keys.all_keys(session)
+    if as_json:  # never the hash: the listing names keys, it does not hold them
+        print_json([{"id": key.id, "name": key.name, "prefix": key.prefix, "scopes": list(key.scopes),
+                     "created_at": key.created_at, "last_used_at": key.last_used_at,
+                     "revoked_at": key.revoked_at} for key in keys])
+        return
     if not keys:
         console.print("no API keys; create one with `sequencer api-keys create --name NAME`")
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,3 +67,9 @@ def fail(message: str, code: int = 1) -> None:
     """Print an error to stderr and exit non-zero."""
     err_console.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def print_json(data: object) -> None:
+    """``--json`` output of every list and show command: indented, UTF-8 as it is, nothing
+    else on stdout, so a script can parse it (datetimes and other values as their text)."""
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))

@@ -6,14 +6,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sequencer.app.cli.common import console, fail, open_session
-from sequencer.engine.explain import explain, local, zone_note
+from sequencer.app.cli.common import console, fail, open_session, print_json
+from sequencer.engine.explain import as_data, explain, local, step_label, zone_note
 from sequencer.sequences.schedule import zone
 
 
 def explain_command(
     email: str = typer.Argument(..., help="The prospect's email address."),
     tz: str | None = typer.Option(None, help="Show times in this zone (default: the prospect's)."),
+    as_json: bool = typer.Option(False, "--json", help="The same facts as JSON (times in UTC, ISO 8601)."),
 ) -> None:
     """Per enrollment and step: sent at, blocked because, waiting for, stopped by."""
     if tz:
@@ -25,15 +26,21 @@ def explain_command(
         story = explain(session, email)
         if story is None:
             fail(f"no prospect {email!r}")
+        if as_json:
+            print_json(as_data(story))
+            return
         prospect = story.prospect
         zone_name = tz or prospect.timezone
+        whose = "your --tz" if tz else "the prospect's"
+        # One zone, named once here: every row below is a bare local time in it.
         console.print(f"[bold]{escape(prospect.email)}[/bold] {escape(prospect.first_name)} "
-                      f"{escape(prospect.last_name)} - {escape(prospect.title or 'no title')} - times in {zone_name}")
+                      f"{escape(prospect.last_name)} - {escape(prospect.title or 'no title')} - "
+                      f"times in {zone_name} ({whose})")
         if zone_note(prospect):
             console.print(f"  {zone_note(prospect)}", highlight=False, markup=False, soft_wrap=True)
         for decision in story.other:
-            console.print(f"  {local(decision.at, zone_name)}  {decision.kind}: {decision.reason}", highlight=False,
-                          markup=False, soft_wrap=True)
+            console.print(f"  {local(decision.at, zone_name, named=False)}  {decision.kind}: {decision.reason}",
+                          highlight=False, markup=False, soft_wrap=True)
         if not story.stories:
             console.print("  not enrolled in any sequence")
         for item in story.stories:
@@ -42,12 +49,14 @@ def explain_command(
             rule = f" by rule {enrollment.rule}" if enrollment.rule else ""
             console.print(f"\n[bold]{escape(item.version.name)}[/bold] v{item.version.version} - "
                           f"{escape(state)}{escape(rule)}")
-            table = Table("#", "step", "kind", "status", "detail", show_lines=False)
-            for column in table.columns[:4]:
+            table = Table("#", "step", "kind", "status", "when", "detail", show_lines=False)
+            for column in table.columns[:5]:
                 column.no_wrap = True
-            table.columns[4].ratio = 1
+            table.columns[5].ratio = 1
             for line in item.steps:
-                table.add_row(str(line.index + 1), escape(line.step_id), line.kind, line.status, escape(line.detail))
+                when = local(line.at, zone_name, named=False) if line.at else ""
+                table.add_row(str(line.index + 1), escape(line.step_id), line.kind, line.status, when,
+                              escape(line.detail))
             console.print(table)
             for line in item.steps:
                 if line.bounce_reason:
@@ -55,6 +64,6 @@ def explain_command(
                                   f"status {line.status_code or '-'}", highlight=False, markup=False, soft_wrap=True)
             for decision in item.decisions:
                 rule_text = f" [rule {decision.rule}]" if decision.rule else ""
-                step = f"step {decision.step_index + 1}" if decision.step_index is not None else ""
-                console.print(f"  {local(decision.at, zone_name)}  {step:8} {decision.kind}: "
+                step = step_label(decision.step_index, len(item.steps))
+                console.print(f"  {local(decision.at, zone_name, named=False)}  {step:8} {decision.kind}: "
                               f"{decision.reason}{rule_text}", highlight=False, markup=False, soft_wrap=True)

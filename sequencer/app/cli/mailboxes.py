@@ -5,9 +5,10 @@ from __future__ import annotations
 import getpass
 
 import typer
+from rich import box
 from rich.table import Table
 
-from sequencer.app.cli.common import console, fail, open_session, settings
+from sequencer.app.cli.common import console, fail, open_session, print_json, settings
 from sequencer.core.clock import SystemClock
 from sequencer.core.models import Mailbox
 from sequencer.deliverability import protection
@@ -68,21 +69,34 @@ def sync() -> None:
 
 
 @app.command("list")
-def list_() -> None:
-    """Every mailbox with today's cap and use."""
+def list_(as_json: bool = typer.Option(False, "--json", help="One JSON array, for scripts.")) -> None:
+    """Every mailbox with today's use of its cap, its owner and its state."""
     today = SystemClock().now().date()
+    items = []
     with open_session() as session:
-        table = Table("address", "domain", "owner", "today", "cap", "state")
-        for column in table.columns[:2]:
-            column.no_wrap = True
         for mailbox in session.exec(mailboxes.select(Mailbox).order_by(Mailbox.address)):
-            _, label = caps.mailbox_daily_limit(mailbox, today)
+            limit, label = caps.mailbox_daily_limit(mailbox, today)
             state = f"paused: {mailbox.pause_reason}" if mailbox.paused else "active"
             if mailbox.relay_failures:
                 state += f"; relay down ({mailbox.relay_failures} in a row): {mailbox.relay_error}"
-            table.add_row(mailbox.address, mailbox.sending_domain, mailbox.owner,
-                          str(mailboxes.used_today(session, mailbox, today)), label, state)
-    console.print(table)
+            items.append({"address": mailbox.address, "sending_domain": mailbox.sending_domain,
+                          "owner": mailbox.owner, "sent_today": mailboxes.used_today(session, mailbox, today),
+                          "cap_today": limit, "cap": label, "state": state})
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        console.print("no mailboxes; add one with `sequencer mailboxes add ADDRESS`")
+        return
+    # Fits 80 columns: the domain is the address's own, "today" folds use and cap into one
+    # cell, and the long cells (an address, a pause reason) fold instead of being cut.
+    table = Table("address", "owner", "today", "state", box=box.SIMPLE_HEAD, show_edge=False)
+    for column in table.columns:  # narrower than the cells: rich shares the room out, cells fold
+        column.overflow = "fold"
+    for item in items:
+        table.add_row(item["address"], item["owner"] or "-", f"{item['sent_today']} of {item['cap']}", item["state"],
+                      style=None if item["state"] == "active" else "yellow")
+    console.print(table, markup=False, highlight=False)
 
 
 @app.command()

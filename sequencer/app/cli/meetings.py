@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, select
 
-from sequencer.app.cli.common import console, err_console, fail, open_session, settings
+from sequencer.app.cli.common import console, err_console, fail, open_session, print_json, settings
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import ConfigError, Settings
 from sequencer.core.models import Decision, Meeting, Prospect
@@ -175,12 +175,18 @@ def list_command(
 
 
 @app.command("show")
-def show_command(meeting_id: int = typer.Argument(..., help="The meeting's id.")) -> None:
+def show_command(meeting_id: int = typer.Argument(..., help="The meeting's id."),
+                 as_json: bool = typer.Option(False, "--json", help="As one JSON object.")) -> None:
     """One meeting: its state, attendees, history, the AE brief and the qualification criteria."""
     config = settings()
     with open_session(config) as session:
         meeting = _meeting(session, meeting_id)
         prospect = session.get(Prospect, meeting.prospect_id)
+        if as_json:
+            print_json({**booking.as_dict(meeting, prospect.email), "history": [
+                {"at": d.at, "kind": d.kind, "reason": d.reason} for d in _history(session, meeting)],
+                "brief": _brief(session, meeting)})
+            return
         say(f"meeting #{meeting.id}: {meeting.title}")
         fault = f" ({meeting.no_show_fault}: {meeting.no_show_reason})" if meeting.no_show_fault else ""
         say(f"  {meeting.state}{fault}" + (f", canceled: {meeting.cancel_reason}" if meeting.cancel_reason else ""))

@@ -17,7 +17,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from sequencer.app.cli.common import console, err_console, fail, fail_source, open_session, say_templates, settings
+from sequencer.app.cli.common import (
+    console,
+    err_console,
+    fail,
+    fail_source,
+    open_session,
+    print_json,
+    say_templates,
+    settings,
+)
 from sequencer.app.cli.preview import preview_command
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import Settings
@@ -124,9 +133,14 @@ def _upgrade(session: Session, now: datetime, names: list[str]) -> None:
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: bool = typer.Option(False, "--json", help="One JSON array, for scripts.")) -> None:
     """The current version of each stored sequence."""
     with open_session() as session:
+        if as_json:
+            print_json([{"name": v.name, "version": v.version, "signals": v.definition["trigger"]["signals"],
+                         "steps": len(v.definition["steps"]), "loaded_at": v.created_at}
+                        for v in current_versions(session)])
+            return
         table = Table("name", "version", "signals", "steps", "loaded")
         for version in current_versions(session):
             definition = version.definition

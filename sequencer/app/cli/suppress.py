@@ -1,9 +1,8 @@
 """``sequencer suppress``: keep the do-not-contact list by hand or in bulk.
 
-``check`` always exits 0 when it could answer (suppressed or not) and prints which
-entry matched, so it is safe in scripts that only want the explanation; it exits 1
-only for unusable input. ``remove`` exits 1 when there was nothing to remove, so a
-typo is not mistaken for success.
+``check`` prints which entry matched and exits 3 when the address is suppressed (0 when
+it may be contacted, 1 for unusable input), so a script can ask it.
+``remove`` exits 1 when there was nothing to remove, so a typo is not mistaken for success.
 """
 
 from __future__ import annotations
