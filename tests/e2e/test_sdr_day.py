@@ -102,11 +102,14 @@ def test_an_sdr_day_from_an_empty_folder(tmp_path: Path) -> None:
               "--owner", "sam.sdr@acme.example", "--smtp-host", "127.0.0.1", "--smtp-port", "9")
 
     # --- signals enroll: Dana and Maya in both sequences (webinar-follow-up allows overlap) -------
-    for email in (MAYA, DANA, LEE):
-        assert "1 enrolled" in sequencer(day, "signal", "webinar_attended", "--email", email,
-                                         "--data", "webinar=Pipeline basics")
-    for email in (MAYA, DANA):
-        assert "1 enrolled" in sequencer(day, "signal", "pricing_page", "--email", email)
+    # One by hand, the rest as a file from the webinar tool and the website (one command start each).
+    assert "1 enrolled" in sequencer(day, "signal", "webinar_attended", "--email", LEE,
+                                     "--data", "webinar=Pipeline basics")
+    feed = [{"type": "webinar_attended", "email": email, "webinar": "Pipeline basics"} for email in (MAYA, DANA)]
+    feed += [{"type": "pricing_page", "email": email} for email in (MAYA, DANA)]
+    (day / "signals.jsonl").write_text("".join(json.dumps(line) + "\n" for line in feed))
+    assert "4 signal(s) stored, 0 duplicate(s), 0 refused; 4 enrollment(s) started" in sequencer(
+        day, "signals", "import", "signals.jsonl")
     running = as_json(day, "enrollments", "list")
     assert sorted((e["prospect"], e["sequence"]) for e in running) == sorted(
         [(MAYA, "webinar-follow-up"), (DANA, "webinar-follow-up"), (LEE, "webinar-follow-up"),
@@ -123,6 +126,12 @@ def test_an_sdr_day_from_an_empty_folder(tmp_path: Path) -> None:
     # --- a sandbox run: every email into ./outbox, marked ------------------------------------------
     run = sequencer(day, "run", "--sandbox", "--once")
     assert "(sandbox)" in run
+    # one readable line per touch: what, to whom, from which mailbox, in which sequence
+    sent = [line for line in run.splitlines() if " sent email " in line]
+    assert len(sent) == 5 and all(line.startswith("(sandbox) ") for line in sent), run
+    assert any(f"'Pricing for Brightside Health' to Maya Chen <{MAYA}> from sam@outreach-acme.example "
+               "(pricing-page, step 1 hello)" in line for line in sent), run
+    assert "{" not in run  # no Python dict
     delivered = [message_from_bytes(m.as_bytes(), policy=policy.default) for m in mailbox.Maildir(day / "outbox")]
     assert sorted(str(m["To"]) for m in delivered) == sorted([MAYA, DANA, LEE, MAYA, DANA])
     assert all(m["X-Sequencer-Sandbox"] for m in delivered)
