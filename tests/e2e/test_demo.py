@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -60,3 +61,21 @@ def test_each_delivery_is_printed_under_the_decision_that_sent_it(demo: tuple[di
     for index in delivered:
         recipient = lines[index].rsplit("-> ", 1)[1].strip()
         assert " sent " in lines[index - 1] and recipient in lines[index - 1], lines[index - 1:index + 1]
+
+
+def test_the_timeline_is_in_time_order_under_one_clock(demo: tuple[dict, str]) -> None:
+    _, text = demo
+    lines = text.split("timeline (UTC", 1)[1].split(" summary ", 1)[0].splitlines()[1:]
+
+    stamps = [line[:11] for line in lines if re.match(r"\d\d-\d\d \d\d:\d\d", line)]
+    assert len(stamps) > 20 and stamps == sorted(stamps)
+    assert "11-30 13:30 (08:30 EST) enrolled     dana.reyes@northwind.example" in text  # her own time beside
+
+
+def test_speed_to_lead_counts_a_task_when_it_is_done(demo: tuple[dict, str]) -> None:
+    """Tom's job change (11:20 UTC) starts with a LinkedIn task: queued at once, but he is first
+    touched when the SDR works the queue at 16:00 UTC."""
+    _, text = demo
+    [tom] = [line for line in text.splitlines() if "tom.okafor@helio.example" in line and "job-change" in line]
+
+    assert "4 h 40 min" in tom and "< 1 min" not in tom
