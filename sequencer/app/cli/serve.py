@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import typer
-import uvicorn
 
-from sequencer.app.api import create_app
 from sequencer.app.cli.common import fail, settings
 from sequencer.core.config import ConfigError, signing_secret
 from sequencer.core.db import make_engine, migrate
@@ -13,6 +11,11 @@ from sequencer.core.db import make_engine, migrate
 
 def serve_command(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the HTTP API until interrupted (needs a secret_key: it verifies unsubscribe links)."""
+    # Imported here: FastAPI and uvicorn are a quarter of every other command's start-up.
+    import uvicorn
+
+    from sequencer.app.api import create_app
+
     config = settings()
     try:
         signing_secret(config)
