@@ -110,7 +110,7 @@ def test_ingest_takes_eml_and_mbox_files_and_exits_1_when_something_was_quaranti
     result = run("inbound", "ingest", str(eml), str(tmp_path / "b.mbox"))
 
     assert result.exit_code == 1, result.output
-    assert f"{eml}: reply - builtin.reply: stopped enrollment" in result.output
+    assert f"{eml}: reply - builtin.reply.negative: stopped" in result.output
     assert "b.mbox#1: bounce - builtin.bounce.hard:" in result.output
     assert "b.mbox#2: quarantined - quarantined: unreadable message:" in result.output
     assert "b.mbox#3: reply - builtin.reply: no matching touch" in result.output
@@ -145,7 +145,7 @@ def test_post_a_raw_message_as_the_body(session, touches, client):
     body = response.json()
     assert body["kind"] == "reply" and body["touch_id"] == dana.touch_id
     assert body["duplicate"] is False and body["quarantined"] is False
-    assert body["action"].startswith("builtin.reply: stopped enrollment")
+    assert body["action"].startswith("builtin.reply.negative: stopped")
     assert enrollment_of(session, DANA).state == "stopped"
 
 
