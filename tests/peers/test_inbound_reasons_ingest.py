@@ -161,6 +161,19 @@ def test_classify_reads_a_folder_and_an_mbox_one_json_object_per_message(
     assert "mailbox_full" in table.output and "out_of_office" in table.output
 
 
+def test_classify_in_a_fresh_folder_reads_the_messages_and_makes_no_database(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEQUENCER_DATABASE_URL", f"sqlite:///{tmp_path / 'sequencer.db'}")
+
+    result = CliRunner().invoke(cli, ["inbound", "classify", "--json", str(CORPUS / "bounce" / "policy_blocked")])
+
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.strip()]
+    assert lines and {line["classification"]["bounce_type"] for line in lines} == {"block"}
+    assert all(line["match"] is None for line in lines)  # nothing to match against: said, not guessed
+    assert not (tmp_path / "sequencer.db").exists()
+
+
 @sqlite_only
 def test_explain_prints_a_bounced_steps_reason_and_status_code(
         session, clock, settings, runtime, smtp, monkeypatch, tmp_path):

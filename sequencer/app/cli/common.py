@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from sequencer.core.config import ConfigError, Settings, load_settings, resolve_templates
@@ -61,6 +62,12 @@ def open_session(config: Settings | None = None) -> Iterator[Session]:
     with new_session(engine) as session:
         yield session
     engine.dispose()
+
+
+def database_exists(config: Settings) -> bool:
+    """False for a SQLite file not made yet: a read-only command must not create one in a fresh folder."""
+    url = make_url(config.database_url)
+    return not (url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists())
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -8,6 +8,7 @@ the others, and the exit status is 1 when anything failed, so cron and CI notice
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mailbox as mbox
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session, select
 
-from sequencer.app.cli.common import console, err_console, fail, open_session, settings
+from sequencer.app.cli.common import console, database_exists, err_console, fail, open_session, settings
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import Settings
 from sequencer.core.models import Mailbox, Touch
@@ -97,27 +98,44 @@ def classify(
     paths: list[Path] = typer.Argument(..., exists=True, help="Messages: .eml files, folders of them, mbox files."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per message, one per line."),
 ) -> None:
-    """Print what each message is and which touch it answers, without changing anything."""
+    """Print what each message is and which touch it answers, without changing anything
+    (in a folder with no database yet, none is made: the messages are classified, not matched)."""
+    config = settings()
     table = Table("message", "kind", "type", "reason", "status", "touch", "diagnostic / evidence")
-    with open_session() as session:
-        domains, secret = our_domains(session), settings().secret_key
+    table.columns[0].overflow, table.columns[0].min_width = "fold", 12
+    for column, width in zip(table.columns[1:5], (9, 5, 12, 7), strict=True):
+        column.no_wrap, column.min_width = True, width  # never cut: what the message is
+    diagnostic = table.columns[6]  # one line a message, the rest in --json: a folder to triage
+    diagnostic.no_wrap, diagnostic.overflow, diagnostic.max_width = True, "ellipsis", max(16, console.width - 64)
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(open_session(config)) if database_exists(config) else None
+        domains = our_domains(session) if session is not None else frozenset()
         for path in message_files(paths):
             for label, raw in raw_messages(path):
                 result = classify_raw(raw, our_domains=domains)
-                match = matching.find(session, result, secret)
-                touch: Touch | None = match.touch
+                match = matching.find(session, result, config.secret_key) if session is not None else None
+                touch: Touch | None = match.touch if match else None
                 if as_json:
-                    print(json.dumps({"message": label, "classification": result.to_dict(), "match": match.to_dict(),
+                    print(json.dumps({"message": label, "classification": result.to_dict(),
+                                      "match": match.to_dict() if match else None,
                                       "enrollment_id": touch.enrollment_id if touch else None}, default=str))
                     continue
                 why = result.diagnostic or (result.evidence[-1] if result.evidence else result.reason or "")
                 if result.return_date:
                     why = f"back {result.return_date.isoformat()}; {why}"
-                table.add_row(label, result.kind, result.bounce_type or result.sentiment or "",
+                table.add_row(_short(label), result.kind, result.bounce_type or result.sentiment or "",
                               result.bounce_reason or "", result.status_code or "",
-                              f"#{touch.id} by {match.method}, {match.strength}" if touch else "", why[:160])
+                              f"#{touch.id} by {match.method}, {match.strength}" if touch else "",
+                              " ".join(why.split())[:160])
     if not as_json:
         console.print(table)
+
+
+def _short(label: str) -> str:
+    """A message's label without the folders above its own (the full path is in --json)."""
+    path, _, index = label.partition("#")
+    parts = Path(path).parts
+    return str(Path(*parts[-2:])) + (f"#{index}" if index else "")
 
 
 def default_ingest(session: Session, config: Settings) -> Callable[[bytes], object]:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from sequencer.app.cli.common import (
     console,
+    database_exists,
     err_console,
     fail,
     fail_source,
@@ -56,8 +56,7 @@ def workspace_vocabulary(config: Settings, root: Path, session: Session | None) 
 def _checking_vocabulary(config: Settings, root: Path) -> vocabulary.Vocabulary:
     """``check``'s vocabulary: with the stored prospects' custom fields when a database exists
     (a check in a fresh folder must not create one)."""
-    url = make_url(config.database_url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+    if not database_exists(config):
         return workspace_vocabulary(config, root, None)
     try:
         with open_session(config) as session:
