@@ -34,7 +34,7 @@ from sqlmodel import Session, select
 from sequencer.core import db, decisions
 from sequencer.core.models import Account, Enrollment, Prospect, SequenceVersion, Signal
 from sequencer.enrollments import lifecycle
-from sequencer.intake.prospects import upsert_prospect
+from sequencer.intake.prospects import create_for_signals, upsert_prospect
 from sequencer.sequences import triggers
 from sequencer.sequences.context import values_of
 from sequencer.sequences.versions import current_versions
@@ -134,7 +134,7 @@ def _process_batch(session: Session, now: datetime, batch: list[Signal], keep: l
     taken = claim(session, now, [signal.id for signal in batch])
     mine = [signal for signal in batch if signal.id in taken]
     with session.no_autoflush:
-        context = _Context.read(session, now, mine)
+        context = _Context.read(session, now, mine, create=True)
     context.react = react
     with decisions.batched(session):
         done = {signal.id: _process(session, now, signal, context, in_batch=True) for signal in mine}
@@ -185,14 +185,29 @@ class _Context:
     react: Reaction | None = None
     running: dict[int, set[str]] = field(default_factory=dict)  # prospect -> sequences it is active in
     overlapping: set[str] = field(default_factory=set)  # sequences that allow overlap (allow_overlap: true)
+    created: set[str] = field(default_factory=set)  # addresses made by ``read``, their decision not yet recorded
 
     @classmethod
-    def read(cls, session: Session, now: datetime, batch: list[Signal]) -> _Context:
+    def read(cls, session: Session, now: datetime, batch: list[Signal], create: bool = False) -> _Context:
+        """Everything the batch needs; with ``create``, the prospects of people not yet known are
+        made here, all together (``prospects.create_for_signals``), each from its first signal."""
         emails = sorted({s.email for s in batch if s.email})
         prospects = {p.email: p for p in _in(session, Prospect, Prospect.email, emails)}
+        created: set[str] = set()
+        made: list[Account] = []
+        if create:
+            wanted: dict[str, dict] = {}
+            for signal in batch:
+                if signal.email and signal.email not in prospects and signal.email not in wanted:
+                    wanted[signal.email] = dict(signal.payload)
+            new, made = create_for_signals(session, now, wanted)
+            prospects.update(new)
+            created = set(new) & set(wanted)
         accounts = {a.id: a for a in _in(session, Account, Account.id,
-                                          sorted({p.account_id for p in prospects.values() if p.account_id}))}
-        context = cls(current_versions(session), prospects, accounts, {}, {}, {}, set())
+                                          sorted({p.account_id for p in prospects.values() if p.account_id}
+                                                 - {a.id for a in made}))}
+        accounts.update({a.id: a for a in made})
+        context = cls(current_versions(session), prospects, accounts, {}, {}, {}, set(), created=created)
         context.overlapping = {v.name for v in context.versions if v.definition.get("allow_overlap")}
         context.learn(session, now, list(prospects.values()))
         return context
@@ -331,9 +346,12 @@ def _subjects(session: Session, now: datetime, signal: Signal,
         prospect = context.prospects.get(signal.email)
         if prospect is None:
             prospect = upsert_prospect(session, now, signal.email, dict(signal.payload))
+            context.prospects[prospect.email] = prospect
+            context.created.add(prospect.email)
+        if prospect.email in context.created:  # made for this signal, here or by ``read``
+            context.created.discard(prospect.email)
             decisions.record(session, now, "prospect_created", f"from {signal.type} signal",
                              prospect_id=prospect.id, signal_id=signal.id)
-            context.prospects[prospect.email] = prospect
         account = None
         if prospect.account_id:
             account = context.accounts.get(prospect.account_id) or session.get(Account, prospect.account_id)

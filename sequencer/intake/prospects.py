@@ -136,9 +136,33 @@ def _store_chunk(session: Session, now: datetime, chunk: list[tuple[ProspectRow,
     session.commit()
 
 
+def create_for_signals(session: Session, now: datetime,
+                       wanted: dict[str, dict[str, Any]]) -> tuple[dict[str, Prospect], list[Account]]:
+    """The prospects (and their accounts) of a batch of signals about people not yet known.
+
+    ``wanted`` is each new address with the payload of its first signal, as ``upsert_prospect``
+    takes them; an address whose payload cannot be cleaned is left out (its signal meets the
+    ``ValueError`` on its own). Read and written as ``upsert_rows`` does a batch: one ``IN (...)``
+    per kind and one flush per kind (a multi-row INSERT each), instead of a lookup, a flush
+    and an account upsert per person. Does not commit; a concurrent writer's person is the
+    unique index's ``IntegrityError``, a lost race for the caller to retry.
+    """
+    chunk: list[tuple[ProspectRow, _Ready]] = []
+    for email, payload in wanted.items():
+        values = {**payload, "email": email, "domain": ""}
+        try:
+            chunk.append((ProspectRow("signal", values), _ready(values)))
+        except ValueError:
+            continue
+    if not chunk:
+        return {}, []
+    return _store_batch(session, now, chunk, ImportReport())
+
+
 def _store_batch(session: Session, now: datetime, chunk: list[tuple[ProspectRow, _Ready]],
-                 report: ImportReport) -> None:
-    """Accounts, then prospects, each read with one ``IN (...)`` and written with one flush.
+                 report: ImportReport) -> tuple[dict[str, Prospect], list[Account]]:
+    """Accounts, then prospects, each read with one ``IN (...)`` and written with one flush;
+    the batch's prospects by address, and their accounts.
 
     Rows apply in order as ``_upsert`` would apply them one after the other: a company or a
     person twice in the batch is the same object, updated by each of its rows in turn."""
@@ -181,6 +205,7 @@ def _store_batch(session: Session, now: datetime, chunk: list[tuple[ProspectRow,
             report.warnings.append(f"{row.where}: {prospect.email}: {warning}")
     report.created += len(created)
     session.flush()
+    return known, [account for account in accounts if account is not None]
 
 
 def _in(session: Session, model: type, column: Any, values: set[str]) -> list[Any]:
