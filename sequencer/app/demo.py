@@ -38,6 +38,7 @@ from sequencer.intake import enrolling, prospect_import, signals
 from sequencer.loopback import demo_zone
 from sequencer.loopback.dns_server import DNSServer
 from sequencer.loopback.smtp_server import LocalSmtpServer
+from sequencer.reports.pipeline import first_touch_at
 from sequencer.rules.book import RuleBook
 from sequencer.sending import mailboxes
 from sequencer.sequences.versions import sync
@@ -262,7 +263,7 @@ def _summary(session: Session, console: Console, smtp: LocalSmtpServer) -> dict:
         touches = session.exec(select(Touch).where(Touch.enrollment_id == enrollment.id)).all()
         emails = sum(1 for t in touches if t.channel == "email" and t.state == "sent")
         tasks = sum(1 for t in touches if t.state == "queued")
-        first = first_touch_at(session, touches)
+        first = first_touch_at(session, enrollment.id)  # the pipeline report's one definition
         signal = session.get(Signal, enrollment.signal_id) if enrollment.signal_id else None
         speed = _duration(first - signal.occurred_at) if first and signal else "-"
         table.add_row(prospect.email, enrollment.sequence_name, enrollment.state, str(emails), str(tasks), speed,
@@ -273,17 +274,6 @@ def _summary(session: Session, console: Console, smtp: LocalSmtpServer) -> dict:
                   f"{session.exec(select(Task)).all().__len__()} tasks queued. "
                   "Try `sequencer explain EMAIL` on a kept workspace (--keep) for any prospect's full story.")
     return {"emails": len(smtp.messages), "states": counts}
-
-
-def first_touch_at(session: Session, touches: list[Touch]) -> datetime | None:
-    """When the person was first touched: an email when it was sent, a call or LinkedIn step
-    when the SDR did it (its task closed done); a task still in the queue touched nobody."""
-    moments = [t.sent_at for t in touches if t.state == "sent" and t.sent_at]
-    ids = [t.id for t in touches if t.state == "queued"]
-    if ids:
-        done = select(Task.completed_at).where(Task.touch_id.in_(ids), Task.state == "done")
-        moments += [moment for moment in session.exec(done) if moment]
-    return min(moments, default=None)
 
 
 def _short(reason: str) -> str:

@@ -16,9 +16,10 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, literal
+from sqlalchemy import case, literal, union_all
 from sqlmodel import Session, func, select
 
+from channels.tasks import Task
 from sequencer.core.config import ConfigError, Settings
 from sequencer.core.models import Enrollment, InboundMessage, Signal, Touch
 from sequencer.deliverability.counts import rate
@@ -61,6 +62,35 @@ LEAD_BUCKETS = ((60, "under 1 min"), (300, "1-5 min"), (900, "5-15 min"), (3600,
                 (14400, "1-4 h"), (86400, "4-24 h"), (None, "over 24 h"))
 
 
+def first_touches(scope: Scope | None = None, enrollment_id: int | None = None) -> Any:
+    """(enrollment_id, first_at) of each enrollment's first touch a person got — the one definition,
+    for the report and the demo: an email when it was sent, a call, LinkedIn or manual step when the
+    SDR did it (its task closed done). A task still in the queue touched nobody, and neither did an
+    email that never left (unknown, failed, blocked)."""
+    emails = (select(Touch.enrollment_id.label("enrollment_id"), Touch.sent_at.label("at"))
+              .where(Touch.step_index >= 0, Touch.state == "sent", Touch.sent_at.is_not(None)))
+    done = (select(Touch.enrollment_id.label("enrollment_id"), Task.completed_at.label("at"))
+            .join(Task, Task.touch_id == Touch.id)
+            .where(Touch.step_index >= 0, Task.state == "done", Task.completed_at.is_not(None)))
+    if scope is not None:
+        emails = _in_scope(emails, scope)
+        done = done.where(Task.completed_at >= scope.since, Task.completed_at < scope.until)
+        if scope.mailbox_ids is not None:
+            done = done.where(Touch.mailbox_id.in_(scope.mailbox_ids))
+    if enrollment_id is not None:
+        emails = emails.where(Touch.enrollment_id == enrollment_id)
+        done = done.where(Touch.enrollment_id == enrollment_id)
+    moments = union_all(emails, done).subquery()
+    return (select(moments.c.enrollment_id, func.min(moments.c.at).label("first_at"))
+            .group_by(moments.c.enrollment_id))
+
+
+def first_touch_at(session: Session, enrollment_id: int) -> datetime | None:
+    """When the enrollment's person was first touched (``first_touches``), or None."""
+    row = session.exec(first_touches(enrollment_id=enrollment_id)).first()
+    return row[1] if row else None
+
+
 def speed_to_lead(session: Session, scope: Scope) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per signal type, for signals in the period whose first touch came in it too; and how many
     leads were first touched within each span (the histogram of the HTML page). One query.
@@ -68,8 +98,7 @@ def speed_to_lead(session: Session, scope: Scope) -> tuple[list[dict[str, Any]],
     A signal in the period has its first touch after ``since``, so the first touch of its
     enrollment among the period's touches is its first touch at all.
     """
-    first = _in_scope(select(Touch.enrollment_id, func.min(Touch.sent_at).label("first_at"))
-                      .where(Touch.step_index >= 0), scope).group_by(Touch.enrollment_id).subquery()
+    first = first_touches(scope).subquery()
     lead = sql.seconds_between(session, Signal.occurred_at, first.c.first_at)
     leads = (select(Signal.type.label("type"), lead.label("lead"))
              .select_from(first).join(Enrollment, Enrollment.id == first.c.enrollment_id)

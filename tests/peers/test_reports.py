@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from datetime import timedelta
 
 import pytest
 import report_support
@@ -14,6 +15,7 @@ from report_support import JO, SAM
 from sqlmodel import Session
 from typer.testing import CliRunner
 
+from channels.tasks import Task
 from sequencer.app.cli import app
 from sequencer.core.clock import SimulatedClock
 from sequencer.core.config import ConfigError, Settings
@@ -80,6 +82,28 @@ def test_pipeline_figures(session, clock, config, world) -> None:
     assert (everyone["scheduled"], everyone["held"], everyone["show_rate"], everyone["accepted"]) == (2, 1, 0.5, 1)
     assert everyone["no_shows_by_fault"] == {"prospect": 1}
     assert document["cost"] is None
+
+
+def test_speed_to_lead_counts_a_task_when_it_was_done_never_while_it_waited(session, clock, config) -> None:
+    """A call step is 'sent' to the queue at once; the person was touched when the SDR called."""
+    now = clock.now()
+    box = report_support.mailbox(session, "sam@outreach-acme.example")
+    version = report_support.sequence(session, "calls")
+    called, waiting = report_support.sent(session, box, now - timedelta(hours=5), 2, version=version,
+                                          signal_type="webinar", lead_minutes=1)
+    for touch in (called, waiting):
+        touch.channel, touch.state = "call", "queued"
+        session.add(Task(touch_id=touch.id, enrollment_id=touch.enrollment_id, prospect_id=touch.prospect_id,
+                         kind="call", owner=SAM, due_at=touch.sent_at,
+                         state="done" if touch is called else "open",
+                         completed_at=touch.sent_at + timedelta(hours=2) if touch is called else None))
+    session.commit()
+
+    document = pipeline.build(session, now, config, scope(session, now))
+
+    leads = {row["signal_type"]: row for row in document["speed_to_lead"]}["webinar"]
+    assert (leads["leads"], leads["p50_seconds"], leads["within_5_minutes"]) == (1, 7260.0, 0)  # 1 min + 2 h
+    assert pipeline.first_touch_at(session, waiting.enrollment_id) is None
 
 
 def test_cost_per_accepted_meeting(session, clock, config, world) -> None:
