@@ -26,6 +26,7 @@ from sequencer.engine.tick_state import TickState
 from sequencer.enrollments import lifecycle
 from sequencer.sending import caps, mailboxes
 from sequencer.sequences import schedule
+from sequencer.sequences.context import sender_values
 from sequencer.sequences.rendering import RenderError
 from suppression.tokens import unsubscribe_headers
 
@@ -82,8 +83,7 @@ def preview(session: Session, settings: Settings, version: SequenceVersion, pros
                            account=account, step=step, channel=kind, definition=definition, tick=TickState(session),
                            mailbox=mailbox)
         variant = choose_variant(step, prospect)
-        sender = {"name": mailbox.display_name, "email": mailbox.address, "owner": mailbox.owner} if mailbox \
-            else {"owner": owner}
+        sender = sender_values(mailbox, owner)
         try:
             rendered = render_touch(ctx, variant, sender, thread_subject)
         except RenderError as exc:

@@ -32,7 +32,7 @@ from sequencer.rules.book import RuleBook
 from sequencer.rules.reactions import apply_task_outcome
 from sequencer.sending import mailboxes
 from sequencer.sequences import schedule
-from sequencer.sequences.context import template_context
+from sequencer.sequences.context import sender_values, template_context
 from sequencer.sequences.rendering import RenderError, render
 
 LOST_RACE = "lost_race"
@@ -222,7 +222,7 @@ def _plan_email(session: Session, now: datetime, runtime: Runtime, ctx: TouchCon
         return _defer(session, now, enrollment, Verdict(
             "defer", "no mailbox can send: " + "; ".join(choice.reasons), until, "mailbox"))
     ctx.mailbox = mailbox
-    sender = {"name": mailbox.display_name, "email": mailbox.address, "owner": mailbox.owner}
+    sender = sender_values(mailbox)
     variant = choose_variant(step, prospect)
     unknown = _unknown_before(session, ctx)
     fresh_start = unknown is not None and definition.get("after_unknown", "new_thread") == "new_thread"

@@ -6,12 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from sequencer.core.config import Settings
-from sequencer.core.models import Account, Prospect, Signal
+from sequencer.core.models import Account, Mailbox, Prospect, Signal
 from sequencer.sequences.rendering import present
 from suppression.tokens import unsubscribe_url
 
-# What ``sender`` holds: the engine's step builds it from the chosen mailbox (engine/steps.py).
+# What ``sender`` holds (``sender_values``); ``sequences check`` knows these names and no others.
 SENDER_FIELDS = ("name", "email", "owner")
+
+
+def sender_values(mailbox: Mailbox | None, owner: str = "") -> dict[str, Any]:
+    """``sender`` for a step: the chosen mailbox, or only its owner for a task no mailbox sends."""
+    if mailbox is None:
+        return {"owner": owner}
+    return dict(zip(SENDER_FIELDS, (mailbox.display_name, mailbox.address, mailbox.owner), strict=True))
 
 
 def values_of(prospect: Prospect, account: Account | None, signal: Signal | None = None) -> dict[str, Any]:
