@@ -612,3 +612,26 @@ def test_an_enrollment_created_in_a_rolled_back_transaction_leaves_nothing_behin
     again = lifecycle.create(session, clock.now(), prospect, version, None)  # the database may reuse the id
     session.commit()
     assert [(e.id, e.state) for e in session.exec(select(Enrollment)).all()] == [(again.id, "active")]
+
+
+def test_a_batch_makes_its_new_people_together_from_their_first_signal(
+    session: Session, clock: SimulatedClock, tmp_path: Path
+) -> None:
+    write_sequence(tmp_path, "batch", "intent_surge")
+    versions.sync(session, clock.now(), tmp_path)
+    given = [("ann@newco.example", "Ann"), ("bob@newco.example", "Bob"), ("ann@newco.example", "Annie")]
+    batch = [signals.store(session, clock.now(), SignalIn("intent_surge", email=email,
+                                                          payload={"first_name": name})).signal
+             for email, name in given]
+
+    outcomes = enrolling.process_batch(session, clock.now(), batch)
+
+    people = {p.email: p for p in session.exec(select(Prospect))}
+    assert {email: p.first_name for email, p in people.items()} == {"ann@newco.example": "Ann",
+                                                                    "bob@newco.example": "Bob"}
+    assert len({p.account_id for p in people.values()}) == 1  # one new company, one account
+    assert session.exec(select(Account.domain)).all() == ["newco.example"]
+    created = session.exec(select(Decision.prospect_id, Decision.signal_id)
+                           .where(Decision.kind == "prospect_created").order_by(Decision.signal_id)).all()
+    assert created == [(people["ann@newco.example"].id, batch[0].id), (people["bob@newco.example"].id, batch[1].id)]
+    assert [len(o.enrolled) for o in outcomes] == [1, 1, 0]
