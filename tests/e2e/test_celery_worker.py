@@ -44,7 +44,8 @@ from sequencer.loopback.smtp_server import LocalSmtpServer
 from sequencer.sending import mailboxes
 from sequencer.sequences import versions
 
-REDIS_URL = os.environ.get("SEQUENCER_TEST_REDIS", "redis://127.0.0.1:6379/9")
+REDIS_SERVER = os.environ.get("SEQUENCER_TEST_REDIS", "redis://127.0.0.1:6379")
+TEST_DATABASES = range(9, 16)  # Redis' numbered databases this suite may take, one per test run
 READY_SECONDS = 30
 DELIVERY_SECONDS = 60
 MAILBOX = f"sam@{DOMAIN}"
@@ -89,14 +90,31 @@ def toml_value(value: object) -> str:
     return json.dumps(str(value))
 
 
-@pytest.fixture
-def redis_url() -> str:
-    """The test Redis database, emptied; fails under CI and skips elsewhere when it is down."""
+@pytest.fixture(scope="session")
+def redis_database() -> Iterator[str]:
+    """A Redis database of this test run's own: two runs at once (two checkouts on one machine)
+    would otherwise take each other's tasks and flush each other's queues. Claimed by a key in
+    database 0 that ends with the run (or after an hour, if the run dies)."""
+    claims = redis.Redis.from_url(f"{REDIS_SERVER}/0", socket_connect_timeout=2)
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()
+        number = next((n for n in TEST_DATABASES
+                       if claims.set(f"sequencer-tests:db{n}", os.getpid(), nx=True, ex=3600)), None)
     except redis.RedisError as exc:
-        missing_peer(f"Redis not reachable at {REDIS_URL}: {exc}")
-    return REDIS_URL
+        missing_peer(f"Redis not reachable at {REDIS_SERVER}: {exc}")
+    if number is None:
+        pytest.fail(f"Redis databases {TEST_DATABASES.start}-{TEST_DATABASES.stop - 1} are all taken by other runs")
+    yield f"{REDIS_SERVER}/{number}"
+    claims.delete(f"sequencer-tests:db{number}")
+
+
+@pytest.fixture
+def redis_url(redis_database: str) -> str:
+    """This run's Redis database, emptied; fails under CI and skips elsewhere when it is down."""
+    try:
+        redis.Redis.from_url(redis_database, socket_connect_timeout=2).flushdb()
+    except redis.RedisError as exc:
+        missing_peer(f"Redis not reachable at {redis_database}: {exc}")
+    return redis_database
 
 
 @pytest.fixture
@@ -328,7 +346,7 @@ def test_a_stored_signal_that_no_message_announced_is_delivered_by_the_next_tick
         stored = signals.store(session, datetime.now(UTC), incoming).signal
 
     assert signal_row(workspace, stored.id).processed_at is None
-    assert redis.Redis.from_url(REDIS_URL).llen("celery") == 0  # nothing reached the broker
+    assert redis.Redis.from_url(workspace.env["SEQUENCER_BROKER_URL"]).llen("celery") == 0  # nothing reached the broker
 
     start_worker("with-beat", beat=True, concurrency=1)
     wait_until(lambda: smtp.messages, "a beat tick to deliver the email")
