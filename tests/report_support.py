@@ -111,7 +111,7 @@ def world(session: Session, now: datetime) -> dict[str, Mailbox]:
     bounce(session, a[0], day1)
     bounce(session, a[1], day1, diagnostic="550 5.1.1 <p2@company2.example>: user unknown")
     bounce(session, a[2], day1, "soft", "mailbox_full", "4.2.2", "452 4.2.2 mailbox full")
-    bounce(session, b[0], day2, "block", "blocklisted", "5.7.1", "554 5.7.1 listed at zen",
+    bounce(session, b[0], day2, "block", "policy_blocked", "5.7.1", "554 5.7.1 listed at zen",
                           source="smtp")
     inbound(session, a[3], day1, "complaint")
     for touch in a[10:18] + b[10:12]:
