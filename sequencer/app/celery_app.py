@@ -245,7 +245,8 @@ def ingest_signal(signal_ids: int | list[int]) -> str:
         _prepare_once(session)
         # Under load, take the others waiting too (their own messages then find them done):
         # one pass for many signals instead of one task each, so processing keeps up in batches.
-        waiting = [signal.id for signal in signals.unprocessed(session, INGEST_BATCH)]
+        # Skipping the rows another worker holds, so two workers take two batches, not one batch by turns.
+        waiting = [signal.id for signal in signals.unprocessed(session, INGEST_BATCH, skip_locked=True)]
         report = engine.act_on_signals(session, SystemClock(), _runtime(), sorted({*fresh, *waiting}))
     log.info("signals %s: steps %s", ids, report.outcomes)
     return "processed"

@@ -188,10 +188,17 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def unprocessed(session: Session, limit: int = 1000) -> list[Signal]:
-    return list(
-        session.exec(select(Signal).where(Signal.processed_at.is_(None)).order_by(Signal.id).limit(limit))
-    )
+def unprocessed(session: Session, limit: int = 1000, skip_locked: bool = False) -> list[Signal]:
+    """The oldest ``limit`` signals not processed yet.
+
+    ``skip_locked`` passes over the rows another transaction has claimed but not committed
+    (PostgreSQL; SQLite renders nothing), so a second worker picks the next batch instead of
+    the one in flight: without it both see the same oldest rows and one of them idles.
+    """
+    query = select(Signal).where(Signal.processed_at.is_(None)).order_by(Signal.id).limit(limit)
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return list(session.exec(query))
 
 
 def any_unprocessed(session: Session) -> bool:
