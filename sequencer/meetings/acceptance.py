@@ -22,7 +22,7 @@ from sequencer.core import decisions
 from sequencer.core.config import REPO_TEMPLATES, Settings
 from sequencer.core.models import Enrollment, Meeting, MeetingNotice, Prospect, Touch
 from sequencer.core.yaml_source import SourceError, load_yaml
-from sequencer.meetings.booking import REJECTION_REASONS
+from sequencer.meetings.checks import REJECTION_REASONS
 
 FILENAME = "qualification.yaml"
 _KEYS = {"name", "held", "criteria", "rejection_reasons"}

@@ -25,8 +25,8 @@ from channels.email import DeliveryError, OutgoingEmail, SmtpSender
 from sequencer.core import decisions
 from sequencer.core.config import ConfigError, Settings
 from sequencer.core.models import Decision, Mailbox, Meeting, Prospect
-from sequencer.meetings.booking import MeetingError
 from sequencer.meetings.brief import brief
+from sequencer.meetings.checks import MeetingError
 from sequencer.meetings.ical import PARTSTATS, CalendarReply, parse_reply, read_reply
 from suppression.store import find_suppression
 

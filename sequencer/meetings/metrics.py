@@ -31,7 +31,7 @@ from sqlmodel import Session, func, select
 
 from sequencer.core.clock import as_utc
 from sequencer.core.models import Enrollment, Meeting, Signal, Touch
-from sequencer.meetings.booking import FAULTS, REJECTION_REASONS
+from sequencer.meetings.checks import FAULTS, REJECTION_REASONS
 
 GROUPS = ("sdr", "ae", "sequence", "signal_type", "week")
 NONE = "(none)"

@@ -31,7 +31,7 @@ from sequencer.core import decisions
 from sequencer.core.config import ConfigError, Settings
 from sequencer.core.models import Enrollment, Mailbox, Meeting, MeetingNotice, Prospect
 from sequencer.meetings import acceptance
-from sequencer.meetings.booking import OPEN_STATES
+from sequencer.meetings.checks import OPEN_STATES
 from sequencer.sending import caps
 from sequencer.sequences.schedule import zone
 from suppression.normalize import domain_of

@@ -26,8 +26,8 @@ from sqlmodel import Session, select
 
 from sequencer.core import decisions
 from sequencer.core.models import Enrollment, Meeting
-from sequencer.meetings.booking import set_partstat
 from sequencer.meetings.invites import PARTSTATS, sent_to
+from sequencer.meetings.moves import set_partstat
 from sequencer.rules.actions import Event, apply
 from sequencer.rules.book import RuleBook
 from suppression.normalize import normalize_email

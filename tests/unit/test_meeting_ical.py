@@ -16,7 +16,7 @@ import vobject
 from channels.email import _WIRE, OutgoingEmail, build, wire
 from sequencer.core.models import Mailbox
 from sequencer.inbound.classify import classify
-from sequencer.meetings.booking import MeetingError
+from sequencer.meetings.checks import MeetingError
 from sequencer.meetings.ical import parse_reply, read_reply
 from sequencer.meetings.invites import calendar
 

@@ -26,7 +26,7 @@ from sequencer.core import decisions
 from sequencer.core.config import ConfigError, Settings
 from sequencer.core.db import is_lock_conflict
 from sequencer.meetings import deliveries, invites
-from sequencer.meetings.booking import MeetingError
+from sequencer.meetings.checks import MeetingError
 from sequencer.meetings.webhooks import (
     MAX_BODY,
     Command,

@@ -24,7 +24,8 @@ from sequencer.core.config import ConfigError, Settings
 from sequencer.core.models import Decision, Meeting, Prospect
 from sequencer.core.yaml_source import SourceError
 from sequencer.meetings import acceptance, booking
-from sequencer.meetings.booking import FAULTS, REJECTION_REASONS, BookingIn, MeetingError
+from sequencer.meetings.booking import BookingIn, MeetingError
+from sequencer.meetings.checks import FAULTS, REJECTION_REASONS
 from sequencer.rules.actions import rulebook
 
 app = typer.Typer(no_args_is_help=True, help="Meetings: book, reschedule, cancel, held, no-show, accept, reject.")
