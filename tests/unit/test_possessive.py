@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sequencer.sequences.rendering import RenderError, possessive, render
+from sequencer.sequences.rendering import RenderError, render
+from sequencer.sequences.sandbox import possessive
 
 pytestmark = pytest.mark.unit
 
