@@ -314,7 +314,7 @@ class ApiKey(SQLModel, table=True):
 class Meeting(SQLModel, table=True):
     """A meeting an SDR set for an AE with a prospect, from booking to held (or not) and accepted (or not).
 
-    ``sequencer.meetings.booking`` is the one writer of its state:
+    ``sequencer.meetings`` ``booking`` (the booking) and ``moves`` (everything after) are the one writer of its state:
     scheduled -> rescheduled (any number of times) -> held | no_show | canceled. Its history
     is the decision log (kinds ``meeting_*``, ``detail.meeting_id``), so ``sequencer explain``
     shows it. ``uid`` is the iCalendar UID every invite for it carries; ``ical_sequence`` the
