@@ -52,7 +52,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
-from channels.email import OutgoingEmail, SmtpSender, build, new_message_id
+from channels.email import SmtpSender
+from channels.message import OutgoingEmail, build, new_message_id
 from sequencer.app import wiring as runtime
 from sequencer.core import db
 from sequencer.core.clock import SystemClock

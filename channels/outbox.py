@@ -3,7 +3,7 @@
 ``OutboxSender`` has ``SmtpSender``'s interface (``send``, ``send_many``, ``close``), so the
 engine runs exactly as it would for real (suppression, windows, caps, rotation, threading,
 the touch record) and only the last hop differs. Each message is the byte-for-byte SMTP
-DATA ``channels.email.wire`` builds, with ``X-Sequencer-Sandbox: 1`` added and the subject
+DATA ``channels.message.wire`` builds, with ``X-Sequencer-Sandbox: 1`` added and the subject
 unchanged, preceded by the ``Return-Path`` and ``Delivered-To`` lines a delivery agent would
 write. Any mail client reads a Maildir (``mutt -f outbox``, Thunderbird, Python's
 ``mailbox.Maildir``).
@@ -25,15 +25,8 @@ from dataclasses import replace
 from email.errors import HeaderParseError
 from pathlib import Path
 
-from channels.email import (
-    DeliveryError,
-    HeaderTooLong,
-    NotAttempted,
-    OutgoingEmail,
-    UnsendableMessage,
-    new_message_id,
-    wire,
-)
+from channels.email import DeliveryError, NotAttempted, UnsendableMessage
+from channels.message import HeaderTooLong, OutgoingEmail, new_message_id, wire
 
 SANDBOX_HEADER = "X-Sequencer-Sandbox"
 

@@ -3,7 +3,7 @@
 Nothing here is a second implementation: the times come from ``sequences.schedule`` the way
 ``lifecycle`` positions an enrollment (a touch at the next open moment of the window in the
 prospect's zone and their country's working days, a wait from there), the texts from
-``steps.render_touch`` and ``choose_variant``, the message from ``channels.email.build`` with the
+``steps.render_touch`` and ``choose_variant``, the message from ``channels.message.build`` with the
 headers ``send_batch`` gives it, and today's room from ``sending.caps``. Nothing is stored.
 Two things are assumed, and said: a person's task is done the moment it is due, and a
 wait-for-signal step waits until its timeout.
@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from channels.email import OutgoingEmail, build
+from channels.message import OutgoingEmail, build
 from sequencer.core.config import Settings
 from sequencer.core.models import Account, Enrollment, Prospect, SequenceVersion
 from sequencer.engine.guards import TouchContext

@@ -27,15 +27,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from channels import verp
-from channels.email import (
-    DeliveryError,
-    DeliveryUnknown,
-    NotAttempted,
-    OutgoingEmail,
-    RelayUnreachable,
-    UnsendableMessage,
-    new_message_id,
-)
+from channels.email import DeliveryError, DeliveryUnknown, NotAttempted, RelayUnreachable, UnsendableMessage
+from channels.message import OutgoingEmail, new_message_id
 from sequencer.core import db, decisions
 from sequencer.core.config import Settings
 from sequencer.core.models import Decision, Enrollment, Touch

@@ -4,7 +4,7 @@ On booking the AE (and the prospect, with ``meeting_invite_prospect``) gets a
 ``METHOD:REQUEST`` with a stable UID (``Meeting.uid``) and ``SEQUENCE`` 0; a reschedule sends
 the same UID with the next SEQUENCE (``booking.reschedule`` counts it), a cancel a
 ``METHOD:CANCEL`` with ``STATUS:CANCELLED``. Times are written in UTC (``...Z``), never
-floating, so no VTIMEZONE is needed. The email around it is ``channels.email``'s calendar
+floating, so no VTIMEZONE is needed. The email around it is ``channels.message``'s calendar
 layout (text, HTML and ``text/calendar`` as alternatives, the ``.ics`` attached).
 
 What comes back is an attendee's ``METHOD:REPLY`` (``read_reply``); ``sequencer.meetings.rsvp``
@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 import icalendar
 from sqlmodel import Session, select
 
-from channels.email import DeliveryError, OutgoingEmail, SmtpSender
+from channels.email import DeliveryError, SmtpSender
+from channels.message import OutgoingEmail
 from sequencer.core import decisions
 from sequencer.core.config import ConfigError, Settings
 from sequencer.core.models import Decision, Mailbox, Meeting, Prospect

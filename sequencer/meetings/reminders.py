@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from channels.email import DeliveryUnknown, OutgoingEmail, new_message_id
+from channels.email import DeliveryUnknown
+from channels.message import OutgoingEmail, new_message_id
 from sequencer.core import decisions
 from sequencer.core.config import ConfigError, Settings
 from sequencer.core.models import Enrollment, Mailbox, Meeting, MeetingNotice, Prospect

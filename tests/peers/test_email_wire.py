@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels import verp
-from channels.email import _WIRE, OutgoingEmail, SmtpSender, _boundary, build, wire
+from channels.email import SmtpSender
+from channels.message import _WIRE, OutgoingEmail, _boundary, build, wire
 from sequencer.core.models import Mailbox
 
 COMPAT32_WIRE = compat32.clone(linesep="\r\n", max_line_length=998)
@@ -55,7 +56,7 @@ def test_whole_messages_are_byte_for_byte_what_compat32_writes():
 
 def test_the_boundary_is_never_in_a_part(monkeypatch):
     tokens = iter(["aa", "bb"])
-    monkeypatch.setattr("channels.email.secrets.token_hex", lambda _n: next(tokens))
+    monkeypatch.setattr("channels.message.secrets.token_hex", lambda _n: next(tokens))
     assert _boundary("a text that mentions =_aa on purpose", "<p>html</p>") == "=_bb"
 
 
@@ -125,7 +126,7 @@ def test_wire_writes_exactly_what_the_email_package_writes(text, html, subject, 
                  "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         date=datetime(2026, 11, 30, 15, 0, tzinfo=UTC),
     )
-    with mock.patch("channels.email._boundary", lambda *_texts: "=_fixed"):
+    with mock.patch("channels.message._boundary", lambda *_texts: "=_fixed"):
         assert _written(lambda: wire(email)) == _written(lambda: build(email).as_bytes(policy=COMPAT32_WIRE))
 
 

@@ -17,7 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from channels.email import OutgoingEmail, SmtpSender, UnsendableMessage, build, wire
+from channels.email import SmtpSender, UnsendableMessage
+from channels.message import OutgoingEmail, build, wire
 from sequencer.app.wiring import build as build_runtime
 from sequencer.core.models import Mailbox, Touch
 from sequencer.engine.tick import tick
@@ -91,7 +92,7 @@ def test_no_line_of_any_message_is_longer_than_998_and_both_writers_agree(subjec
     email = OutgoingEmail(mailbox=MAILBOX, to="dana@prospect.example", subject=subject, text=text, html=html,
                           message_id="m1@mail.example", date=datetime(2026, 11, 30, tzinfo=UTC))
 
-    with mock.patch("channels.email._boundary", lambda *_texts: "=_fixed"):
+    with mock.patch("channels.message._boundary", lambda *_texts: "=_fixed"):
         raw = wire(email)
         assert raw == build(email).as_bytes(policy=COMPAT32_WIRE)
 

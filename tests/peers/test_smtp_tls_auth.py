@@ -33,7 +33,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from scripted_smtp import peer, scripted
 
 from channels import verp
-from channels.email import DeliveryError, DeliveryUnknown, OutgoingEmail, SmtpSender
+from channels.email import DeliveryError, DeliveryUnknown, SmtpSender
+from channels.message import OutgoingEmail
 from sequencer.core.models import Mailbox
 from sequencer.loopback.smtp_server import free_port
 

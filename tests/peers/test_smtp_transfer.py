@@ -14,13 +14,8 @@ import pytest
 from loopback_faults import FaultySmtpServer
 from scripted_smtp import peer, scripted
 
-from channels.email import (
-    DeliveryError,
-    DeliveryUnknown,
-    OutgoingEmail,
-    SmtpSender,
-    UnsendableMessage,
-)
+from channels.email import DeliveryError, DeliveryUnknown, SmtpSender, UnsendableMessage
+from channels.message import OutgoingEmail
 from sequencer.core.models import Mailbox
 
 DOTTY = "Line one\n.starts with a dot\n..two dots\n.\nlast line"

@@ -1,6 +1,6 @@
 """The iCalendar objects on their own: invitations written by ``icalendar`` and read back by
 ``vobject`` (a second, independent parser), RSVPs recognised by the inbound classifier, and
-the calendar layout of ``channels.email``. No database, no network."""
+the calendar layout of ``channels.message``. No database, no network."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import vobject
 
-from channels.email import _WIRE, OutgoingEmail, build, wire
+from channels.message import _WIRE, OutgoingEmail, build, wire
 from sequencer.core.models import Mailbox
 from sequencer.inbound.classify import classify
 from sequencer.meetings.checks import MeetingError
@@ -120,7 +120,7 @@ def an_invitation(ics: bytes, text: str = "A meeting has been booked for you.") 
 def test_the_calendar_part_carries_the_same_bytes_whatever_its_encoding(title, monkeypatch):
     ics = calendar(a_meeting(title=title), PROSPECT, "REQUEST", "sam@outreach-acme.example", "brief")
     boundaries = itertools.count()
-    monkeypatch.setattr("channels.email.secrets.token_hex", lambda _n: f"{next(boundaries) % 2:032x}")
+    monkeypatch.setattr("channels.message.secrets.token_hex", lambda _n: f"{next(boundaries) % 2:032x}")
 
     data = wire(an_invitation(ics))
 

@@ -6,7 +6,8 @@ import math
 import time
 from datetime import timedelta
 
-from channels.email import NotAttempted, OutgoingEmail, SmtpSender
+from channels.email import NotAttempted, SmtpSender
+from channels.message import OutgoingEmail
 from sequencer.core.config import Settings
 from sequencer.core.models import Mailbox
 from sequencer.engine.send_batch import MESSAGE_WAITS, RECORD_MARGIN, SEND_PACE, send_lease

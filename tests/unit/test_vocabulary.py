@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from channels.email import NotAttempted, OutgoingEmail, UnsendableMessage
+from channels.email import NotAttempted, UnsendableMessage
+from channels.message import OutgoingEmail
 from channels.outbox import OutboxSender
 from sequencer.core.config import REPO_TEMPLATES, Settings, resolve_templates
 from sequencer.sequences.versions import line_up_problem
