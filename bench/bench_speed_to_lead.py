@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2, help="Celery pool processes (one worker host)")
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/11")
+    # Not 9-15: test runs claim those (tests/e2e/test_celery_worker.py), and their workers would take our tasks.
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/8")
     return parser.parse_args(argv)
 
 
