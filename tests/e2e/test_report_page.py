@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import report_support
+from peers import missing_peer
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from sqlalchemy.engine import Engine
@@ -77,6 +78,9 @@ def test_serve_gives_the_reports_only_with_a_key(server, engine, clock) -> None:
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
+    for program in (CHROMIUM, CHROMEDRIVER):  # Debian's chromium and chromium-driver; .ci/run installs them
+        if not Path(program).exists():
+            missing_peer(f"{program} is not installed (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
