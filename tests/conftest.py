@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from hypothesis import settings as hypothesis_settings
 from loopback_faults import FaultySmtpServer
 from peers import missing_peer
@@ -148,3 +149,48 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = Path(str(item.fspath)).parent.name
         if tier in TIERS:
             item.add_marker(tier)
+
+
+# --- Redis: one numbered database per test run ------------------------------------------------
+
+REDIS_SERVER = os.environ.get("SEQUENCER_TEST_REDIS", "redis://127.0.0.1:6379")
+TEST_DATABASES = range(9, 16)  # Redis' numbered databases this suite may take, one per test run
+
+# Take over a claim only if it still names the dead run we saw (two runs may find it at once).
+_TAKE_OVER = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'EX', 3600) " \
+             "return 1 else return 0 end"
+
+
+def _alive(pid: bytes | None) -> bool:
+    """Whether the run that claimed a database still runs (Redis is on this machine, so its pid means here)."""
+    try:
+        os.kill(int(pid or 0), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return int(pid or 0) > 0
+
+
+def _claim(claims: redis.Redis, number: int) -> bool:
+    key, me = f"sequencer-tests:db{number}", str(os.getpid())
+    if claims.set(key, me, nx=True, ex=3600):
+        return True
+    holder = claims.get(key)
+    return not _alive(holder) and bool(claims.eval(_TAKE_OVER, 1, key, holder or b"", me))
+
+
+@pytest.fixture(scope="session")
+def redis_database() -> Iterator[str]:
+    """A Redis database of this test run's own: two runs at once (two checkouts on one machine)
+    would otherwise take each other's tasks and flush each other's queues. Claimed by a key in
+    database 0 that ends with the run; a claim whose run died (killed, interrupted) is taken over."""
+    claims = redis.Redis.from_url(f"{REDIS_SERVER}/0", socket_connect_timeout=2)
+    try:
+        number = next((n for n in TEST_DATABASES if _claim(claims, n)), None)
+    except redis.RedisError as exc:
+        missing_peer(f"Redis not reachable at {REDIS_SERVER}: {exc}")
+    if number is None:
+        pytest.fail(f"Redis databases {TEST_DATABASES.start}-{TEST_DATABASES.stop - 1} are all taken by other runs")
+    yield f"{REDIS_SERVER}/{number}"
+    claims.delete(f"sequencer-tests:db{number}")

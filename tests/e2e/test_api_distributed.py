@@ -22,7 +22,6 @@ from test_celery_worker import (  # noqa: F401 - fixtures
     Workspace,
     add_prospects,
     database,
-    redis_database,
     redis_url,
     start_worker,
     touches,

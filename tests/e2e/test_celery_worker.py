@@ -44,8 +44,6 @@ from sequencer.loopback.smtp_server import LocalSmtpServer
 from sequencer.sending import mailboxes
 from sequencer.sequences import versions
 
-REDIS_SERVER = os.environ.get("SEQUENCER_TEST_REDIS", "redis://127.0.0.1:6379")
-TEST_DATABASES = range(9, 16)  # Redis' numbered databases this suite may take, one per test run
 READY_SECONDS = 30
 DELIVERY_SECONDS = 60
 MAILBOX = f"sam@{DOMAIN}"
@@ -88,23 +86,6 @@ def toml_value(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
     return json.dumps(str(value))
-
-
-@pytest.fixture(scope="session")
-def redis_database() -> Iterator[str]:
-    """A Redis database of this test run's own: two runs at once (two checkouts on one machine)
-    would otherwise take each other's tasks and flush each other's queues. Claimed by a key in
-    database 0 that ends with the run (or after an hour, if the run dies)."""
-    claims = redis.Redis.from_url(f"{REDIS_SERVER}/0", socket_connect_timeout=2)
-    try:
-        number = next((n for n in TEST_DATABASES
-                       if claims.set(f"sequencer-tests:db{n}", os.getpid(), nx=True, ex=3600)), None)
-    except redis.RedisError as exc:
-        missing_peer(f"Redis not reachable at {REDIS_SERVER}: {exc}")
-    if number is None:
-        pytest.fail(f"Redis databases {TEST_DATABASES.start}-{TEST_DATABASES.stop - 1} are all taken by other runs")
-    yield f"{REDIS_SERVER}/{number}"
-    claims.delete(f"sequencer-tests:db{number}")
 
 
 @pytest.fixture

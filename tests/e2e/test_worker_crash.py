@@ -33,7 +33,6 @@ from test_celery_worker import (  # noqa: F401 - fixtures
     _stop,
     add_prospects,
     database,
-    redis_database,
     redis_url,
     touches,
     wait_until,
