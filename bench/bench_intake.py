@@ -31,12 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
+from bench_send import fresh_postgres  # one throw-away database for every bench
 
 from sequencer.core import db
 from sequencer.core.config import REPO_TEMPLATES
@@ -54,18 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="the PostgreSQL server's admin URL (a fresh database is made and dropped)")
     return parser.parse_args(argv)
-
-
-@contextlib.contextmanager
-def fresh_postgres(admin: str) -> Iterator[str]:
-    name = f"sequencer_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def items(count: int, tag: str) -> list[signals.SignalIn]:

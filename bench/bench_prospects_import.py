@@ -27,12 +27,10 @@ import itertools
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
+from bench_send import fresh_postgres  # one throw-away database for every bench
 
 from sequencer.core import db
 from sequencer.intake import prospect_import, prospects
@@ -66,18 +64,6 @@ def write_export(path: Path, rows: int, companies: int) -> None:
                              f"Company {company} Inc", f"https://www.company{company}.example/",
                              f"{1_000 + company:,}", "Computer Software", "Austin", region, country, zone,
                              f"https://www.linkedin.com/in/person-{n}", "2026-11-02 09:14"])
-
-
-@contextlib.contextmanager
-def fresh_postgres(admin: str) -> Iterator[str]:
-    name = f"sequencer_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def parse_rate(path: Path) -> float:

@@ -163,6 +163,11 @@ def throwaway_database(choice: str, folder: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def fresh_postgres(admin: str) -> contextlib.AbstractContextManager[str]:
+    """A throw-away database on the PostgreSQL server at ``admin`` (``throwaway_database``)."""
+    return throwaway_database(admin, Path())
+
+
 def mailbox_configs(count: int, sink: SmtpSink) -> list[dict]:
     """``count`` mailboxes spread over a few sending domains, all pointed at the sink."""
     return [

@@ -32,15 +32,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 import redis
+from bench_send import fresh_postgres  # one throw-away database for every bench
 
 from sequencer.core import api_keys, db
 from sequencer.core.models import DomainCheck
@@ -209,18 +208,6 @@ def report(name: str, values: list[float], missing: int, p50_target: float, p99_
     print(f"  {name}: n={len(values)}  p50 {p50 * scale:7.3f} {unit} (target {p50_target})  "
           f"p99 {p99 * scale:7.3f} {unit} (target {p99_target})  max {max(values) * scale:7.3f} {unit}"
           + (f"  MISSING {missing}" if missing else ""))
-
-
-@contextlib.contextmanager
-def fresh_postgres(admin: str) -> Iterator[str]:
-    name = f"sequencer_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def distributed(args: argparse.Namespace) -> None:
