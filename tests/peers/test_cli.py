@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -191,7 +190,9 @@ def queue_first_task(db: Engine) -> Task:
     """Advance the job-change enrollment in simulated time until its LinkedIn task is queued."""
     with new_session(db) as session:
         enrollment = session.exec(select(Enrollment)).one()
-        clock = SimulatedClock(enrollment.next_due_at + timedelta(minutes=1))
+        # At the moment it is due, not a minute after: a signal a minute before the window
+        # closes is due inside it, and a minute later the step waits for the next day.
+        clock = SimulatedClock(enrollment.next_due_at)
         tick(session, clock, build_runtime(Settings(secret_key="test-secret-0123456789abcdefghij"), None,
                                            check_domains=False))
         return session.exec(select(Task)).one()
