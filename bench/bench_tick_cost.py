@@ -128,6 +128,19 @@ def fill(engine: Engine, n: int, version_id: int, mailbox_id: int) -> float:
     return time.perf_counter() - started
 
 
+def prepare(session, settings, root: Path, now) -> tuple[int, list]:
+    """The bench sequence and mailboxes, their domains checked good for ten years: the
+    sequence version's id and the mailboxes (bench_workers uses the same workspace)."""
+    write_sequence(root, [box["address"] for box in settings.mailboxes])
+    sync(session, now, root)
+    boxes = mailboxes.sync_from_settings(session, settings, now.date())
+    for domain in sorted({box.sending_domain for box in boxes}):
+        session.add(DomainCheck(domain=domain, status="pass", checked_at=now, report={},
+                                expires_at=now + timedelta(days=3650), last_good_status="pass", last_good_at=now))
+    session.commit()
+    return session.execute(text("SELECT id FROM sequenceversion WHERE name = 'bench'")).scalar_one(), boxes
+
+
 def measure(size: int, args: argparse.Namespace, sink: SmtpSink) -> dict:
     with tempfile.TemporaryDirectory() as folder, throwaway_database(args.database, Path(folder)) as url:
         root = Path(folder) / "templates"
@@ -136,15 +149,7 @@ def measure(size: int, args: argparse.Namespace, sink: SmtpSink) -> dict:
         db.migrate(engine)
         now = SystemClock().now()
         with db.session(engine) as session:
-            write_sequence(root, [box["address"] for box in settings.mailboxes])
-            sync(session, now, root)
-            boxes = mailboxes.sync_from_settings(session, settings, now.date())
-            for domain in sorted({box.sending_domain for box in boxes}):
-                session.add(DomainCheck(domain=domain, status="pass", checked_at=now, report={},
-                                        expires_at=now + timedelta(days=3650), last_good_status="pass",
-                                        last_good_at=now))
-            session.commit()
-            version_id = session.execute(text("SELECT id FROM sequenceversion WHERE name = 'bench'")).scalar_one()
+            version_id, boxes = prepare(session, settings, root, now)
             loaded = fill(engine, size, version_id, boxes[0].id)
         sender = SmtpSender()
         runtime = wiring.build(settings, sender=sender, check_domains=True)

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench_send import bench_settings, sample_message, smtplib_baseline, throwaway_database
-from bench_tick_cost import _LOAD, _RESET, write_sequence
+from bench_tick_cost import _LOAD, _RESET, prepare
 from smtp_sink import SinkMissing, SmtpSink
 from sqlalchemy import text
 
@@ -36,10 +36,7 @@ from sequencer.app import wiring
 from sequencer.core import db
 from sequencer.core.clock import SystemClock
 from sequencer.core.config import Settings
-from sequencer.core.models import DomainCheck
 from sequencer.engine.tick import tick
-from sequencer.sending import mailboxes
-from sequencer.sequences.versions import sync
 
 LIMIT = 1000  # tick(limit=...), as the Celery tick task uses
 
@@ -128,15 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             db.migrate(engine)
             now = SystemClock().now()
             with db.session(engine) as session:
-                write_sequence(root, [box["address"] for box in settings.mailboxes])
-                sync(session, now, root)
-                boxes = mailboxes.sync_from_settings(session, settings, now.date())
-                for domain in sorted({box.sending_domain for box in boxes}):
-                    session.add(DomainCheck(domain=domain, status="pass", checked_at=now, report={},
-                                            expires_at=now.replace(year=now.year + 10), last_good_status="pass",
-                                            last_good_at=now))
-                session.commit()
-                version = session.execute(text("SELECT id FROM sequenceversion WHERE name = 'bench'")).scalar_one()
+                version, boxes = prepare(session, settings, root, now)
             with engine.begin() as conn:
                 for statement in _LOAD:
                     conn.execute(text(statement), {"n": args.n, "due": args.n, "version": version,

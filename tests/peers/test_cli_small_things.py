@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the imported db fixture is meant to be shadowed by test arguments
 """The small things a newcomer tripped on (#15): explain's tasks, zone and step numbers;
 mailboxes at 80 columns; --json on the list and show commands; possessives in templates."""
 
@@ -12,14 +13,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
-from typer.testing import CliRunner, Result
+from test_cli import cli, db, ok  # noqa: F401 - db is a fixture, on this file's workspace
 
 from channels.tasks import Task
-from sequencer.app.cli import app
 from sequencer.app.wiring import build as build_runtime
 from sequencer.core.clock import SimulatedClock
 from sequencer.core.config import REPO_TEMPLATES, Settings
-from sequencer.core.db import make_engine
 from sequencer.core.db import session as new_session
 from sequencer.core.models import Enrollment
 from sequencer.engine.tick import tick
@@ -36,23 +35,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.setenv("SEQUENCER_TEMPLATES", str(tmp_path / "templates"))
     monkeypatch.setenv("COLUMNS", "200")
     yield tmp_path
-
-
-@pytest.fixture
-def db(workspace: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{workspace / 'cli.db'}")
-    yield engine
-    engine.dispose()
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
-
-def ok(*args: str) -> str:
-    result = cli(*args)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def work_the_job_change_to_its_end(db: Engine) -> None:

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from engine_support import SEQUENCE, TEMPLATES, add_prospect, enrollment_of, fire, prepare, write_templates
 from sqlmodel import select
-from typer.testing import CliRunner, Result
+from test_cli import cli, ok
 
 from channels.email import SmtpSender
-from sequencer.app.cli import app
 from sequencer.app.wiring import build as build_runtime
 from sequencer.core.config import REPO_TEMPLATES
 from sequencer.core.db import make_engine
@@ -39,16 +38,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     ok("sequences", "load")
     ok("prospects", "import", "templates/demo/prospects.csv")
     yield tmp_path
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
-
-def ok(*args: str) -> str:
-    result = cli(*args)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def listed(*args: str) -> list[dict]:
